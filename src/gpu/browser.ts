@@ -1,0 +1,19 @@
+// Acquiring a WebGPU device in the browser through navigator.gpu.
+
+import type { GpuContext } from './context.ts';
+import { createContext } from './device.ts';
+import { GpuUnavailableError } from './errors.ts';
+
+export const BROWSER_HINT =
+  'This page needs WebGPU: a recent Chrome or Edge (113+), Safari 26+, or Firefox 141+ (on Linux: Chrome with ' +
+  'chrome://flags/#enable-unsafe-webgpu, or Firefox with dom.webgpu.enabled).';
+
+export async function acquireGpu(options: { powerPreference?: GPUPowerPreference } = {}): Promise<GpuContext> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) throw new GpuUnavailableError(`WebGPU is not available in this browser (navigator.gpu is missing). ${BROWSER_HINT}`);
+  const adapter =
+    (await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })) ??
+    (await gpu.requestAdapter({ featureLevel: 'compatibility' }));
+  if (!adapter) throw new GpuUnavailableError(`WebGPU is present but no adapter was found (the GPU may be blocklisted). ${BROWSER_HINT}`);
+  return createContext(adapter, 'browser', gpu);
+}

@@ -1,0 +1,316 @@
+// The GPU context: one device and everything the engine needs to drive it. Kernels are recorded
+// into one command encoder (one compute pass while possible) and submitted together at flush(),
+// so a training step is a handful of submits, not one per kernel. Errors from WebGPU are caught
+// with error scopes around each submit and reported at the next sync point (read, sync).
+
+import { BufferPool, type PoolStats } from './pool.ts';
+import { GpuDeviceLostError, fromGpuError } from './errors.ts';
+
+/** What a user (and `capsnet doctor`) wants to know about the adapter in use. */
+export interface AdapterSummary {
+  /** e.g. "llvmpipe (Vulkan)" or "SwiftShader". */
+  name: string;
+  vendor: string;
+  architecture: string;
+  description: string;
+  /** How the device was obtained: 'default', 'vulkan', 'opengl' (Node) or 'browser'. */
+  backend: string;
+  featureLevel: 'core' | 'compatibility';
+  isSoftware: boolean;
+}
+
+/** A WGSL kernel: the source, its entry point and the values of its `override` constants. */
+export interface KernelSpec {
+  /** Names the kernel in error messages and in the pipeline cache. */
+  name: string;
+  code: string;
+  entryPoint?: string;
+  constants?: Record<string, number>;
+}
+
+/** A uniform parameter: a plain number is a u32; wrap floats with f32() and signed ints with i32(). */
+export type Param = number | { f32: number } | { i32: number };
+export const f32 = (value: number): Param => ({ f32: value });
+export const i32 = (value: number): Param => ({ i32: value });
+
+/** A storage binding: a whole buffer or a byte range of one. */
+export type BufferBinding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
+
+export const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
+const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
+const READBACK_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
+/** Room for about 1,000 launches per submit; an encoder that needs more is submitted early. */
+const UNIFORM_CAPACITY = 256 * 1024;
+
+export class GpuContext {
+  readonly pool: BufferPool;
+  private readonly shaderModules = new Map<string, GPUShaderModule>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  /** Kernel names recorded into the open encoder, for error messages. */
+  private encoded: string[] = [];
+  /**
+   * Uniform parameters of the open encoder, packed at aligned offsets and written with one
+   * writeBuffer at flush. One buffer serves every submit: writeBuffer is ordered after the work
+   * already submitted, so the next encoder's parameters never overwrite ones still to be read.
+   */
+  private readonly uniformData = new ArrayBuffer(UNIFORM_CAPACITY);
+  private uniformUsed = 0;
+  private uniformBuffer: GPUBuffer | null = null;
+  private readonly uniformAlign: number;
+  /** Errors reported by error scopes, awaited at the next sync point. */
+  private pendingChecks: Promise<Error | null>[] = [];
+  private lostError: GpuDeviceLostError | null = null;
+  private destroyed = false;
+  /** Counters for tests and benchmarks. */
+  readonly counters = { submits: 0, dispatches: 0, readbacks: 0, pipelinesCreated: 0 };
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapter: AdapterSummary,
+    /** Keeps alive whatever owns the device (dawn.node's GPU object crashes the process if collected). */
+    private readonly owner: unknown = null,
+  ) {
+    this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
+    this.pool = new BufferPool((size, usage, label) => this.createBuffer(size, usage, label));
+    device.lost.then((info) => {
+      if (this.destroyed) return;
+      this.lostError = new GpuDeviceLostError(
+        `The GPU device was lost (${info.reason}: ${info.message.trim() || 'no message'}). ` +
+          'Everything on the GPU is gone; restart the command (training continues from its last checkpoint with --resume).',
+      );
+    });
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  get features(): GPUSupportedFeatures {
+    return this.device.features;
+  }
+
+  get isLost(): boolean {
+    return this.lostError !== null;
+  }
+
+  private checkAlive(): void {
+    if (this.lostError) throw this.lostError;
+    if (this.destroyed) throw new GpuDeviceLostError('The GPU context was destroyed; create a new one.');
+  }
+
+  /** A buffer outside the pool (the pool itself uses this), with out-of-memory reported at the next sync. */
+  createBuffer(size: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
+    this.checkAlive();
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const buffer = this.device.createBuffer({ size, usage, label });
+    const what = `creating buffer '${label}' of ${size} bytes`;
+    this.watch(this.device.popErrorScope(), what);
+    this.watch(this.device.popErrorScope(), what);
+    return buffer;
+  }
+
+  private watch(scope: Promise<GPUError | null>, doing: string): void {
+    this.pendingChecks.push(scope.then((e) => (e ? fromGpuError(e, doing) : null), (e) => e as Error));
+  }
+
+  /** The compute pipeline of a kernel, created once per (source, entry point, constants). */
+  pipeline(kernel: KernelSpec): GPUComputePipeline {
+    const entryPoint = kernel.entryPoint ?? 'main';
+    const constants = kernel.constants ?? {};
+    const key = `${kernel.name}|${entryPoint}|${JSON.stringify(Object.entries(constants).sort())}|${kernel.code.length}`;
+    let pipeline = this.pipelines.get(key);
+    if (pipeline) return pipeline;
+    this.checkAlive();
+    let module = this.shaderModules.get(kernel.code);
+    this.device.pushErrorScope('validation');
+    if (!module) {
+      module = this.device.createShaderModule({ code: kernel.code, label: kernel.name });
+      this.shaderModules.set(kernel.code, module);
+    }
+    pipeline = this.device.createComputePipeline({
+      label: `${kernel.name}:${entryPoint}`,
+      layout: 'auto',
+      compute: { module, entryPoint, constants },
+    });
+    this.watch(this.device.popErrorScope(), `compiling kernel '${kernel.name}' (entry point '${entryPoint}', constants ${JSON.stringify(constants)})`);
+    this.pipelines.set(key, pipeline);
+    this.counters.pipelinesCreated++;
+    return pipeline;
+  }
+
+  private ensureEncoder(): GPUCommandEncoder {
+    this.checkAlive();
+    if (!this.encoder) {
+      // Scopes stay open while commands are recorded and close right after the submit.
+      this.device.pushErrorScope('out-of-memory');
+      this.device.pushErrorScope('validation');
+      this.encoder = this.device.createCommandEncoder();
+    }
+    return this.encoder;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  private packParams(params: readonly Param[]): { offset: number; size: number } {
+    const size = Math.max(16, Math.ceil((params.length * 4) / 16) * 16);
+    let offset = Math.ceil(this.uniformUsed / this.uniformAlign) * this.uniformAlign;
+    if (offset + size > UNIFORM_CAPACITY) {
+      this.flush();
+      this.ensureEncoder();
+      offset = 0;
+    }
+    const view = new DataView(this.uniformData, offset, size);
+    params.forEach((p, k) => {
+      if (typeof p === 'number') {
+        if (!Number.isInteger(p) || p < 0 || p > 0xffffffff) throw new Error(`uniform parameter ${k} = ${p} is not a u32; wrap floats with f32()`);
+        view.setUint32(4 * k, p, true);
+      } else if ('f32' in p) view.setFloat32(4 * k, p.f32, true);
+      else view.setInt32(4 * k, p.i32, true);
+    });
+    this.uniformUsed = offset + size;
+    return { offset, size };
+  }
+
+  /**
+   * Records one kernel launch. Bindings: the uniform parameters (if any) at binding 0, then the
+   * storage buffers at bindings 1, 2, ... in order. `workgroups` may be a count above the 65,535
+   * per-dimension limit: it is folded into x and y, and the kernel must compute its linear
+   * workgroup index as wid.x + wid.y * num_workgroups.x and skip indices past the end.
+   */
+  dispatch(kernel: KernelSpec, buffers: readonly BufferBinding[], params: readonly Param[] | null, workgroups: number | readonly [number, number?, number?]): void {
+    const pipeline = this.pipeline(kernel);
+    const [x, y, z] = typeof workgroups === 'number' ? this.fold(workgroups) : [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) throw new Error(`kernel '${kernel.name}': grid ${x}x${y}x${z} exceeds ${max} workgroups per dimension`);
+    if (x * y * z === 0) return;
+    this.ensureEncoder();
+    const entries: GPUBindGroupEntry[] = [];
+    if (params && params.length > 0) {
+      const { offset, size } = this.packParams(params);
+      this.uniformBuffer ??= this.createBuffer(UNIFORM_CAPACITY, UNIFORM_USAGE, 'uniform parameters');
+      entries.push({ binding: 0, resource: { buffer: this.uniformBuffer, offset, size } });
+    }
+    buffers.forEach((b, k) => {
+      entries.push({ binding: k + 1, resource: 'buffer' in b ? b : { buffer: b } });
+    });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    if (!this.pass) this.pass = this.encoder!.beginComputePass();
+    this.pass.setPipeline(pipeline);
+    this.pass.setBindGroup(0, bindGroup);
+    this.pass.dispatchWorkgroups(x, y, z);
+    this.encoded.push(kernel.name);
+    this.counters.dispatches++;
+  }
+
+  /** Splits a 1-D workgroup count into an x*y grid under the per-dimension limit. */
+  fold(count: number): [number, number, number] {
+    const max = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (count <= max) return [count, 1, 1];
+    const y = Math.ceil(count / max);
+    return [Math.ceil(count / y), y, 1];
+  }
+
+  copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    const encoder = this.ensureEncoder();
+    this.endPass();
+    encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.encoded.push('copy');
+  }
+
+  clearBuffer(buffer: GPUBuffer, offset = 0, bytes?: number): void {
+    const encoder = this.ensureEncoder();
+    this.endPass();
+    encoder.clearBuffer(buffer, offset, bytes);
+    this.encoded.push('clear');
+  }
+
+  /** Writes host data into a buffer, after everything recorded so far (pooled buffers are reused). */
+  upload(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+    this.checkAlive();
+    if (this.encoder) this.flush();
+    this.device.queue.writeBuffer(buffer, offset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformBuffer!, 0, this.uniformData, 0, this.uniformUsed);
+    const commands = this.encoder.finish();
+    this.device.queue.submit([commands]);
+    const what = `running kernels [${summarize(this.encoded)}]`;
+    this.watch(this.device.popErrorScope(), what);
+    this.watch(this.device.popErrorScope(), what);
+    this.encoder = null;
+    this.encoded = [];
+    this.uniformUsed = 0;
+    this.counters.submits++;
+  }
+
+  /** Throws the first WebGPU error reported since the last check. */
+  async checkErrors(): Promise<void> {
+    const checks = this.pendingChecks;
+    this.pendingChecks = [];
+    const errors = (await Promise.all(checks)).filter((e): e is Error => e !== null);
+    if (this.lostError) throw this.lostError;
+    if (errors.length > 0) throw errors[0];
+  }
+
+  /** Submits, waits for the GPU to finish, and reports any error. */
+  async sync(): Promise<void> {
+    this.flush();
+    this.checkAlive();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  /** Copies `bytes` bytes of a buffer back to the host (after everything recorded so far). */
+  async readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.pool.acquire(size, READBACK_USAGE, 'readback');
+    try {
+      this.ensureEncoder();
+      this.copyBuffer(buffer, offset, staging, 0, size);
+      this.flush();
+      this.checkAlive();
+      await staging.mapAsync(0x0001 /* GPUMapMode.READ */, 0, size);
+      const result = staging.getMappedRange(0, size).slice(0, bytes);
+      staging.unmap();
+      this.counters.readbacks++;
+      await this.checkErrors();
+      return result;
+    } catch (error) {
+      if (this.lostError) throw this.lostError;
+      throw error;
+    } finally {
+      if (staging.mapState === 'mapped') staging.unmap();
+      this.pool.release(staging);
+    }
+  }
+
+  poolStats(): PoolStats {
+    return this.pool.getStats();
+  }
+
+  /** Frees the device. Node does not exit while a device is alive. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.encoder = null;
+    this.pass = null;
+    this.device.destroy();
+    void this.owner;
+  }
+}
+
+function summarize(names: string[]): string {
+  const counts = new Map<string, number>();
+  for (const n of names) counts.set(n, (counts.get(n) ?? 0) + 1);
+  return [...counts].map(([n, c]) => (c > 1 ? `${n} x${c}` : n)).join(', ');
+}

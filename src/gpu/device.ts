@@ -1,0 +1,51 @@
+// From an adapter to a GpuContext: the part shared by Node and the browser.
+
+import { GpuContext, type AdapterSummary } from './context.ts';
+
+/** Limits we raise to what the adapter offers (the defaults are too small for PrimaryCaps). */
+const WANTED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxStorageTexturesPerShaderStage',
+  'maxTextureDimension2D',
+] as const;
+
+/** Features we use where present: each kernel that needs one also has a variant without it. */
+const WANTED_FEATURES = ['core-features-and-limits', 'timestamp-query', 'subgroups', 'shader-f16'] as const;
+
+export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterSummary {
+  const info = adapter.info;
+  const description = info.description || info.device || info.architecture || 'unknown adapter';
+  const isSoftware =
+    info.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|software|warp/i.test(`${info.description} ${info.device} ${info.architecture}`);
+  const featureLevel = adapter.features.has('core-features-and-limits') ? 'core' : 'compatibility';
+  const everything = `${description} ${info.device} ${info.architecture}`;
+  const short = /llvmpipe/i.test(everything) ? 'llvmpipe' : /swiftshader/i.test(everything) ? 'SwiftShader' : description.split(/[:(]/)[0].trim();
+  const api = backend === 'vulkan' ? 'Vulkan' : backend === 'opengl' ? 'OpenGL' : backend === 'browser' ? 'browser WebGPU' : 'default backend';
+  return {
+    name: `${short} (${api})`,
+    vendor: info.vendor,
+    architecture: info.architecture,
+    description,
+    backend,
+    featureLevel,
+    isSoftware,
+  };
+}
+
+export async function createContext(adapter: GPUAdapter, backend: string, owner: unknown): Promise<GpuContext> {
+  const requiredLimits: Record<string, number> = {};
+  for (const name of WANTED_LIMITS) {
+    const value = (adapter.limits as unknown as Record<string, number | undefined>)[name];
+    if (typeof value === 'number') requiredLimits[name] = value;
+  }
+  const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'capsnet' });
+  return new GpuContext(device, describeAdapter(adapter, backend), owner);
+}

@@ -1,0 +1,86 @@
+// Acquiring a WebGPU device in Node through dawn.node (npm `webgpu`). Order: the platform's
+// default backend, then Vulkan (lavapipe on machines without a GPU), then OpenGL (llvmpipe, at the
+// compatibility feature level). CAPSNET_BACKEND or the `backend` option picks one explicitly.
+
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { GpuContext } from './context.ts';
+import { createContext } from './device.ts';
+import { GpuUnavailableError, INSTALL_HINT } from './errors.ts';
+
+export type NodeBackend = 'auto' | 'default' | 'vulkan' | 'opengl';
+export const NODE_BACKENDS: readonly NodeBackend[] = ['auto', 'default', 'vulkan', 'opengl'];
+
+export interface AcquireOptions {
+  /** Which backend to use; 'auto' (the default) tries them in order. Env: CAPSNET_BACKEND. */
+  backend?: NodeBackend;
+}
+
+interface Attempt {
+  backend: Exclude<NodeBackend, 'auto'>;
+  flags: string[];
+  featureLevel: string;
+}
+
+const ATTEMPTS: Record<Exclude<NodeBackend, 'auto'>, Attempt> = {
+  default: { backend: 'default', flags: [], featureLevel: 'core' },
+  vulkan: { backend: 'vulkan', flags: ['backend=vulkan'], featureLevel: 'core' },
+  opengl: { backend: 'opengl', flags: ['backend=opengl'], featureLevel: 'compatibility' },
+};
+
+/** Mesa wants these before its drivers load: a private runtime folder, and EGL without a display. */
+function prepareEnvironment(): void {
+  if (!process.env.XDG_RUNTIME_DIR) {
+    const dir = join(tmpdir(), `capsnet-runtime-${process.getuid?.() ?? 'user'}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    process.env.XDG_RUNTIME_DIR = dir;
+  }
+  process.env.EGL_PLATFORM ??= 'surfaceless';
+}
+
+export function resolveBackend(requested?: string): NodeBackend {
+  const value = requested ?? process.env.CAPSNET_BACKEND ?? 'auto';
+  if (!(NODE_BACKENDS as readonly string[]).includes(value)) {
+    const from = requested !== undefined ? '--backend' : 'CAPSNET_BACKEND';
+    throw new GpuUnavailableError(`${from}: '${value}' is not a backend; expected one of ${NODE_BACKENDS.join(', ')}`);
+  }
+  return value as NodeBackend;
+}
+
+export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuContext> {
+  const backend = resolveBackend(options.backend);
+  prepareEnvironment();
+  let dawn: { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+  try {
+    dawn = (await import('webgpu')) as unknown as typeof dawn;
+  } catch (error) {
+    throw new GpuUnavailableError(
+      `Could not load Dawn (npm package 'webgpu'): ${(error as Error).message}\nRun \`npm ci\` in the capsnet-webgpu folder.\n${INSTALL_HINT}`,
+    );
+  }
+  for (const [name, value] of Object.entries(dawn.globals)) {
+    if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
+  }
+  const order = backend === 'auto' ? [ATTEMPTS.default, ATTEMPTS.vulkan, ATTEMPTS.opengl] : [ATTEMPTS[backend]];
+  const failures: string[] = [];
+  for (const attempt of order) {
+    // The GPU object must outlive its device: the context keeps it (dawn.node crashes otherwise).
+    const gpu = dawn.create(attempt.flags);
+    let adapter: GPUAdapter | null = null;
+    try {
+      adapter = await gpu.requestAdapter({ featureLevel: attempt.featureLevel });
+    } catch (error) {
+      failures.push(`${attempt.backend}: ${(error as Error).message}`);
+      continue;
+    }
+    if (!adapter) {
+      failures.push(`${attempt.backend}: no adapter`);
+      continue;
+    }
+    return createContext(adapter, attempt.backend, gpu);
+  }
+  throw new GpuUnavailableError(
+    `No WebGPU adapter found (tried ${failures.join('; ')}).\n${INSTALL_HINT}`,
+  );
+}

