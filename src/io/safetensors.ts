@@ -240,14 +240,15 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     const [begin, end] = offsets as number[];
     if (begin > end) fail(`${at}: data_offsets [${begin}, ${end}] has begin > end`);
     if (end > dataLength) fail(`${at}: data_offsets [${begin}, ${end}] run past the end of the data (${dataLength} bytes)`);
-    // The product stops growing once past the span (itself <= the file size), so it stays exact.
+    // The product stops once past 2^53 (far beyond any span), so a huge shape is never miscompared.
     let bytesNeeded = (shape as number[]).includes(0) ? 0 : DTYPE_BYTES[dtype as Dtype];
     for (const d of shape as number[]) {
-      if (bytesNeeded > end - begin) break;
       bytesNeeded *= d;
+      if (bytesNeeded > Number.MAX_SAFE_INTEGER) break;
     }
     if (bytesNeeded !== end - begin) {
-      fail(`${at}: shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${bytesNeeded > end - begin ? 'more than ' + (end - begin) : bytesNeeded} bytes, data_offsets [${begin}, ${end}] span ${end - begin}`);
+      const needs = bytesNeeded > Number.MAX_SAFE_INTEGER ? 'more than 2^53' : String(bytesNeeded);
+      fail(`${at}: shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${needs} bytes, data_offsets [${begin}, ${end}] span ${end - begin}`);
     }
     entries.push({ name, dtype: dtype as Dtype, shape: shape as number[], begin, end });
   }
