@@ -1,0 +1,2 @@
+// Every op of the engine, by family.
+export { add, mul, relu, sigmoid, sum, mean, copy, fill, addInto } from './elementwise.ts';

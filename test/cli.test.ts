@@ -1,0 +1,52 @@
+// The `capsnet` command as users run it: exit codes, messages, and node exiting by itself.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { runCli } from './helpers/cli.ts';
+
+const cli = suite('capsnet command');
+
+cli('doctor names the adapter and its limits, passes its self-check and exits', async () => {
+  const r = await runCli(['doctor']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /adapter:\s+\S+/);
+  assert.match(r.stdout, /maxStorageBufferBindingSize\s+\d+/);
+  assert.match(r.stdout, /self-check:\s+ok/);
+});
+
+cli('doctor --backend opengl uses the OpenGL (compatibility) adapter', async () => {
+  const r = await runCli(['doctor', '--backend', 'opengl']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /backend:\s+opengl/);
+  assert.match(r.stdout, /feature level: compatibility/);
+});
+
+cli('with no driver at all, doctor fails with the install command, not a stack trace', async () => {
+  // Point Vulkan's loader and EGL's vendor lookup at nothing: what a machine without Mesa looks like.
+  const r = await runCli(['doctor'], {
+    env: { VK_ICD_FILENAMES: '/nonexistent', VK_DRIVER_FILES: '/nonexistent', __EGL_VENDOR_LIBRARY_FILENAMES: '/nonexistent' },
+  });
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /No WebGPU adapter found/);
+  assert.match(r.stderr, /tools\/install-software-gpu\.sh/);
+  assert.not.match(r.stderr, /GpuUnavailableError|\n\s+at .*\.(js|ts):\d+/);
+});
+
+cli('bad usage exits with code 2 and names the problem', async () => {
+  const unknown = await runCli(['frobnicate']);
+  assert.is(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  const badFlag = await runCli(['doctor', '--colour']);
+  assert.is(badFlag.code, 2);
+  assert.match(badFlag.stderr, /--colour/);
+  const badBackend = await runCli(['doctor', '--backend', 'metal']);
+  assert.is(badBackend.code, 2);
+  assert.match(badBackend.stderr, /'metal' is not a backend; expected one of auto, default, vulkan, opengl/);
+});
+
+cli('help lists the commands', async () => {
+  const r = await runCli(['help']);
+  assert.is(r.code, 0);
+  assert.match(r.stdout, /doctor/);
+});
+
+cli.run();
