@@ -1,0 +1,153 @@
+// Checkpoints: safetensors files (so PyTorch and other tools read them) holding the model's
+// parameters in PyTorch layouts under the names of DESIGN.md, Adam's moments as adam.m.<name> and
+// adam.v.<name>, and in __metadata__ the model config, the step and the training state as JSON.
+// Pure (bytes in, bytes out): the browser uses it too. Files: src/io/checkpoint-file.ts.
+
+import { decodeSafetensors, encodeSafetensors, type TensorToEncode } from './safetensors.ts';
+import { makeConfig, parameterShapes, type CapsNetConfig } from '../model/config.ts';
+
+export const CHECKPOINT_FORMAT = 'capsnet-webgpu/1';
+
+export interface OptimizerState {
+  /** Adam's step count t (bias correction uses it). */
+  step: number;
+  m: Record<string, Float32Array>;
+  v: Record<string, Float32Array>;
+}
+
+export interface Checkpoint {
+  config: CapsNetConfig;
+  /** By checkpoint name, in PyTorch layouts (parameterShapes gives each shape). */
+  params: Record<string, Float32Array>;
+  optimizer?: OptimizerState;
+  /** Training steps done. */
+  step: number;
+  /** Whatever the trainer needs to resume exactly (options, data order, RNG state); JSON. */
+  training?: Record<string, unknown>;
+}
+
+export interface EncodeOptions {
+  /** Store parameters as F16 (half the size; for shipping models, not for resuming training). */
+  half?: boolean;
+}
+
+export function encodeCheckpoint(ckpt: Checkpoint, options: EncodeOptions = {}): Uint8Array {
+  const shapes = parameterShapes(ckpt.config);
+  const tensors: Record<string, TensorToEncode> = {};
+  for (const [name, shape] of Object.entries(shapes)) {
+    const data = ckpt.params[name];
+    checkSize(data, shape, `parameter '${name}'`);
+    tensors[name] = { shape, data, dtype: options.half ? 'F16' : 'F32' };
+  }
+  const metadata: Record<string, string> = {
+    format: CHECKPOINT_FORMAT,
+    config: JSON.stringify(ckpt.config),
+    step: String(ckpt.step),
+  };
+  if (ckpt.optimizer) {
+    for (const [name, shape] of Object.entries(shapes)) {
+      checkSize(ckpt.optimizer.m[name], shape, `adam.m.${name}`);
+      checkSize(ckpt.optimizer.v[name], shape, `adam.v.${name}`);
+      tensors[`adam.m.${name}`] = { shape, data: ckpt.optimizer.m[name] };
+      tensors[`adam.v.${name}`] = { shape, data: ckpt.optimizer.v[name] };
+    }
+    metadata['adam.step'] = String(ckpt.optimizer.step);
+  }
+  if (ckpt.training) metadata.training = JSON.stringify(ckpt.training);
+  return encodeSafetensors(tensors, metadata);
+}
+
+function checkSize(data: Float32Array | undefined, shape: number[], what: string): void {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (!(data instanceof Float32Array) || data.length !== n) {
+    throw new Error(`checkpoint: ${what} has ${data?.length ?? 'no'} values, expected ${n} for shape [${shape.join(', ')}]`);
+  }
+}
+
+function parseJsonField(text: string | undefined, source: string, field: string): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new Error(`${source}: __metadata__.${field} is not valid JSON (${(error as Error).message})`);
+  }
+}
+
+function parseCount(text: string | undefined, source: string, field: string): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) throw new Error(`${source}: __metadata__.${field} must be a non-negative integer, got '${text}'`);
+  return n;
+}
+
+/**
+ * Reads a checkpoint and checks it against the config it declares (the paper's config when the
+ * metadata has none, as in a file written by another tool with only the model tensors). Every
+ * mismatch is listed: missing, unexpected or wrongly shaped tensors, dtypes, metadata fields.
+ */
+export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint {
+  const file = decodeSafetensors(bytes, source);
+  const meta = file.metadata;
+  if (meta.format !== undefined && meta.format !== CHECKPOINT_FORMAT) {
+    throw new Error(`${source}: __metadata__.format is '${meta.format}', expected '${CHECKPOINT_FORMAT}'`);
+  }
+  const declared = parseJsonField(meta.config, source, 'config');
+  if (declared !== undefined && (typeof declared !== 'object' || declared === null || Array.isArray(declared))) {
+    throw new Error(`${source}: __metadata__.config must be a JSON object`);
+  }
+  const config = makeConfig((declared ?? {}) as Partial<CapsNetConfig>, `${source}: __metadata__.config`);
+  const shapes = parameterShapes(config);
+  const problems: string[] = [];
+  const params: Record<string, Float32Array> = {};
+  const take = (name: string, shape: number[]): Float32Array | null => {
+    const t = file.tensors.get(name);
+    if (!t) {
+      problems.push(`missing tensor '${name}' [${shape.join(', ')}]`);
+      return null;
+    }
+    if (t.dtype !== 'F32' && t.dtype !== 'F16') {
+      problems.push(`tensor '${name}' has dtype ${t.dtype}, expected F32 or F16`);
+      return null;
+    }
+    if (t.shape.length !== shape.length || t.shape.some((d, k) => d !== shape[k])) {
+      problems.push(`tensor '${name}' has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}]`);
+      return null;
+    }
+    return t.data as Float32Array;
+  };
+  for (const [name, shape] of Object.entries(shapes)) {
+    const data = take(name, shape);
+    if (data) params[name] = data;
+  }
+  const hasAdam = [...file.tensors.keys()].some((n) => n.startsWith('adam.'));
+  let optimizer: OptimizerState | undefined;
+  if (hasAdam) {
+    const m: Record<string, Float32Array> = {};
+    const v: Record<string, Float32Array> = {};
+    for (const [name, shape] of Object.entries(shapes)) {
+      const dm = take(`adam.m.${name}`, shape);
+      const dv = take(`adam.v.${name}`, shape);
+      if (dm) m[name] = dm;
+      if (dv) v[name] = dv;
+    }
+    const adamStep = parseCount(meta['adam.step'], source, 'adam.step');
+    if (adamStep === undefined) problems.push("__metadata__ has Adam moments but no 'adam.step'");
+    optimizer = { step: adamStep ?? 0, m, v };
+  }
+  const known = new Set([...Object.keys(shapes), ...(hasAdam ? Object.keys(shapes).flatMap((n) => [`adam.m.${n}`, `adam.v.${n}`]) : [])]);
+  for (const name of file.tensors.keys()) {
+    if (!known.has(name)) problems.push(`unexpected tensor '${name}' (not part of this model config)`);
+  }
+  if (problems.length > 0) {
+    throw new Error(`${source}: not a checkpoint of this model (config ${declared ? 'from the file' : 'assumed: the paper\'s'}):\n  ${problems.join('\n  ')}`);
+  }
+  const training = parseJsonField(meta.training, source, 'training');
+  if (training !== undefined && (typeof training !== 'object' || training === null)) throw new Error(`${source}: __metadata__.training must be a JSON object`);
+  return {
+    config,
+    params,
+    optimizer,
+    step: parseCount(meta.step, source, 'step') ?? 0,
+    training: training as Record<string, unknown> | undefined,
+  };
+}
