@@ -1,0 +1,50 @@
+// Margin loss (Sabour et al. 2017), per example and its gradient with respect to the lengths.
+// Layouts: lengths [B, J] (capsule lengths |v_k|), targets [B, J] multi-hot f32 (one-hot for MNIST,
+// two-hot for MultiMNIST), per_example [B], grad_out [1] (d loss / d batch mean), d_lengths [B, J].
+// Entry `forward` (one invocation per example):
+//   per_example[b] = sum_k T_k max(0, m+ - L_k)^2 + lambda (1 - T_k) max(0, L_k - m-)^2
+// (the op takes the batch mean with the sum op). Entry `backward` (one invocation per element):
+//   d_lengths[b, k] = (g / B) (-2 T_k max(0, m+ - L_k) + 2 lambda (1 - T_k) max(0, L_k - m-)).
+// NaN lengths give NaN (max(0, NaN) is written as a select that keeps it).
+// Reference: test/reference/losses.ts (marginLoss, marginLossBackward). Test: test/losses.test.ts.
+
+struct Params { B: u32, J: u32, mPlus: f32, mMinus: f32, lambda: f32 }
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> lengths: array<f32>;
+@group(0) @binding(2) var<storage, read> targets: array<f32>;
+@group(0) @binding(3) var<storage, read_write> per_example: array<f32>;
+
+@group(0) @binding(3) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> d_lengths: array<f32>;
+
+// max(0, v) that propagates NaN (WGSL's max may return either operand for NaN).
+fn relu_nan(v: f32) -> f32 {
+  return select(v, 0.0, v < 0.0);
+}
+
+@compute @workgroup_size(64)
+fn forward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (b >= params.B) { return; }
+  var acc = 0.0;
+  for (var k = 0u; k < params.J; k++) {
+    let L = lengths[b * params.J + k];
+    let T = targets[b * params.J + k];
+    let present = relu_nan(params.mPlus - L);
+    let absent = relu_nan(L - params.mMinus);
+    acc += T * present * present + params.lambda * (1.0 - T) * absent * absent;
+  }
+  per_example[b] = acc;
+}
+
+@compute @workgroup_size(64)
+fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (i >= params.B * params.J) { return; }
+  let L = lengths[i];
+  let T = targets[i];
+  let present = relu_nan(params.mPlus - L);
+  let absent = relu_nan(L - params.mMinus);
+  d_lengths[i] = (grad_out[0] / f32(params.B)) * (-2.0 * T * present + 2.0 * params.lambda * (1.0 - T) * absent);
+}
