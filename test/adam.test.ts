@@ -13,6 +13,7 @@ import { Adam, adamStateTensors } from '../src/optim/adam.ts';
 import { constantLr, learningRate, staircaseDecay } from '../src/optim/schedule.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
+import { acquireGpu } from '../src/gpu/node.ts';
 
 const f32 = (a: ArrayLike<number>) => Float64Array.from(Float32Array.from(a));
 // Tight: each step is one f32 rounding of the parameter (|p| <= 1, ulp/2 ~ 6e-8) and of m, v.
@@ -180,6 +181,29 @@ schedule('staircase decay at steps 0, 1, 1999, 2000, 4000 matches the reference;
   assert.is(constantLr(0.3)(12345), 0.3);
   assert.throws(() => learningRate(-1), /step must be an integer >= 0/);
   assert.throws(() => staircaseDecay({ decaySteps: 0 }), /decaySteps must be an integer >= 1/);
+});
+
+adam('three steps on the OpenGL adapter (compatibility level) match the reference', async () => {
+  const gl = await acquireGpu({ backend: 'opengl' });
+  try {
+    const n = 1001;
+    const p0 = f32(randomUniform(n, 7, -1, 1));
+    const p = parameter(gl, [n], p0, 'p');
+    const opt = new Adam(gl);
+    const refP = p0.slice();
+    const [m, v] = [new Float64Array(n), new Float64Array(n)];
+    for (let step = 0; step < 3; step++) {
+      const g = f32(randomUniform(n, 20 + step, -1, 1));
+      setGrad(gl, p, g);
+      opt.step([p]);
+      ref.adamStep(refP, g, m, v, step + 1);
+    }
+    assertClose(await p.read(), refP, TIGHT, 'GL parameter');
+    opt.dispose();
+    p.dispose();
+  } finally {
+    gl.destroy();
+  }
 });
 
 adam.run();

@@ -15,6 +15,7 @@ import { backward } from '../src/autograd/tape.ts';
 import { mul, sum } from '../src/ops/elementwise.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
+import { acquireGpu } from '../src/gpu/node.ts';
 
 const f32 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
 const ACTS: Activation[] = ['none', 'relu', 'sigmoid'];
@@ -174,6 +175,20 @@ layer('wrong shapes are refused with a clear message before any dispatch', async
   assert.throws(() => dense(x, w, b, 'tanh' as Activation), isShape(/activation 'tanh'/));
   assert.is(ctx.counters.dispatches, before, 'nothing dispatched');
   for (const t of [x, w, wBad, b, bBad, flat]) t.dispose();
+});
+
+layer('on the OpenGL adapter (compatibility level): odd sizes, every activation, a decoder layer', async () => {
+  const gl = await acquireGpu({ backend: 'opengl' });
+  try {
+    assert.is(gl.adapter.featureLevel, 'compatibility');
+    for (const act of ACTS) await check(gl, { B: 5, In: 37, Out: 19, act, seed: 8 }, `OpenGL ${act}`);
+    await check(gl, { B: 8, In: 1024, Out: 784, act: 'sigmoid', seed: 9 }, 'OpenGL decoder fc3');
+    setDenseTiles((c, B) => forced(c, B, { forward: { TM: 8, TN: 8, lanesN: 1 }, gradInput: { TM: 8, TN4: 4 }, gradWeight: { TM4: 2, TN4: 4 } }));
+    await check(gl, { B: 13, In: 64, Out: 48, act: 'relu', seed: 10 }, 'OpenGL largest tiles');
+  } finally {
+    setDenseTiles(null);
+    gl.destroy();
+  }
 });
 
 layer.run();

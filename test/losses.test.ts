@@ -14,6 +14,7 @@ import { backward } from '../src/autograd/tape.ts';
 import { fill, mul, sum } from '../src/ops/elementwise.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
+import { acquireGpu } from '../src/gpu/node.ts';
 
 const f32 = (a: ArrayLike<number>) => Float64Array.from(Float32Array.from(a));
 
@@ -221,6 +222,35 @@ errors('targets disposed before backward are caught by the tape', async () => {
     backward(mul(l, l));
   }), /was disposed before backward/);
   p.dispose();
+});
+
+errors('all three losses on the OpenGL adapter (compatibility level)', async () => {
+  const gl = await acquireGpu({ backend: 'opengl' });
+  try {
+    assert.is(gl.adapter.featureLevel, 'compatibility');
+    const [B, J, P, K] = [9, 10, 784, 10];
+    const L = f32(randomUniform(B * J, 1, 0, 1));
+    const T = targets(B, J, 2, 2);
+    const t = fromArray(gl, [B, J], T);
+    const m = await lossAndGrad(gl, [B, J], L, (p) => marginLoss(p, t));
+    assertClose(m.loss, [ref.marginLoss(L, T, B, J).loss], F32_TOLERANCE, 'GL margin loss');
+    assertClose(m.grad, ref.marginLossBackward(L, T, B, J), F32_TOLERANCE, 'GL margin gradient');
+    const R = f32(randomUniform(B * P, 3, 0, 1));
+    const X = f32(randomUniform(B * P, 4, 0, 1));
+    const images = fromArray(gl, [B, P], X);
+    const r = await lossAndGrad(gl, [B, P], R, (p) => reconstructionLoss(p, images));
+    assertClose(r.loss, [ref.reconstructionLoss(R, X, B, P).loss], { atol: 1e-6 * Math.sqrt(P), rtol: 1e-5 }, 'GL recon loss');
+    assertClose(r.grad, ref.reconstructionLossBackward(R, X, B, P), F32_TOLERANCE, 'GL recon gradient');
+    const Z = f32(randomUniform(B * K, 5, -5, 5));
+    const labels = Array.from({ length: B }, (_, b) => (b * 3) % K);
+    const lab = fromArray(gl, [B], labels);
+    const x = await lossAndGrad(gl, [B, K], Z, (p) => softmaxCrossEntropy(p, lab));
+    assertClose(x.loss, [ref.softmaxCrossEntropy(Z, labels, B, K).loss], F32_TOLERANCE, 'GL xent loss');
+    assertClose(x.grad, ref.softmaxCrossEntropyBackward(Z, labels, B, K), F32_TOLERANCE, 'GL xent gradient');
+    for (const v of [t, images, lab]) v.dispose();
+  } finally {
+    gl.destroy();
+  }
 });
 
 margin.run();
