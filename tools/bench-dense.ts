@@ -1,7 +1,8 @@
 // Standalone timing of the CapsNet decoder (160 -> 512 ReLU -> 1024 ReLU -> 784 sigmoid), forward and
 // forward+backward (dx of every layer, dW, db), at batch 32 and 128 by default. Prints the adapter,
-// the median wall time of one submit after a warm-up, and GFLOP/s (2 flops per multiply-add; the
-// backward counts dx and dW, i.e. 3x the forward's flops in total).
+// the median (and the minimum: on a shared 2-core machine it is the steadier figure) wall time of
+// one submit after a warm-up, and GFLOP/s from the median (2 flops per multiply-add; the backward
+// counts dx and dW, i.e. 3x the forward's flops in total).
 //   node --import ./tools/register-ts.mjs tools/bench-dense.ts [--backend vulkan|opengl] [--batch 32,128]
 //        [--runs 7] [--variants] [--json out.json]
 // --variants also times each GEMM alone with every tile shape in the list below (for tuning).
@@ -45,6 +46,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+let lastMin = 0;
+
 async function time(ctx: GpuContext, runs: number, body: () => void): Promise<number> {
   body(); // warm-up: compiles the pipelines
   await ctx.sync();
@@ -57,6 +60,7 @@ async function time(ctx: GpuContext, runs: number, body: () => void): Promise<nu
     await ctx.sync();
     ms.push(performance.now() - t0);
   }
+  lastMin = Math.min(...ms);
   return median(ms);
 }
 
@@ -75,6 +79,7 @@ for (const B of batches) {
   input.requiresGrad = true;
   const decoder = () => LAYERS.reduce<Tensor>((h, l, k) => dense(h, params[k].w, params[k].b, l.act), input);
   const fwd = await time(ctx, runs, () => noGrad(() => tidy(() => void decoder())));
+  const fwdMin = lastMin;
   const fwdBwd = await time(ctx, runs, () =>
     tidy(() => {
       backward(decoder());
@@ -84,13 +89,15 @@ for (const B of batches) {
       }
     }),
   );
+  const fwdBwdMin = lastMin;
   const flops = 2 * B * MACS_PER_EXAMPLE;
   const tiles = chooseDenseTiles(ctx, B);
   console.log(
-    `batch ${B}: forward ${fwd.toFixed(2)} ms (${(flops / fwd / 1e6).toFixed(1)} GFLOP/s), ` +
-      `forward+backward ${fwdBwd.toFixed(2)} ms (${((3 * flops) / fwdBwd / 1e6).toFixed(1)} GFLOP/s), tiles ${JSON.stringify(tiles)}`,
+    `batch ${B}: forward ${fwd.toFixed(2)} ms (${(flops / fwd / 1e6).toFixed(1)} GFLOP/s; min ${fwdMin.toFixed(2)} ms), ` +
+      `forward+backward ${fwdBwd.toFixed(2)} ms (${((3 * flops) / fwdBwd / 1e6).toFixed(1)} GFLOP/s; min ${fwdBwdMin.toFixed(2)} ms), ` +
+      `${(B / (fwdBwd / 1000)).toFixed(0)} examples/s, tiles ${JSON.stringify(tiles)}`,
   );
-  results.push({ batch: B, forwardMs: fwd, forwardBackwardMs: fwdBwd, forwardGflops: flops / fwd / 1e6, forwardBackwardGflops: (3 * flops) / fwdBwd / 1e6, tiles });
+  results.push({ batch: B, forwardMs: fwd, forwardBackwardMs: fwdBwd, forwardMinMs: fwdMin, forwardBackwardMinMs: fwdBwdMin, forwardGflops: flops / fwd / 1e6, forwardBackwardGflops: (3 * flops) / fwdBwd / 1e6, tiles });
 
   if (args.variants) {
     // Each GEMM alone on the 512 -> 1024 layer, repeated 5 times in one submit.
@@ -101,19 +108,17 @@ for (const B of batches) {
     const reps = 5;
     const base = chooseDenseTiles(ctx, B);
     const variants: Array<[string, Partial<DenseTiles>]> = [
-      ['fwd TM1 TN8 lanesN16', { forward: { TM: 1, TN: 8, lanesN: 16 } }],
-      ['fwd TM4 TN8 lanesN16', { forward: { TM: 4, TN: 8, lanesN: 16 } }],
-      ['fwd TM4 TN8 lanesN4', { forward: { TM: 4, TN: 8, lanesN: 4 } }],
-      ['fwd TM4 TN8 lanesN2', { forward: { TM: 4, TN: 8, lanesN: 2 } }],
-      ['fwd TM8 TN8 lanesN4', { forward: { TM: 8, TN: 8, lanesN: 4 } }],
-      ['fwd TM8 TN4 lanesN4', { forward: { TM: 8, TN: 4, lanesN: 4 } }],
-      ['fwd TM4 TN4 lanesN4', { forward: { TM: 4, TN: 4, lanesN: 4 } }],
-      ['fwd TM4 TN8 lanesN1', { forward: { TM: 4, TN: 8, lanesN: 1 } }],
+      ['fwd TM8 TN4=1', { forward: { TM: 8, TN4: 1 } }],
+      ['fwd TM8 TN4=2', { forward: { TM: 8, TN4: 2 } }],
+      ['fwd TM8 TN4=4', { forward: { TM: 8, TN4: 4 } }],
+      ['fwd TM4 TN4=4', { forward: { TM: 4, TN4: 4 } }],
+      ['fwd TM8 TN4=4 WG8', { forward: { TM: 8, TN4: 4 }, WG: 8 }],
+      ['fwd TM8 TN4=4 WG64', { forward: { TM: 8, TN4: 4 }, WG: 64 }],
     ];
     for (const [name, v] of variants) {
       setDenseTiles(() => ({ ...base, ...v }));
       const ms = await time(ctx, runs, () => noGrad(() => tidy(() => { for (let r = 0; r < reps; r++) dense(x, w, null, 'relu'); })));
-      console.log(`  ${name}: ${(ms / reps).toFixed(2)} ms/GEMM, ${((2 * B * l.In * l.Out * reps) / ms / 1e6).toFixed(1)} GFLOP/s`);
+      console.log(`  ${name}: ${(ms / reps).toFixed(2)} ms/GEMM (min ${(lastMin / reps).toFixed(2)}), ${((2 * B * l.In * l.Out * reps) / ms / 1e6).toFixed(1)} GFLOP/s`);
     }
     const bwdVariants: Array<[string, Partial<DenseTiles>]> = [
       ['bwd dx TM8 TN4=4, dW TM4=2 TN4=4', {}],

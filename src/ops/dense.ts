@@ -1,5 +1,6 @@
 // The dense (fully connected) layer on the tape: y = act(x W^T + b), x [B, In], W [Out, In] (PyTorch's
 // layout, the checkpoint's), b [Out] or null, act 'none' | 'relu' | 'sigmoid' fused into the GEMM.
+// Forward: x is transposed (B*In values) and y^T = W x^T runs as a register-blocked GEMM.
 // Backward: one small kernel makes dpre = dy * act'(y) (padded to a multiple of 4 columns) and db,
 // then two register-blocked GEMMs give dx = dpre W and dW = dpre^T x (summed over the batch).
 // Kernels: kernels/dense.wgsl, dense_grad_input.wgsl, dense_grad_weight.wgsl.
@@ -18,8 +19,8 @@ const ACT_CODE: Record<Activation, number> = { none: 0, relu: 1, sigmoid: 2 };
 
 /** Register-block shapes of the three GEMMs (override constants); every one is tested. */
 export interface DenseTiles {
-  /** forward: batch rows x output columns per invocation (each 1..8); lanesN divides WG */
-  forward: { TM: number; TN: number; lanesN: number };
+  /** forward (y^T = W x^T): output features (1..8) x vec4 batch columns (1..4) per invocation */
+  forward: { TM: number; TN4: number };
   /** dx: batch rows (1..8) x vec4 columns (1..4) per invocation */
   gradInput: { TM: number; TN4: number };
   /** dW: vec4 groups of output rows (1..2) x vec4 input columns (1..4) per invocation */
@@ -36,7 +37,7 @@ export interface DenseTiles {
 export function chooseDenseTiles(ctx: GpuContext, B: number): DenseTiles {
   const WG = ctx.adapter.isSoftware ? 16 : 64;
   return {
-    forward: B <= 2 ? { TM: 1, TN: 8, lanesN: WG } : { TM: 4, TN: 8, lanesN: 4 },
+    forward: { TM: 8, TN4: B <= 4 ? 1 : B <= 8 ? 2 : 4 },
     gradInput: B <= 2 ? { TM: 1, TN4: 4 } : { TM: 8, TN4: 4 },
     gradWeight: { TM4: 2, TN4: 4 },
     WG,
@@ -59,7 +60,7 @@ const kernel = (name: string, code: string, entryPoint: string, constants: Recor
 
 function checkTiles(t: DenseTiles): void {
   const ok = (v: number, max: number) => Number.isInteger(v) && v >= 1 && v <= max;
-  if (!ok(t.forward.TM, 8) || !ok(t.forward.TN, 8) || !ok(t.gradInput.TM, 8) || !ok(t.gradInput.TN4, 4) || !ok(t.gradWeight.TM4, 2) || !ok(t.gradWeight.TN4, 4) || !ok(t.WG, 256) || !ok(t.forward.lanesN, t.WG) || t.WG % t.forward.lanesN !== 0) {
+  if (!ok(t.forward.TM, 8) || !ok(t.forward.TN4, 4) || !ok(t.gradInput.TM, 8) || !ok(t.gradInput.TN4, 4) || !ok(t.gradWeight.TM4, 2) || !ok(t.gradWeight.TN4, 4) || !ok(t.WG, 256)) {
     throw new Error(`dense: tile sizes out of range: ${JSON.stringify(t)}`);
   }
 }
@@ -97,28 +98,26 @@ export function dense(x: Tensor, w: Tensor, b: Tensor | null, activation: Activa
   const act = ACT_CODE[activation];
   // Sizes of everything allocated below, checked before any dispatch.
   const limit = ctx.limits.maxStorageBufferBindingSize;
-  for (const [what, n] of [['padded input', B * In4 * 4], ['padded weight', Out * In4 * 4], ['dpre', B * S]] as const) {
+  for (const [what, n] of [['transposed input', In * Math.ceil(B / 4) * 4], ['padded input', B * In4 * 4], ['padded weight', Out * In4 * 4], ['dpre', B * S]] as const) {
     if (n * 4 > limit) throw new ShapeError(`dense: ${what} needs ${n * 4} bytes, above maxStorageBufferBindingSize (${limit}); split the batch`);
   }
   const y = empty(ctx, [B, Out], 'dense');
 
   const aligned = In % 4 === 0;
-  const xp = aligned ? x : padCols(x, B, In, In4);
-  const wp = aligned ? w : padCols(w, Out, In, In4);
-  const { TM, TN, lanesN } = tiles.forward;
-  const tilesM = Math.ceil(B / TM);
-  const tilesN = Math.ceil(Out / TN);
-  const groupsN = Math.ceil(tilesN / lanesN);
+  // y^T = W x^T: transpose the input (B*In values, B padded to a multiple of 4), then the GEMM.
+  const B4 = Math.ceil(B / 4);
+  const xt = empty(ctx, [In, B4 * 4], 'dense.xT');
+  ctx.dispatch(kernel('dense.transpose_input', denseWgsl, 'transpose_input', {}), [x.buffer, xt.buffer], [B, In, B4], Math.ceil(xt.size / 64));
+  const { TM, TN4 } = tiles.forward;
+  const tilesN = Math.ceil(B4 / TN4);
+  const count = Math.ceil(Out / TM) * tilesN;
   ctx.dispatch(
-    kernel('dense', denseWgsl, 'main', { WG: tiles.WG, LANES_N: lanesN, TM, TN, ACT: act, HAS_BIAS: b ? 1 : 0 }),
-    [xp.buffer, wp.buffer, (b ?? xp).buffer, y.buffer],
-    [B, In4, Out, tilesM, tilesN, groupsN],
-    Math.ceil(tilesM / (tiles.WG / lanesN)) * groupsN,
+    kernel('dense', denseWgsl, 'main', { WG: tiles.WG, TM, TN4, ACT: act, HAS_BIAS: b ? 1 : 0 }),
+    [w.buffer, xt.buffer, (b ?? w).buffer, y.buffer],
+    [B, In, Out, B4, tilesN, count],
+    Math.ceil(count / tiles.WG),
   );
-  if (!aligned) {
-    xp.dispose();
-    wp.dispose();
-  }
+  xt.dispose();
 
   return record(y, `dense(${activation})`, b ? [x, w, b] : [x, w], (dy) => {
     const needX = x.requiresGrad;
