@@ -11,7 +11,7 @@ import broadcastWgsl from '../../kernels/broadcast_scalar.wgsl';
 import sumWgsl from '../../kernels/sum.wgsl';
 import { type GpuContext, type KernelSpec, f32 } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
-import { Tensor, empty, sameShape } from '../tensor.ts';
+import { Tensor, empty, sameShape, shapeSize } from '../tensor.ts';
 import { accumulateGrad, record } from '../autograd/tape.ts';
 
 /** Invocations per workgroup of the elementwise kernels (their `override WG`). */
@@ -144,4 +144,18 @@ export function copy(x: Tensor): Tensor {
   const out = empty(x.ctx, x.shape, x.name);
   if (x.size > 0) x.ctx.copyBuffer(x.buffer, 0, out.buffer, 0, x.bytes);
   return out;
+}
+
+/** The same values with another shape of the same size (a copy; the gradient is copied back). */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  x.assertAlive('reshape');
+  const size = shapeSize(shape);
+  if (size !== x.size) throw new ShapeError(`reshape: ${x.describe()} has ${x.size} values, [${shape.join(', ')}] needs ${size}`);
+  const out = empty(x.ctx, shape, x.name);
+  if (x.size > 0) x.ctx.copyBuffer(x.buffer, 0, out.buffer, 0, x.bytes);
+  return record(out, 'reshape', [x], (g) => {
+    const dx = empty(x.ctx, x.shape, 'reshape.grad');
+    if (x.size > 0) x.ctx.copyBuffer(g.buffer, 0, dx.buffer, 0, x.bytes);
+    accumulateGrad(x, dx);
+  });
 }

@@ -1,2 +1,2 @@
 // Every op of the engine, by family.
-export { add, mul, relu, sigmoid, sum, mean, copy, fill, addInto } from './elementwise.ts';
+export { add, mul, relu, sigmoid, sum, mean, copy, fill, addInto, reshape } from './elementwise.ts';

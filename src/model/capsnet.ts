@@ -1,0 +1,171 @@
+// CapsNet (Sabour, Frosst & Hinton 2017) built from the ops:
+//   images [B, C, H, W] -> Conv1 + ReLU -> PrimaryCaps conv (stride 2) -> regroup + squash
+//   -> u_hat = W u (1152 x 10 pairs of 16x8) -> dynamic routing -> v [B, 10, 16] -> lengths [B, 10]
+//   decoder: v masked to one capsule [B, 160] -> FC 512 ReLU -> FC 1024 ReLU -> FC 784 sigmoid
+// Parameters live on the GPU in the checkpoint's names and PyTorch layouts (the ops take those
+// layouts directly), so saving and loading is a plain copy.
+// Reference: test/reference/capsnet.ts. Tests: test/capsnet.test.ts.
+
+import type { GpuContext } from '../gpu/context.ts';
+import { Tensor, fromArray, parameter } from '../tensor.ts';
+import { add, reshape } from '../ops/elementwise.ts';
+import { conv2d } from '../ops/conv2d.ts';
+import { capsPredict, capsuleLengths, maskCapsules, primaryCaps, routing } from '../ops/capsules.ts';
+import { dense } from '../ops/dense.ts';
+import { marginLoss, reconstructionLoss } from '../ops/losses.ts';
+import { Rng } from '../data/rng.ts';
+import { type CapsNetConfig, geometry, makeConfig, parameterShapes } from './config.ts';
+
+export interface CapsNetOutput {
+  /** Digit capsules [B, J, D]. */
+  v: Tensor;
+  /** Their lengths [B, J]: the class scores. */
+  lengths: Tensor;
+}
+
+export interface CapsNetLoss extends CapsNetOutput {
+  /** mean over the batch of (margin + reconstruction), [1]. */
+  loss: Tensor;
+  margin: Tensor;
+  /** Present when the config has a decoder. */
+  reconstructionLoss: Tensor | null;
+  reconstruction: Tensor | null;
+}
+
+/**
+ * Initial parameters, seeded. Convolutions and dense layers: PyTorch's defaults (weights and biases
+ * uniform in +-1/sqrt(fan-in)), what most CapsNet ports train with. digit.W: normal with standard
+ * deviation `digitWStd` (default 0.5, see INIT_NOTES): with the small primary capsules that the
+ * default convolutions give (|u| ~ 0.05), it makes the initial digit capsules' lengths ~0.1-0.3,
+ * neither vanishing (squash's gradient ~ |s| near 0) nor saturated.
+ */
+export function initialParameters(config: CapsNetConfig, seed: number, digitWStd = 0.5): Record<string, Float32Array> {
+  const rng = new Rng(seed >>> 0);
+  const shapes = parameterShapes(config);
+  const out: Record<string, Float32Array> = {};
+  for (const [name, shape] of Object.entries(shapes)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (name === 'digit.W') {
+      for (let i = 0; i < n; i += 2) {
+        const r = Math.sqrt(-2 * Math.log(1 - rng.next())) * digitWStd;
+        const t = 2 * Math.PI * rng.next();
+        data[i] = r * Math.cos(t);
+        if (i + 1 < n) data[i + 1] = r * Math.sin(t);
+      }
+    } else if (name === 'digit.bias') {
+      data.fill(0);
+    } else {
+      const weightShape = shapes[name.replace(/\.bias$/, '.weight')];
+      const fanIn = weightShape.slice(1).reduce((a, b) => a * b, 1);
+      const bound = 1 / Math.sqrt(fanIn);
+      for (let i = 0; i < n; i++) data[i] = (2 * rng.next() - 1) * bound;
+    }
+    out[name] = data;
+  }
+  return out;
+}
+
+export class CapsNet {
+  readonly config: CapsNetConfig;
+  /** By checkpoint name; each requires a gradient. */
+  readonly params: Record<string, Tensor> = {};
+
+  constructor(
+    readonly ctx: GpuContext,
+    config: Partial<CapsNetConfig>,
+    values: Record<string, Float32Array>,
+  ) {
+    this.config = makeConfig(config);
+    for (const [name, shape] of Object.entries(parameterShapes(this.config))) {
+      const data = values[name];
+      if (!data) throw new Error(`CapsNet: no values for parameter '${name}' [${shape.join(', ')}]`);
+      this.params[name] = parameter(ctx, shape, data, name);
+    }
+  }
+
+  static create(ctx: GpuContext, config: Partial<CapsNetConfig> = {}, seed = 1): CapsNet {
+    const full = makeConfig(config);
+    return new CapsNet(ctx, full, initialParameters(full, seed));
+  }
+
+  /** The parameters in a fixed order (the checkpoint's). */
+  parameterList(): Tensor[] {
+    return Object.values(this.params);
+  }
+
+  /** Images [B, C, H, W] -> digit capsules and their lengths. */
+  forward(images: Tensor): CapsNetOutput {
+    const c = this.config;
+    const p = this.params;
+    const expected = [c.inputChannels, c.inputSize, c.inputSize];
+    if (images.shape.length !== 4 || images.shape.slice(1).some((d, k) => d !== expected[k])) {
+      throw new Error(`CapsNet: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
+    }
+    const conv1 = conv2d(images, p['conv1.weight'], p['conv1.bias'], { relu: true });
+    const primary = conv2d(conv1, p['primary.weight'], p['primary.bias'], { stride: c.primaryStride });
+    const u = primaryCaps(primary, { types: c.primaryTypes, dim: c.primaryDim });
+    const uhat = capsPredict(p['digit.W'], u);
+    const v = routing(uhat, { iterations: c.routings, gradMode: c.gradMode, leaky: c.leaky, bias: p['digit.bias'] ?? null });
+    return { v, lengths: capsuleLengths(v) };
+  }
+
+  /**
+   * The decoder's reconstruction [B, pixels] from the capsule of `selected` per example: the
+   * labels in training (a [B] tensor of class indices as f32, or an Int32Array), 'longest' at test.
+   */
+  decode(v: Tensor, selected: Tensor | Int32Array | 'longest'): Tensor {
+    if (!this.config.decoder) throw new Error('CapsNet: this model has no decoder (config.decoder is false)');
+    let h = maskCapsules(v, selected);
+    const layers = this.config.decoderHidden.length + 1;
+    for (let l = 1; l <= layers; l++) {
+      h = dense(h, this.params[`decoder.fc${l}.weight`], this.params[`decoder.fc${l}.bias`], l < layers ? 'relu' : 'sigmoid');
+    }
+    return h;
+  }
+
+  /**
+   * The training loss: margin loss on the lengths against `targets` [B, J] (multi-hot), plus the
+   * weighted reconstruction loss of the decoder fed with the capsule of `labels` [B] (class indices
+   * as f32), both averaged over the batch.
+   */
+  loss(images: Tensor, labels: Tensor, targets: Tensor): CapsNetLoss {
+    const out = this.forward(images);
+    const margin = marginLoss(out.lengths, targets);
+    if (!this.config.decoder) return { ...out, loss: margin, margin, reconstructionLoss: null, reconstruction: null };
+    const reconstruction = this.decode(out.v, labels);
+    const g = geometry(this.config);
+    const flat = reshape(images, [images.shape[0], g.pixels]);
+    const recon = reconstructionLoss(reconstruction, flat, this.config.reconWeight);
+    return { ...out, loss: add(margin, recon), margin, reconstructionLoss: recon, reconstruction };
+  }
+
+  /** Every parameter read back, by checkpoint name (PyTorch layouts). */
+  async exportParams(): Promise<Record<string, Float32Array>> {
+    const out: Record<string, Float32Array> = {};
+    for (const [name, t] of Object.entries(this.params)) out[name] = await t.read();
+    return out;
+  }
+
+  /** Replaces every parameter's values (same config). */
+  importParams(values: Record<string, Float32Array>): void {
+    for (const [name, t] of Object.entries(this.params)) {
+      const data = values[name];
+      if (!data || data.length !== t.size) throw new Error(`CapsNet.importParams: '${name}' needs ${t.size} values, got ${data?.length ?? 'none'}`);
+      this.ctx.upload(t.buffer, data);
+    }
+  }
+
+  dispose(): void {
+    for (const t of Object.values(this.params)) t.dispose();
+  }
+}
+
+/** One-hot targets [B, J] for labels (a label of -1, a padding example, gives a zero row). */
+export function oneHotTargets(ctx: GpuContext, labels: Int32Array, classes: number): Tensor {
+  const data = new Float32Array(labels.length * classes);
+  labels.forEach((label, b) => {
+    if (label >= 0) data[b * classes + label] = 1;
+  });
+  return fromArray(ctx, [labels.length, classes], data, 'targets');
+}
