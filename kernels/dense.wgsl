@@ -41,7 +41,8 @@ const MAX_TM = 8u;
 const MAX_TN4 = 4u;
 
 fn activate(v: f32) -> f32 {
-  if (ACT == 1u) { return max(v, 0.0); }
+  // ReLU written as a select so that NaN stays NaN (WGSL's max(NaN, 0) may return either).
+  if (ACT == 1u) { return select(v, 0.0, v < 0.0); }
   if (ACT == 2u) {
     // Neither branch overflows (exp of a large positive argument would be infinite).
     let e = exp(-abs(v));

@@ -158,6 +158,21 @@ layer('finite differences through the tape: loss = sum(dense(dense(x, W1, b1, re
   for (const t of [...p, gc]) t.dispose();
 });
 
+layer('a NaN input gives NaN outputs through every activation (ReLU does not turn it into 0)', async () => {
+  const ctx = await gpu();
+  const x = fromArray(ctx, [2, 4], [NaN, 1, 2, 3, 1, 1, 1, 1]);
+  const w = fromArray(ctx, [3, 4], new Float32Array(12).fill(-1));
+  for (const act of ACTS) {
+    const y = tidy(() => dense(x, w, null, act));
+    const values = await y.read();
+    y.dispose();
+    assert.ok(values.slice(0, 3).every(Number.isNaN), `${act}: row with a NaN input gives ${values.slice(0, 3)}`);
+    assert.ok(values.slice(3).every(Number.isFinite), `${act}: the other row stays finite`);
+  }
+  x.dispose();
+  w.dispose();
+});
+
 layer('wrong shapes are refused with a clear message before any dispatch', async () => {
   const ctx = await gpu();
   const x = fromArray(ctx, [2, 3], [1, 2, 3, 4, 5, 6]);
