@@ -87,7 +87,8 @@ fn bias_grad(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: ve
   var sum = 0.0;
   for (var b = 0u; b < bp.B; b++) {
     var g = dy[b * bp.Out + oc];
-    if (ACT == 1u) { g = select(0.0, g, y[b * bp.Out + oc] > 0.0); }
+    // dy * [y > 0] as a product (as the reference): a NaN dy stays NaN even where the unit is off.
+    if (ACT == 1u) { g = g * select(0.0, 1.0, y[b * bp.Out + oc] > 0.0); }
     if (ACT == 2u) { let v = y[b * bp.Out + oc]; g = g * v * (1.0 - v); }
     g = select(0.0, g, inside);
     dpre_out[b * bp.S + o] = g;

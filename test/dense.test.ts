@@ -173,6 +173,25 @@ layer('a NaN input gives NaN outputs through every activation (ReLU does not tur
   w.dispose();
 });
 
+layer('a NaN upstream gradient is not absorbed by the ReLU backward (as the reference: dy * [y > 0])', async () => {
+  const ctx = await gpu();
+  const [B, In, Out] = [2, 4, 3];
+  const x = Float64Array.from([1, -1, 0.5, 2, -1, 1, 1, -2]);
+  const W = Float64Array.from([1, 0, 0, 0, -1, 0, 0, 0, 0, 1, 1, 0]);
+  const px = parameter(ctx, [B, In], x, 'x');
+  const pw = parameter(ctx, [Out, In], W, 'W');
+  const dyValues = [NaN, NaN, 1, 1, 1, 1];
+  const dy = fromArray(ctx, [B, Out], dyValues);
+  tidy(() => backward(dense(px, pw, null, 'relu'), dy));
+  const ref = denseBackward(x, W, Float64Array.from(dyValues), { B, In, Out }, 'relu', denseForward(x, W, null, { B, In, Out }, 'relu'));
+  const dw = await pw.grad!.read();
+  // Units 0 (active) and 1 (inactive, y = 0 in row 0) both see a NaN gradient in row 0.
+  assert.ok(Number.isNaN(dw[0]) && Number.isNaN(dw[4]), `dW rows 0 and 1: ${dw.slice(0, 8)}`);
+  assert.ok(Number.isNaN(ref.dW[4]), 'the reference agrees');
+  assert.ok(dw.slice(8).every(Number.isFinite), `dW row 2: ${dw.slice(8)}`);
+  for (const t of [px, pw, dy]) t.dispose();
+});
+
 layer('wrong shapes are refused with a clear message before any dispatch', async () => {
   const ctx = await gpu();
   const x = fromArray(ctx, [2, 3], [1, 2, 3, 4, 5, 6]);
