@@ -15,6 +15,10 @@ import directWgsl from '../../kernels/conv2d_direct.wgsl';
 import directGradInputWgsl from '../../kernels/conv2d_direct_grad_input.wgsl';
 import directGradWeightWgsl from '../../kernels/conv2d_direct_grad_weight.wgsl';
 import biasGradWgsl from '../../kernels/conv2d_bias_grad.wgsl';
+import packWgsl from '../../kernels/conv2d_pack.wgsl';
+import gemmWgsl from '../../kernels/conv2d_gemm.wgsl';
+import gemmGradInputWgsl from '../../kernels/conv2d_gemm_grad_input.wgsl';
+import gemmGradWeightWgsl from '../../kernels/conv2d_gemm_grad_weight.wgsl';
 import type { GpuContext, KernelSpec } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { Tensor, empty } from '../tensor.ts';
@@ -22,7 +26,7 @@ import { accumulateGrad, record } from '../autograd/tape.ts';
 
 export type Conv2dVariant = 'direct' | 'gemm';
 /** Every variant, for tests that must cover them all. */
-export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ['direct'];
+export const CONV2D_VARIANTS: readonly Conv2dVariant[] = ['direct', 'gemm'];
 
 export interface Conv2dOptions {
   /** One number for both axes, or [sy, sx]. Default 1. */
@@ -33,6 +37,8 @@ export interface Conv2dOptions {
   relu?: boolean;
   /** Forces a kernel variant for every pass (tests, benchmarks). Default: chooseConv2dPlan(). */
   variant?: Conv2dVariant;
+  /** Overrides parts of the chosen plan (tile sizes, split-K chunks...): tests and benchmarks. */
+  plan?: Partial<Conv2dPlan>;
 }
 
 /** Resolved shapes of one convolution. */
@@ -52,7 +58,20 @@ const KERNELS = {
   directGradInput: { name: 'conv2d_direct_grad_input', code: directGradInputWgsl } as KernelSpec,
   directGradWeight: { name: 'conv2d_direct_grad_weight', code: directGradWeightWgsl } as KernelSpec,
   biasGrad: { name: 'conv2d_bias_grad', code: biasGradWgsl } as KernelSpec,
+  packInput: { name: 'conv2d_pack.pack_input', code: packWgsl, entryPoint: 'pack_input' } as KernelSpec,
+  packWeight: { name: 'conv2d_pack.pack_weight', code: packWgsl, entryPoint: 'pack_weight' } as KernelSpec,
+  packWeightRows: { name: 'conv2d_pack.pack_weight_rows', code: packWgsl, entryPoint: 'pack_weight_rows' } as KernelSpec,
+  packGradOut: { name: 'conv2d_pack.pack_grad_out', code: packWgsl, entryPoint: 'pack_grad_out' } as KernelSpec,
+  packGradOutT: { name: 'conv2d_pack.pack_grad_out_t', code: packWgsl, entryPoint: 'pack_grad_out_t' } as KernelSpec,
+  finalizeGradWeight: { name: 'conv2d_pack.finalize_grad_weight', code: packWgsl, entryPoint: 'finalize_grad_weight' } as KernelSpec,
+  col2im: { name: 'conv2d_pack.col2im', code: packWgsl, entryPoint: 'col2im' } as KernelSpec,
 };
+
+const PACK_WG = 64;
+
+function gemmKernel(name: string, code: string, tiles: GemmTiles): KernelSpec {
+  return { name, code, constants: { WG: tiles.wg, ROWS: tiles.rows } };
+}
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
 
@@ -121,19 +140,178 @@ export function deviceInfo(ctx: GpuContext): Conv2dDeviceInfo {
   };
 }
 
-/** The kernel variant of each pass. */
+/** The register block of the GEMM kernels: `wg` invocations per workgroup, `rows` rows each (x 16 columns). */
+export interface GemmTiles {
+  wg: number;
+  rows: 4 | 8;
+}
+
+/** How each pass runs: the kernel variant, and the gemm variant's packing, tiles and split-K. */
 export interface Conv2dPlan {
   forward: Conv2dVariant;
   gradInput: Conv2dVariant;
   gradWeight: Conv2dVariant;
+  /** gemm: vec4s of the packed input run along input channels, or along kx (for Cin < 4, e.g. Conv1). */
+  pack: 'channels' | 'kx';
+  forwardTiles: GemmTiles;
+  gradInputTiles: GemmTiles;
+  gradWeightTiles: GemmTiles;
+  /** gemm forward: kernel positions (ky, kq) per split-K dispatch (each covers CG * 4 of the reduction). */
+  forwardChunk: number;
+  /** gemm grad input: images per group (the column gradient of a group must fit in memory). */
+  gradInputGroup: number;
+  /** gemm grad weight: parallel split-K slabs over m = (b, oy, ox), and rows m per successive dispatch (a multiple of 4). */
+  gradWeightSlabs: number;
+  gradWeightChunk: number;
 }
 
-/** Picks the kernel variant of each pass for a shape on a device. */
+/** Below this many multiply-adds the direct kernels win: the gemm path's packing dispatches cost more than the work. */
+export const GEMM_MIN_MACS = 1 << 20;
+/** Target reduction length per split-K dispatch: ~1,300-2,600 keeps llvmpipe's throughput (SOFTWARE_GPU.md). */
+const SPLIT_K_TARGET = 2048;
+/** Upper bound on the column-gradient buffer of the grad-input GEMM (one group of images). */
+const DCOLS_BUDGET_BYTES = 64 << 20;
+/** Grad-weight GEMM: split into parallel slabs until there are about this many workgroups. */
+const TARGET_WORKGROUPS = 128;
+
+const ceilDiv = (a: number, b: number) => Math.ceil(a / b);
+const roundUp = (a: number, b: number) => ceilDiv(a, b) * b;
+
+/** Sizes derived from a geometry and a plan for the gemm kernels (element counts are f32s). */
+export interface GemmLayout {
+  kxs: 1 | 4; CG: number; KQ: number; KP: number; Hp: number; Wp: number;
+  M: number; P: number;
+  xqFloats: number;
+  // forward
+  N4: number; wtFloats: number; forwardRowTiles: number;
+  // grad input
+  CO4: number; KK: number; NR4: number; wrDirect: boolean; wrFloats: number; dpRows: number; dpFloats: number;
+  groupRowTiles: number; dcolsFloats: number;
+  // grad weight
+  rowsPad: number; MT4: number; slab4: number; chunk4: number; NK4: number; NW4: number; dptFloats: number; dwpFloats: number;
+}
+
+export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
+  const kxs = plan.pack === 'channels' ? 1 : 4;
+  const CG = kxs === 1 ? ceilDiv(g.Cin, 4) : g.Cin;
+  const KQ = kxs === 1 ? g.KW : ceilDiv(g.KW, 4);
+  const KP = g.KH * KQ;
+  const Hp = g.H + 2 * g.py;
+  const Wp = g.W + 2 * g.px;
+  const P = g.OH * g.OW;
+  const M = g.B * P;
+  const ft = plan.forwardTiles.wg * plan.forwardTiles.rows;
+  const it = plan.gradInputTiles.wg * plan.gradInputTiles.rows;
+  const wt = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
+  const N4 = roundUp(g.Cout, 16) / 4;
+  const CO4 = ceilDiv(g.Cout, 4);
+  const KK = g.Cin * g.KH * g.KW;
+  const wrDirect = g.Cout % 4 === 0 && KK % 16 === 0;
+  const NR4 = roundUp(KK, 16) / 4;
+  const dpRows = roundUp(M, it) + it;
+  const groupRowTiles = ceilDiv(plan.gradInputGroup * P, it);
+  const rowsPad = roundUp(g.Cout, wt);
+  const slabs = plan.gradWeightSlabs;
+  const slab4 = ceilDiv(ceilDiv(M, 4), slabs);
+  const NK4 = KP * CG;
+  const NW4 = roundUp(NK4, 4);
+  return {
+    kxs, CG, KQ, KP, Hp, Wp, M, P,
+    xqFloats: g.B * Hp * Wp * CG * 4,
+    N4, wtFloats: KP * CG * 4 * N4 * 4, forwardRowTiles: ceilDiv(M, ft),
+    CO4, KK, NR4, wrDirect, wrFloats: wrDirect ? 0 : CO4 * 4 * NR4 * 4, dpRows, dpFloats: dpRows * CO4 * 4,
+    groupRowTiles, dcolsFloats: groupRowTiles * it * NR4 * 4,
+    rowsPad, MT4: slab4 * slabs, slab4, chunk4: Math.max(1, Math.floor(plan.gradWeightChunk / 4)), NK4, NW4,
+    dptFloats: rowsPad * slab4 * slabs * 4, dwpFloats: slabs * rowsPad * NW4 * 4,
+  };
+}
+
+/** The buffers of the gemm passes that would not fit in one binding, with their sizes; empty when all fit. */
+function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, maxGroups: number): string[] {
+  const L = gemmLayout(g, plan);
+  const bad: string[] = [];
+  const check = (name: string, floats: number) => {
+    if (floats * 4 > limit) bad.push(`${name} (${floats * 4} bytes)`);
+  };
+  if (plan.forward === 'gemm') {
+    check('packed input', L.xqFloats);
+    check('packed weights', L.wtFloats);
+    if (L.forwardRowTiles > maxGroups) bad.push(`forward grid (${L.forwardRowTiles} row tiles)`);
+  }
+  if (plan.gradInput === 'gemm') {
+    check('packed output gradient', L.dpFloats);
+    check('packed weight rows', L.wrFloats);
+    check('column gradient', L.dcolsFloats);
+    if (L.NR4 / 4 > maxGroups || L.groupRowTiles > maxGroups) bad.push('grad-input grid');
+  }
+  if (plan.gradWeight === 'gemm') {
+    check('packed input', L.xqFloats);
+    check('transposed output gradient', L.dptFloats);
+    check('weight gradient slabs', L.dwpFloats);
+    if (L.NW4 / 4 > maxGroups || L.rowsPad / (plan.gradWeightTiles.wg * plan.gradWeightTiles.rows) > maxGroups || plan.gradWeightSlabs > maxGroups) bad.push('grad-weight grid');
+  }
+  return bad;
+}
+
+/**
+ * Picks the kernel variant of each pass and the gemm variant's parameters for a shape on a device.
+ * - 'direct' below GEMM_MIN_MACS multiply-adds, or when a gemm buffer would not fit in one binding;
+ *   'gemm' otherwise (a forced variant is used as is, and checked by conv2d()).
+ * - Packing: vec4s along input channels unless padding Cin to 4 wastes more than padding KW to 4
+ *   (Conv1, Cin = 1: along kx, 108 reduction slots for 81 taps instead of 324).
+ * - Tiles: on software adapters (llvmpipe, SwiftShader: one invocation per SIMD lane) 8 invocations
+ *   x 8 rows, the best measured shape there; on GPUs 64 invocations x 4 rows.
+ * - Split-K: forward chunks of ~2,048 of the reduction (PrimaryCaps: 8 of 81 kernel positions);
+ *   grad weight: parallel slabs while there are fewer than ~128 workgroups, chunks of 2,048 rows m.
+ * - Grad input: groups of images whose column gradient fits in 64 MiB (and the binding limit).
+ */
 export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, force?: Conv2dVariant): Conv2dPlan {
-  void device;
-  void g;
-  const v = force ?? 'direct';
-  return { forward: v, gradInput: v, gradWeight: v };
+  const tiles: GemmTiles = device.isSoftware ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
+  const channelsWaste = (4 * ceilDiv(g.Cin, 4)) / g.Cin;
+  const kxWaste = (4 * ceilDiv(g.KW, 4)) / g.KW;
+  const pack = kxWaste < channelsWaste ? 'kx' : 'channels';
+  const CG = pack === 'channels' ? ceilDiv(g.Cin, 4) : g.Cin;
+  const KP = g.KH * (pack === 'channels' ? g.KW : ceilDiv(g.KW, 4));
+  const P = g.OH * g.OW;
+  const M = g.B * P;
+  const KK = g.Cin * g.KH * g.KW;
+  const rowBytes = P * roundUp(KK, 16) * 4;
+  const budget = Math.min(DCOLS_BUDGET_BYTES, device.maxStorageBufferBindingSize);
+  const maxGroup = Math.max(1, Math.floor(budget / rowBytes));
+  const groups = ceilDiv(g.B, maxGroup);
+  const wt = tiles.wg * tiles.rows;
+  const weightWorkgroups = ceilDiv(g.Cout, wt) * ceilDiv(KP * CG, 4);
+  const slabs = Math.max(1, Math.min(ceilDiv(TARGET_WORKGROUPS, weightWorkgroups), Math.floor(M / 256)));
+  const plan: Conv2dPlan = {
+    forward: 'gemm', gradInput: 'gemm', gradWeight: 'gemm',
+    pack,
+    forwardTiles: tiles, gradInputTiles: tiles, gradWeightTiles: tiles,
+    forwardChunk: Math.max(1, Math.min(KP, Math.round(SPLIT_K_TARGET / (4 * CG)))),
+    gradInputGroup: ceilDiv(g.B, groups),
+    gradWeightSlabs: slabs,
+    gradWeightChunk: SPLIT_K_TARGET,
+  };
+  if (force) return { ...plan, forward: force, gradInput: force, gradWeight: force };
+  const macs = g.B * g.Cout * P * KK;
+  if (macs < GEMM_MIN_MACS) return { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct' };
+  const limit = device.maxStorageBufferBindingSize;
+  const maxGroups = device.maxComputeWorkgroupsPerDimension;
+  for (const pass of ['forward', 'gradInput', 'gradWeight'] as const) {
+    const only = { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct', [pass]: 'gemm' } as Conv2dPlan;
+    if (oversizedBuffers(g, only, limit, maxGroups).length > 0) plan[pass] = 'direct';
+  }
+  return plan;
+}
+
+function validatePlan(plan: Conv2dPlan): void {
+  for (const t of [plan.forwardTiles, plan.gradInputTiles, plan.gradWeightTiles]) {
+    if (!(Number.isInteger(t.wg) && t.wg >= 1 && t.wg <= 256) || (t.rows !== 4 && t.rows !== 8)) {
+      throw new ShapeError(`conv2d: bad gemm tiles ${JSON.stringify(t)} (wg 1..256, rows 4 or 8)`);
+    }
+  }
+  for (const [name, v] of [['forwardChunk', plan.forwardChunk], ['gradInputGroup', plan.gradInputGroup], ['gradWeightSlabs', plan.gradWeightSlabs], ['gradWeightChunk', plan.gradWeightChunk]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new ShapeError(`conv2d: plan.${name} must be a positive integer, got ${v}`);
+  }
 }
 
 function sameContext(op: string, tensors: (Tensor | null)[]): GpuContext {
@@ -182,18 +360,120 @@ function biasGrad(g: Conv2dGeometry, dOut: Tensor, out: Tensor, db: Tensor): voi
   db.ctx.dispatch(KERNELS.biasGrad, [dOut.buffer, out.buffer, db.buffer], [g.B, g.Cout, g.OH * g.OW, g.relu ? 1 : 0], g.Cout);
 }
 
+// ---- gemm kernels ----
+
+/** A pooled scratch tensor of `floats` f32s (given back by the caller once its dispatches are recorded). */
+function scratch(ctx: GpuContext, floats: number, name: string): Tensor {
+  return empty(ctx, [Math.max(4, floats)], name);
+}
+
+function packInput(g: Conv2dGeometry, L: GemmLayout, x: Tensor): Tensor {
+  const xq = scratch(x.ctx, L.xqFloats, 'conv2d.xq');
+  const total = L.xqFloats / 4;
+  x.ctx.dispatch(KERNELS.packInput, [x.buffer, xq.buffer], [g.B, g.Cin, g.H, g.W, L.Hp, L.Wp, L.CG, L.kxs, g.py, g.px, total], ceilDiv(total, PACK_WG));
+  return xq;
+}
+
+/** d loss / d pre-activation, packed [rows, cols4] (transposed: [Cout rows, m]); relu-masked with `out`. */
+function packGradOut(g: Conv2dGeometry, L: GemmLayout, dOut: Tensor, mask: Tensor, transposed: boolean): Tensor {
+  const [rows, cols4] = transposed ? [L.rowsPad, L.MT4] : [L.dpRows, L.CO4];
+  const dp = scratch(dOut.ctx, rows * cols4 * 4, transposed ? 'conv2d.dpt' : 'conv2d.dp');
+  const total = rows * cols4;
+  dOut.ctx.dispatch(transposed ? KERNELS.packGradOutT : KERNELS.packGradOut, [dOut.buffer, mask.buffer, dp.buffer],
+    [L.M, L.P, g.Cout, g.relu ? 1 : 0, rows, cols4, total], ceilDiv(total, PACK_WG));
+  return dp;
+}
+
+function forwardGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, bias: Tensor | null, out: Tensor): void {
+  const ctx = x.ctx;
+  const L = gemmLayout(g, plan);
+  const xq = packInput(g, L, x);
+  const wt = scratch(ctx, L.wtFloats, 'conv2d.wt');
+  const wtTotal = L.wtFloats / 4;
+  ctx.dispatch(KERNELS.packWeight, [w.buffer, wt.buffer], [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.N4, wtTotal], ceilDiv(wtTotal, PACK_WG));
+  const kernel = gemmKernel('conv2d_gemm', gemmWgsl, plan.forwardTiles);
+  for (let kp0 = 0; kp0 < L.KP; kp0 += plan.forwardChunk) {
+    const kp1 = Math.min(L.KP, kp0 + plan.forwardChunk);
+    const flags = (kp0 === 0 ? 1 : 0) | (kp1 === L.KP ? 2 : 0) | (g.relu ? 4 : 0) | (bias ? 8 : 0);
+    ctx.dispatch(kernel, [xq.buffer, wt.buffer, (bias ?? w).buffer, out.buffer],
+      [L.M, L.P, g.OW, g.sy, g.sx, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, kp0, kp1, L.N4, g.Cout, flags],
+      [L.N4 / 4, L.forwardRowTiles]);
+  }
+  xq.dispose();
+  wt.dispose();
+}
+
+function gradInputGemm(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mask: Tensor, w: Tensor, dx: Tensor): void {
+  const ctx = dOut.ctx;
+  const L = gemmLayout(g, plan);
+  const dp = packGradOut(g, L, dOut, mask, false);
+  let wr: Tensor | null = null;
+  if (!L.wrDirect) {
+    wr = scratch(ctx, L.wrFloats, 'conv2d.wr');
+    const total = L.wrFloats / 4;
+    ctx.dispatch(KERNELS.packWeightRows, [w.buffer, wr.buffer], [g.Cout, L.KK, L.NR4, total], ceilDiv(total, PACK_WG));
+  }
+  const dcols = scratch(ctx, L.dcolsFloats, 'conv2d.dcols');
+  const kernel = gemmKernel('conv2d_gemm_grad_input', gemmGradInputWgsl, plan.gradInputTiles);
+  const tile = plan.gradInputTiles.wg * plan.gradInputTiles.rows;
+  const imageSize = g.Cin * g.H * g.W;
+  for (let b0 = 0; b0 < g.B; b0 += plan.gradInputGroup) {
+    const bc = Math.min(plan.gradInputGroup, g.B - b0);
+    ctx.dispatch(kernel, [dp.buffer, (wr ?? w).buffer, dcols.buffer], [L.CO4, L.NR4, b0 * L.P], [L.NR4 / 4, ceilDiv(bc * L.P, tile)]);
+    const total = bc * imageSize;
+    ctx.dispatch(KERNELS.col2im, [dcols.buffer, dx.buffer],
+      [g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.NR4 * 4, b0 * imageSize, total], ceilDiv(total, PACK_WG));
+  }
+  dp.dispose();
+  wr?.dispose();
+  dcols.dispose();
+}
+
+function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Tensor, mask: Tensor, dw: Tensor): void {
+  const ctx = x.ctx;
+  const L = gemmLayout(g, plan);
+  const xq = packInput(g, L, x);
+  const dpt = packGradOut(g, L, dOut, mask, true);
+  const dwp = scratch(ctx, L.dwpFloats, 'conv2d.dwp');
+  const kernel = gemmKernel('conv2d_gemm_grad_weight', gemmGradWeightWgsl, plan.gradWeightTiles);
+  const tile = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
+  for (let chunk0 = 0; chunk0 < L.slab4; chunk0 += L.chunk4) {
+    ctx.dispatch(kernel, [dpt.buffer, xq.buffer, dwp.buffer],
+      [L.M, L.P, g.OW, g.sy, g.sx, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0],
+      [L.NW4 / 4, L.rowsPad / tile, plan.gradWeightSlabs]);
+  }
+  const total = dw.size;
+  ctx.dispatch(KERNELS.finalizeGradWeight, [dwp.buffer, dw.buffer],
+    [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.NW4 * 4, L.rowsPad * L.NW4 * 4, plan.gradWeightSlabs, total], ceilDiv(total, PACK_WG));
+  xq.dispose();
+  dpt.dispose();
+  dwp.dispose();
+}
+
+/** The plan conv2d() uses for these shapes and options on this context (after any forced variant or override). */
+export function conv2dPlan(ctx: GpuContext, g: Conv2dGeometry, options: Conv2dOptions = {}): Conv2dPlan {
+  const plan = { ...chooseConv2dPlan(g, deviceInfo(ctx), options.variant), ...options.plan };
+  validatePlan(plan);
+  const bad = oversizedBuffers(g, plan, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxComputeWorkgroupsPerDimension);
+  if (bad.length > 0) {
+    throw new ShapeError(`conv2d: the gemm variant's ${bad.join(', ')} exceed this adapter's limits for x [${g.B}, ${g.Cin}, ${g.H}, ${g.W}]; use a smaller batch or the direct variant`);
+  }
+  return plan;
+}
+
 /**
  * conv2d(x, w, bias, {stride, padding, relu}): out [B, Cout, OH, OW]. Records its backward on the
- * tape: dx, dw and db are computed only for the inputs that require a gradient.
+ * tape: dx, dw and db are computed only for the inputs that require a gradient. Every buffer comes
+ * from the context's pool (scratch buffers go back to it as soon as their dispatches are recorded).
  */
 export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, options: Conv2dOptions = {}): Tensor {
   const ctx = sameContext('conv2d', [x, w, bias]);
   const g = conv2dGeometry(x.shape, w.shape, bias ? bias.shape : null, options);
   checkSizes(ctx, g);
-  const plan = chooseConv2dPlan(g, deviceInfo(ctx), options.variant);
+  const plan = conv2dPlan(ctx, g, options);
   const out = empty(ctx, [g.B, g.Cout, g.OH, g.OW], 'conv2d');
-  forwardDirect(g, x, w, bias, out);
-  void plan;
+  if (plan.forward === 'gemm') forwardGemm(g, plan, x, w, bias, out);
+  else forwardDirect(g, x, w, bias, out);
   const inputs = bias ? [x, w, bias] : [x, w];
   return record(out, 'conv2d', inputs, (dOut) => {
     // Without relu the kernels never read `out`: bind dOut in its place.
@@ -201,12 +481,14 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, options: Conv2
     mask.assertAlive('conv2d backward (relu needs the forward output)');
     if (x.requiresGrad) {
       const dx = empty(ctx, x.shape, 'conv2d.dx');
-      gradInputDirect(g, dOut, mask, w, dx);
+      if (plan.gradInput === 'gemm') gradInputGemm(g, plan, dOut, mask, w, dx);
+      else gradInputDirect(g, dOut, mask, w, dx);
       accumulateGrad(x, dx);
     }
     if (w.requiresGrad) {
       const dw = empty(ctx, w.shape, 'conv2d.dw');
-      gradWeightDirect(g, x, dOut, mask, dw);
+      if (plan.gradWeight === 'gemm') gradWeightGemm(g, plan, x, dOut, mask, dw);
+      else gradWeightDirect(g, x, dOut, mask, dw);
       accumulateGrad(w, dw);
     }
     if (bias?.requiresGrad) {

@@ -1,0 +1,126 @@
+// Implicit-GEMM 2-D convolution, forward, for the real shapes (Conv1, PrimaryCaps): out = bias + x (*) w,
+// optional ReLU, as the GEMM C[m, n] = sum_k A[m, k] wt[k, n] with m = (b, oy, ox) (M = B OH OW rows),
+// n = output channel, k = the packed reduction index (kernels/conv2d_pack.wgsl):
+//   A[m, k] = xq[b, oy sy + ky, ox sx + kq kxs, c][j]    (read straight from the packed input: no im2col)
+//   xq  [B, Hp, Wp, CG] of vec4 (pack_input)      wt [KH KQ CG 4, N4] of vec4 (pack_weight, zero past Cout)
+//   bias [Cout] (read if has_bias)                out [B, Cout, OH, OW] (PyTorch's layout)
+// Shaped for llvmpipe (each invocation is one SIMD lane; loads, not FMAs, are the cost), sensible on
+// GPUs: an invocation owns a register block of ROWS rows (m) x 16 columns (n) in 32 vec4 accumulators;
+// the WG invocations of a workgroup share the same 16 columns, so every wt load has a workgroup-uniform
+// address (one load per workgroup on llvmpipe, a broadcast on GPUs); A is read as vec4 along k. Rows
+// past M are clamped (their results are dropped), so the inner loop has no bounds checks.
+// Split-K: one dispatch per chunk [kp0, kp1) of kernel positions (ky, kq), each adding into out in
+// turn (first: bias, last: ReLU); dispatches in one pass run in order.
+// Grid: x = N4 / 4 column tiles, y = ceil(M / (WG ROWS)) row tiles.
+// Reference: test/reference/conv2d.ts (conv2dForward). Test: test/conv2d.test.ts.
+
+struct Params {
+  M: u32, P: u32, OW: u32, sy: u32,
+  sx: u32, Wp: u32, HpWp: u32, CG: u32,
+  kxs: u32, KQ: u32, kp0: u32, kp1: u32,
+  N4: u32, Cout: u32, flags: u32,
+}
+// flags: bit 0 first chunk (start from the bias, or 0), bit 1 last chunk (apply ReLU if bit 2), bit 3 has bias.
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> xq: array<vec4f>;
+@group(0) @binding(2) var<storage, read> wt: array<vec4f>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+/** Invocations per workgroup (rows per workgroup = WG * ROWS). */
+override WG: u32 = 8;
+/** Rows of the register block per invocation: 4 or 8. */
+override ROWS: u32 = 8;
+
+/** Offset in xq (vec4) of output row m's receptive field; m is clamped to the last real row. */
+fn row_base(m: u32) -> u32 {
+  let mm = min(m, p.M - 1u);
+  let b = mm / p.P;
+  let q = mm - b * p.P;
+  let oy = q / p.OW;
+  let ox = q - oy * p.OW;
+  return (b * p.HpWp + oy * p.sy * p.Wp + ox * p.sx) * p.CG;
+}
+
+fn write_out(m: u32, n4: u32, v: vec4f) {
+  if (m >= p.M) { return; }
+  let b = m / p.P;
+  let q = m - b * p.P;
+  for (var j = 0u; j < 4u; j++) {
+    let co = 4u * n4 + j;
+    if (co >= p.Cout) { return; }
+    let i = (b * p.Cout + co) * p.P + q;
+    var s = v[j];
+    if ((p.flags & 1u) != 0u) {
+      if ((p.flags & 8u) != 0u) { s += bias[co]; }
+    } else {
+      s += out[i];
+    }
+    if ((p.flags & 6u) == 6u) { s = max(s, 0.0); }
+    out[i] = s;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let n4 = wid.x * 4u;
+  let m0 = wid.y * WG * ROWS + lid;
+  let base0 = row_base(m0 + 0u * WG);
+  let base1 = row_base(m0 + 1u * WG);
+  let base2 = row_base(m0 + 2u * WG);
+  let base3 = row_base(m0 + 3u * WG);
+  let base4 = row_base(m0 + 4u * WG);
+  let base5 = row_base(m0 + 5u * WG);
+  let base6 = row_base(m0 + 6u * WG);
+  let base7 = row_base(m0 + 7u * WG);
+  var acc00 = vec4f(0.0); var acc01 = vec4f(0.0); var acc02 = vec4f(0.0); var acc03 = vec4f(0.0);
+  var acc10 = vec4f(0.0); var acc11 = vec4f(0.0); var acc12 = vec4f(0.0); var acc13 = vec4f(0.0);
+  var acc20 = vec4f(0.0); var acc21 = vec4f(0.0); var acc22 = vec4f(0.0); var acc23 = vec4f(0.0);
+  var acc30 = vec4f(0.0); var acc31 = vec4f(0.0); var acc32 = vec4f(0.0); var acc33 = vec4f(0.0);
+  var acc40 = vec4f(0.0); var acc41 = vec4f(0.0); var acc42 = vec4f(0.0); var acc43 = vec4f(0.0);
+  var acc50 = vec4f(0.0); var acc51 = vec4f(0.0); var acc52 = vec4f(0.0); var acc53 = vec4f(0.0);
+  var acc60 = vec4f(0.0); var acc61 = vec4f(0.0); var acc62 = vec4f(0.0); var acc63 = vec4f(0.0);
+  var acc70 = vec4f(0.0); var acc71 = vec4f(0.0); var acc72 = vec4f(0.0); var acc73 = vec4f(0.0);
+  let n4s = p.N4;
+  for (var kp = p.kp0; kp < p.kp1; kp++) {
+    let ky = kp / p.KQ;
+    let off = (ky * p.Wp + (kp - ky * p.KQ) * p.kxs) * p.CG;
+    var wi = kp * p.CG * 4u * n4s + n4;
+    for (var c = off; c < off + p.CG; c++) {
+      let w0 = mat4x4f(wt[wi + 0u], wt[wi + n4s + 0u], wt[wi + 2u * n4s + 0u], wt[wi + 3u * n4s + 0u]);
+      let w1 = mat4x4f(wt[wi + 1u], wt[wi + n4s + 1u], wt[wi + 2u * n4s + 1u], wt[wi + 3u * n4s + 1u]);
+      let w2 = mat4x4f(wt[wi + 2u], wt[wi + n4s + 2u], wt[wi + 2u * n4s + 2u], wt[wi + 3u * n4s + 2u]);
+      let w3 = mat4x4f(wt[wi + 3u], wt[wi + n4s + 3u], wt[wi + 2u * n4s + 3u], wt[wi + 3u * n4s + 3u]);
+      let a0 = xq[base0 + c];
+      acc00 += w0 * a0; acc01 += w1 * a0; acc02 += w2 * a0; acc03 += w3 * a0;
+      let a1 = xq[base1 + c];
+      acc10 += w0 * a1; acc11 += w1 * a1; acc12 += w2 * a1; acc13 += w3 * a1;
+      let a2 = xq[base2 + c];
+      acc20 += w0 * a2; acc21 += w1 * a2; acc22 += w2 * a2; acc23 += w3 * a2;
+      let a3 = xq[base3 + c];
+      acc30 += w0 * a3; acc31 += w1 * a3; acc32 += w2 * a3; acc33 += w3 * a3;
+      if (ROWS > 4u) {
+        let a4 = xq[base4 + c];
+        acc40 += w0 * a4; acc41 += w1 * a4; acc42 += w2 * a4; acc43 += w3 * a4;
+        let a5 = xq[base5 + c];
+        acc50 += w0 * a5; acc51 += w1 * a5; acc52 += w2 * a5; acc53 += w3 * a5;
+        let a6 = xq[base6 + c];
+        acc60 += w0 * a6; acc61 += w1 * a6; acc62 += w2 * a6; acc63 += w3 * a6;
+        let a7 = xq[base7 + c];
+        acc70 += w0 * a7; acc71 += w1 * a7; acc72 += w2 * a7; acc73 += w3 * a7;
+      }
+      wi += 4u * n4s;
+    }
+  }
+  write_out(m0 + 0u * WG, n4 + 0u, acc00); write_out(m0 + 0u * WG, n4 + 1u, acc01); write_out(m0 + 0u * WG, n4 + 2u, acc02); write_out(m0 + 0u * WG, n4 + 3u, acc03);
+  write_out(m0 + 1u * WG, n4 + 0u, acc10); write_out(m0 + 1u * WG, n4 + 1u, acc11); write_out(m0 + 1u * WG, n4 + 2u, acc12); write_out(m0 + 1u * WG, n4 + 3u, acc13);
+  write_out(m0 + 2u * WG, n4 + 0u, acc20); write_out(m0 + 2u * WG, n4 + 1u, acc21); write_out(m0 + 2u * WG, n4 + 2u, acc22); write_out(m0 + 2u * WG, n4 + 3u, acc23);
+  write_out(m0 + 3u * WG, n4 + 0u, acc30); write_out(m0 + 3u * WG, n4 + 1u, acc31); write_out(m0 + 3u * WG, n4 + 2u, acc32); write_out(m0 + 3u * WG, n4 + 3u, acc33);
+  if (ROWS > 4u) {
+    write_out(m0 + 4u * WG, n4 + 0u, acc40); write_out(m0 + 4u * WG, n4 + 1u, acc41); write_out(m0 + 4u * WG, n4 + 2u, acc42); write_out(m0 + 4u * WG, n4 + 3u, acc43);
+    write_out(m0 + 5u * WG, n4 + 0u, acc50); write_out(m0 + 5u * WG, n4 + 1u, acc51); write_out(m0 + 5u * WG, n4 + 2u, acc52); write_out(m0 + 5u * WG, n4 + 3u, acc53);
+    write_out(m0 + 6u * WG, n4 + 0u, acc60); write_out(m0 + 6u * WG, n4 + 1u, acc61); write_out(m0 + 6u * WG, n4 + 2u, acc62); write_out(m0 + 6u * WG, n4 + 3u, acc63);
+    write_out(m0 + 7u * WG, n4 + 0u, acc70); write_out(m0 + 7u * WG, n4 + 1u, acc71); write_out(m0 + 7u * WG, n4 + 2u, acc72); write_out(m0 + 7u * WG, n4 + 3u, acc73);
+  }
+}

@@ -1,0 +1,233 @@
+// Layout conversions for the implicit-GEMM convolution (kernels/conv2d_gemm*.wgsl): each entry
+// point writes every element of its output (zeros in the padding), one invocation per element;
+// grids may be folded into x and y. Padding the operands to tile multiples here keeps bounds
+// checks out of the GEMMs' inner loops.
+//
+// The packed input xq [B, Hp, Wp, CG] of vec4 (Hp = H + 2 py, Wp = W + 2 px), in one of two modes:
+//   channels (kxs = 1): xq[b, y, x, c][j] = x[b, 4c + j, y - py, x - px]      CG = ceil(Cin / 4)
+//   kx       (kxs = 4): xq[b, y, x, c][j] = x[b, c, y - py, x - px + j]       CG = Cin
+// (zero outside the image or past Cin). The packed reduction index of the GEMMs is
+//   k = ((ky * KQ + kq) * CG + c) * 4 + j,  with (ci, kx) = (4c + j, kq) in channels mode and
+//   (c, 4 kq + j) in kx mode (KQ = KW, or ceil(KW / 4)); k slots past Cin or KW hold zero weights.
+//
+// Entry points:
+//   pack_input        x [B, Cin, H, W]           -> xq as above
+//   pack_weight       w [Cout, Cin, KH, KW]      -> wt [KH * KQ * CG * 4, N4] of vec4: wt[k, n][j] = w[4n + j, k] (zero past Cout)
+//   pack_weight_rows  w                          -> wr [CoutRows, NR4] of vec4: wr[co, n][j] = w[co, 4n + j] with the
+//                                                   PyTorch order n = (ci * KH + ky) * KW + kx (zero past Cout or Cin*KH*KW)
+//   pack_grad_out     dOut [B, Cout, OH, OW]     -> dp [Mrows, CO4] of vec4: dp[m, c][j] = dOut[b, 4c + j, oy, ox], m = (b, oy, ox)
+//   pack_grad_out_t   dOut                       -> dpt [CoutRows, MT4] of vec4: dpt[co, q][j] = dOut[b, co, oy, ox], m = 4q + j
+//                     (both zero past M = B * OH * OW or Cout; with relu, zero where the forward output <= 0)
+//   finalize_grad_weight  dwp [S, CoutRows, N4 * 4] (packed k order, S split-K slabs) -> dw [Cout, Cin, KH, KW] = sum over slabs
+//   col2im            dcols [rows, NR4 * 4] (PyTorch k order) -> dx [b0 .. b0 + Bc) for a group of Bc images (base = b0 Cin H W):
+//                     dx[b, ci, iy, ix] = sum over ky, kx with oy = (iy + py - ky) / sy, ox = (ix + px - kx) / sx integral
+//                     and in range of dcols[(b * OH + oy) * OW + ox, (ci * KH + ky) * KW + kx]   (a gather)
+// Reference: test/reference/conv2d.ts. Test: test/conv2d.test.ts (through the gemm variant).
+
+override WG: u32 = 64;
+
+fn linear(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// ---- pack_input ----
+struct InputParams {
+  B: u32, Cin: u32, H: u32, W: u32,
+  Hp: u32, Wp: u32, CG: u32, kxs: u32,
+  py: u32, px: u32, total: u32,
+}
+@group(0) @binding(0) var<uniform> pi: InputParams;
+@group(0) @binding(1) var<storage, read> pi_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pi_xq: array<vec4f>;
+
+fn input_at(b: u32, ci: u32, y: i32, x: i32) -> f32 {
+  if (ci >= pi.Cin || y < 0 || y >= i32(pi.H) || x < 0 || x >= i32(pi.W)) { return 0.0; }
+  return pi_x[((b * pi.Cin + ci) * pi.H + u32(y)) * pi.W + u32(x)];
+}
+
+@compute @workgroup_size(WG)
+fn pack_input(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pi.total) { return; }
+  let c = i % pi.CG;
+  var t = i / pi.CG;
+  let xx = i32(t % pi.Wp) - i32(pi.px);
+  t = t / pi.Wp;
+  let y = i32(t % pi.Hp) - i32(pi.py);
+  let b = t / pi.Hp;
+  var v: vec4f;
+  if (pi.kxs == 1u) {
+    v = vec4f(input_at(b, 4u * c, y, xx), input_at(b, 4u * c + 1u, y, xx), input_at(b, 4u * c + 2u, y, xx), input_at(b, 4u * c + 3u, y, xx));
+  } else {
+    v = vec4f(input_at(b, c, y, xx), input_at(b, c, y, xx + 1), input_at(b, c, y, xx + 2), input_at(b, c, y, xx + 3));
+  }
+  pi_xq[i] = v;
+}
+
+// ---- pack_weight ----
+struct WeightParams {
+  Cout: u32, Cin: u32, KH: u32, KW: u32,
+  KQ: u32, CG: u32, kxs: u32, N4: u32,
+  total: u32,
+}
+@group(0) @binding(0) var<uniform> pw: WeightParams;
+@group(0) @binding(1) var<storage, read> pw_w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pw_wt: array<vec4f>;
+
+fn weight_at(co: u32, k: u32) -> f32 {
+  // k = ((ky * KQ + kq) * CG + c) * 4 + j
+  let j = k % 4u;
+  var t = k / 4u;
+  let c = t % pw.CG;
+  t = t / pw.CG;
+  let kq = t % pw.KQ;
+  let ky = t / pw.KQ;
+  var ci = c;
+  var kx = 4u * kq + j;
+  if (pw.kxs == 1u) {
+    ci = 4u * c + j;
+    kx = kq;
+  }
+  if (co >= pw.Cout || ci >= pw.Cin || kx >= pw.KW) { return 0.0; }
+  return pw_w[((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx];
+}
+
+@compute @workgroup_size(WG)
+fn pack_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pw.total) { return; }
+  let n = i % pw.N4;
+  let k = i / pw.N4;
+  pw_wt[i] = vec4f(weight_at(4u * n, k), weight_at(4u * n + 1u, k), weight_at(4u * n + 2u, k), weight_at(4u * n + 3u, k));
+}
+
+// ---- pack_weight_rows ----
+struct RowsParams { Cout: u32, KK: u32, NR4: u32, total: u32 }
+@group(0) @binding(0) var<uniform> pr: RowsParams;
+@group(0) @binding(1) var<storage, read> pr_w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pr_wr: array<vec4f>;
+
+fn row_weight(co: u32, n: u32) -> f32 {
+  if (co >= pr.Cout || n >= pr.KK) { return 0.0; }
+  return pr_w[co * pr.KK + n];
+}
+
+@compute @workgroup_size(WG)
+fn pack_weight_rows(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pr.total) { return; }
+  let n = 4u * (i % pr.NR4);
+  let co = i / pr.NR4;
+  pr_wr[i] = vec4f(row_weight(co, n), row_weight(co, n + 1u), row_weight(co, n + 2u), row_weight(co, n + 3u));
+}
+
+// ---- pack_grad_out, pack_grad_out_t ----
+struct GradParams {
+  M: u32, P: u32, Cout: u32, relu: u32,
+  rows: u32, cols4: u32, total: u32,
+}
+@group(0) @binding(0) var<uniform> pg: GradParams;
+@group(0) @binding(1) var<storage, read> pg_dout: array<f32>;
+@group(0) @binding(2) var<storage, read> pg_out: array<f32>;
+@group(0) @binding(3) var<storage, read_write> pg_dp: array<vec4f>;
+
+fn grad_at(m: u32, co: u32) -> f32 {
+  if (m >= pg.M || co >= pg.Cout) { return 0.0; }
+  let b = m / pg.P;
+  let o = (b * pg.Cout + co) * pg.P + (m - b * pg.P);
+  let g = pg_dout[o];
+  if (pg.relu != 0u && !(pg_out[o] > 0.0)) { return 0.0; }
+  return g;
+}
+
+@compute @workgroup_size(WG)
+fn pack_grad_out(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pg.total) { return; }
+  let co = 4u * (i % pg.cols4);
+  let m = i / pg.cols4;
+  pg_dp[i] = vec4f(grad_at(m, co), grad_at(m, co + 1u), grad_at(m, co + 2u), grad_at(m, co + 3u));
+}
+
+@compute @workgroup_size(WG)
+fn pack_grad_out_t(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pg.total) { return; }
+  let m = 4u * (i % pg.cols4);
+  let co = i / pg.cols4;
+  pg_dp[i] = vec4f(grad_at(m, co), grad_at(m + 1u, co), grad_at(m + 2u, co), grad_at(m + 3u, co));
+}
+
+// ---- finalize_grad_weight ----
+struct FinalizeParams {
+  Cout: u32, Cin: u32, KH: u32, KW: u32,
+  KQ: u32, CG: u32, kxs: u32, rowLen: u32,
+  slabLen: u32, slabs: u32, total: u32,
+}
+@group(0) @binding(0) var<uniform> pf: FinalizeParams;
+@group(0) @binding(1) var<storage, read> pf_dwp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pf_dw: array<f32>;
+
+@compute @workgroup_size(WG)
+fn finalize_grad_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pf.total) { return; }
+  let kx = i % pf.KW;
+  var t = i / pf.KW;
+  let ky = t % pf.KH;
+  t = t / pf.KH;
+  let ci = t % pf.Cin;
+  let co = t / pf.Cin;
+  var c = ci;
+  var kq = kx / 4u;
+  var j = kx % 4u;
+  if (pf.kxs == 1u) {
+    c = ci / 4u;
+    kq = kx;
+    j = ci % 4u;
+  }
+  let k = ((ky * pf.KQ + kq) * pf.CG + c) * 4u + j;
+  var acc = 0.0;
+  for (var s = 0u; s < pf.slabs; s++) {
+    acc += pf_dwp[s * pf.slabLen + co * pf.rowLen + k];
+  }
+  pf_dw[i] = acc;
+}
+
+// ---- col2im ----
+struct Col2imParams {
+  Cin: u32, H: u32, W: u32, KH: u32,
+  KW: u32, sy: u32, sx: u32, py: u32,
+  px: u32, OH: u32, OW: u32, rowLen: u32,
+  base: u32, total: u32,
+}
+@group(0) @binding(0) var<uniform> pc: Col2imParams;
+@group(0) @binding(1) var<storage, read> pc_cols: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pc_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn col2im(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pc.total) { return; }
+  let ix = i % pc.W;
+  var t = i / pc.W;
+  let iy = t % pc.H;
+  t = t / pc.H;
+  let ci = t % pc.Cin;
+  let b = t / pc.Cin;
+  var acc = 0.0;
+  for (var ky = 0u; ky < pc.KH; ky++) {
+    let ty = i32(iy + pc.py) - i32(ky);
+    if (ty < 0 || (u32(ty) % pc.sy) != 0u) { continue; }
+    let oy = u32(ty) / pc.sy;
+    if (oy >= pc.OH) { continue; }
+    for (var kx = 0u; kx < pc.KW; kx++) {
+      let tx = i32(ix + pc.px) - i32(kx);
+      if (tx < 0 || (u32(tx) % pc.sx) != 0u) { continue; }
+      let ox = u32(tx) / pc.sx;
+      if (ox >= pc.OW) { continue; }
+      acc += pc_cols[((b * pc.OH + oy) * pc.OW + ox) * pc.rowLen + (ci * pc.KH + ky) * pc.KW + kx];
+    }
+  }
+  pc_dx[pc.base + i] = acc;
+}
