@@ -30,9 +30,10 @@ export interface DenseTiles {
 }
 
 /**
- * Tile choice: small batches use one row per invocation (the weights are read once anyway);
- * otherwise the blocks measured fastest on llvmpipe (tools/bench-dense.ts). Workgroups of 16 on
- * software adapters (one invocation per SIMD lane, SOFTWARE_GPU.md), 64 on hardware.
+ * Tile choice: 8 x 4 vec4 blocks, the shape measured fastest on llvmpipe (tools/bench-dense.ts
+ * --variants), narrowed to the batch when it is small (forward: 1 vec4 column covers B <= 4; dx:
+ * one row per invocation at B <= 2). Workgroups of 16 on software adapters (one invocation per
+ * SIMD lane, SOFTWARE_GPU.md), 64 on hardware.
  */
 export function chooseDenseTiles(ctx: GpuContext, B: number): DenseTiles {
   const WG = ctx.adapter.isSoftware ? 16 : 64;

@@ -1,6 +1,6 @@
 // Adam (PyTorch semantics: bias-corrected, no weight decay) over parameter tensors, with one fused
-// WGSL kernel (kernels/adam.wgsl) dispatched once per parameter tensor, all recorded into the open
-// command encoder: no readback, ~10 dispatches per step for CapsNet. Why not one dispatch over all
+// WGSL kernel (kernels/adam.wgsl, vec4 loads) dispatched once per parameter tensor, all recorded
+// into the open command encoder: no readback, ~10 dispatches per step for CapsNet. Why not one dispatch over all
 // parameters packed in one buffer: Tensors own whole pooled buffers (no views), gradients arrive
 // as separate tensors from the tape, and per-tensor dispatches need only 4 storage bindings (the
 // minimum any adapter offers) while costing ~0.02-0.05 ms each on llvmpipe.
@@ -113,10 +113,18 @@ export class Adam {
     const c1 = 1 - Math.pow(this.beta1, t);
     const c2 = 1 - Math.pow(this.beta2, t);
     const uniforms = [f32(lr / c1), f32(this.beta1), f32(1 - this.beta1), f32(this.beta2), f32(1 - this.beta2), f32(1 / Math.sqrt(c2)), f32(this.eps)];
+    // The kernel reads whole vec4: every buffer must hold ceil(n / 4) of them (pooled buffers are
+    // multiples of 64 bytes, so this holds for every tensor; checked before any dispatch).
+    for (const p of params) {
+      const bytes = Math.ceil(p.size / 4) * 16;
+      for (const b of [p.buffer, p.grad!.buffer, this.state.get(p.name)?.m.buffer, this.state.get(p.name)?.v.buffer]) {
+        if (b && (b.size < bytes || b.size % 16 !== 0)) throw new Error(`Adam.step: buffer '${b.label}' of ${b.size} bytes cannot be read as ${Math.ceil(p.size / 4)} vec4`);
+      }
+    }
     for (const p of params) {
       const { m, v } = this.moments(p);
       if (p.size === 0) continue;
-      this.ctx.dispatch(ADAM_KERNEL, [p.buffer, p.grad!.buffer, m.buffer, v.buffer], [p.size, ...uniforms], Math.ceil(p.size / WG));
+      this.ctx.dispatch(ADAM_KERNEL, [p.buffer, p.grad!.buffer, m.buffer, v.buffer], [p.size, ...uniforms], Math.ceil(p.size / 4 / WG));
     }
     this.steps = t;
   }
