@@ -16,10 +16,35 @@ import { fromArray, parameter, tidy, type Tensor } from '../src/tensor.ts';
 import { backward } from '../src/autograd/tape.ts';
 import { mul, sum } from '../src/ops/elementwise.ts';
 import {
-  type Conv2dOptions, type Conv2dVariant, CONV2D_VARIANTS, chooseConv2dPlan, conv2d, conv2dGeometry,
+  type Conv2dGeometry, type Conv2dOptions, type Conv2dPlan, CONV2D_VARIANTS, GEMM_MIN_MACS, chooseConv2dPlan, conv2d, conv2dGeometry, conv2dPlan,
 } from '../src/ops/conv2d.ts';
 
 type Shape4 = [number, number, number, number];
+
+/**
+ * The configurations every test runs: each kernel variant as chosen for the shape, plus the gemm
+ * variant with the other input packing, small tiles (4 invocations x 4 rows), one kernel position per
+ * forward split-K dispatch, one image per grad-input group, three grad-weight slabs and chunks of 8
+ * rows: every code path of the gemm kernels (split-K accumulation, groups, slabs, both packings,
+ * both register blocks) on every shape.
+ */
+interface Config { label: string; options: (g: Conv2dGeometry) => Conv2dOptions }
+const CONFIGS: Config[] = [
+  ...CONV2D_VARIANTS.map((variant) => ({ label: variant, options: () => ({ variant }) })),
+  {
+    label: 'gemm (other packing, small tiles, many split-K chunks)',
+    options: (g) => {
+      const small = { wg: 4, rows: 4 } as const;
+      const chosen = chooseConv2dPlan(g, { isSoftware: true, maxStorageBufferBindingSize: 128 << 20, maxComputeWorkgroupsPerDimension: 65535 }, 'gemm');
+      const plan: Partial<Conv2dPlan> = {
+        pack: chosen.pack === 'channels' ? 'kx' : 'channels',
+        forwardTiles: small, gradInputTiles: small, gradWeightTiles: small,
+        forwardChunk: 1, gradInputGroup: 1, gradWeightSlabs: 3, gradWeightChunk: 8,
+      };
+      return { variant: 'gemm', plan };
+    },
+  },
+];
 
 /** Values rounded to f32, so that the reference sees exactly what the GPU sees. */
 function data(n: number, seed: number, lo = -1, hi = 1): Float64Array {
@@ -67,12 +92,12 @@ function makeInputs(c: Case): Inputs {
 interface GpuResult { out: Float32Array; dx: Float32Array; dw: Float32Array; db: Float32Array | null }
 
 /** Forward through conv2d, then backward with d(loss)/d(out) = g; reads out, dx, dw, db. */
-async function runGpu(ctx: GpuContext, c: Case, inp: Inputs, variant: Conv2dVariant): Promise<GpuResult> {
+async function runGpu(ctx: GpuContext, c: Case, inp: Inputs, config: Config): Promise<GpuResult> {
   const px = parameter(ctx, c.xShape, inp.x, 'x');
   const pw = parameter(ctx, c.wShape, inp.w, 'w');
   const pb = inp.b ? parameter(ctx, [c.wShape[0]], inp.b, 'b') : null;
   const out = tidy(() => {
-    const y = conv2d(px, pw, pb, { ...c.options, variant });
+    const y = conv2d(px, pw, pb, { ...c.options, ...config.options(conv2dGeometry(c.xShape, c.wShape, null, c.options)) });
     backward(y, fromArray(ctx, inp.outShape, inp.g, 'dOut'));
     return y;
   });
@@ -118,12 +143,12 @@ const PRIMARY = (B: number): Case => ({ xShape: [B, 256, 20, 20], wShape: [256, 
 
 const variants = suite('conv2d variants vs the reference');
 
-for (const variant of CONV2D_VARIANTS) {
+for (const config of CONFIGS) {
   for (const c of ODD_CASES) {
-    variants(`${variant}: ${describe(c)}: out, dx, dw, db`, async () => {
+    variants(`${config.label}: ${describe(c)}: out, dx, dw, db`, async () => {
       const ctx = await gpu();
       const inp = makeInputs(c);
-      compareFull(c, inp, await runGpu(ctx, c, inp, variant), variant);
+      compareFull(c, inp, await runGpu(ctx, c, inp, config), config.label);
     });
   }
 }
@@ -144,12 +169,13 @@ function fullReference(c: Case) {
 
 const conv1b1 = CONV1(1);
 const primaryb1 = PRIMARY(1);
-for (const variant of CONV2D_VARIANTS) {
+for (const config of CONFIGS) {
   for (const [name, c] of [['Conv1', conv1b1], ['PrimaryCaps', primaryb1]] as const) {
-    variants(`${variant}: ${name} at batch 1 (${describe(c)}), full reference`, async () => {
+    variants(`${config.label}: ${name} at batch 1 (${describe(c)}), full reference`, async () => {
       const ctx = await gpu();
       const { inp, ref, grads } = fullReference(c);
-      const r = await runGpu(ctx, c, inp, variant);
+      const r = await runGpu(ctx, c, inp, config);
+      const variant = config.label;
       const geo = conv2dGeometry(c.xShape, c.wShape, null, c.options);
       const [Cout, Cin, KH, KW] = c.wShape;
       assertClose(r.out, ref.out, tolerance(Cin * KH * KW), `${variant} ${name}: out`);
@@ -225,12 +251,12 @@ function sampledReference(c: Case, inp: Inputs, r: GpuResult, what: string, samp
   if (r.db) assertClose(r.db, dbRef, tolerance(B * OH * OW), `${what}: db`);
 }
 
-for (const variant of CONV2D_VARIANTS) {
+for (const config of CONFIGS) {
   for (const [name, c] of [['Conv1', CONV1(8)], ['PrimaryCaps', PRIMARY(8)]] as const) {
-    variants(`${variant}: ${name} at batch 8 (${describe(c)}), sampled direct sums`, async () => {
+    variants(`${config.label}: ${name} at batch 8 (${describe(c)}), sampled direct sums`, async () => {
       const ctx = await gpu();
       const inp = makeInputs(c);
-      sampledReference(c, inp, await runGpu(ctx, c, inp, variant), `${variant} ${name} batch 8`);
+      sampledReference(c, inp, await runGpu(ctx, c, inp, config), `${config.label} ${name} batch 8`);
     });
   }
 }
@@ -355,14 +381,71 @@ errors('an output above maxStorageBufferBindingSize is refused before any dispat
 
 const planning = suite('conv2d plan');
 
-planning('chooseConv2dPlan: forced variants, and a valid variant for every pass', () => {
-  const device = { isSoftware: true, maxStorageBufferBindingSize: 128 << 20, maxComputeWorkgroupsPerDimension: 65535 };
+const SOFTWARE = { isSoftware: true, maxStorageBufferBindingSize: 128 << 20, maxComputeWorkgroupsPerDimension: 65535 };
+const HARDWARE = { ...SOFTWARE, isSoftware: false };
+
+planning('chooseConv2dPlan: forced variants are used for every pass', () => {
   for (const variant of CONV2D_VARIANTS) {
-    const plan = chooseConv2dPlan(conv2dGeometry([3, 5, 11, 9], [7, 5, 3, 4], null), device, variant);
+    const plan = chooseConv2dPlan(conv2dGeometry([3, 5, 11, 9], [7, 5, 3, 4], null), SOFTWARE, variant);
     assert.equal([plan.forward, plan.gradInput, plan.gradWeight], [variant, variant, variant]);
   }
-  const plan = chooseConv2dPlan(conv2dGeometry([32, 256, 20, 20], [256, 256, 9, 9], [256], { stride: 2 }), device);
-  for (const v of [plan.forward, plan.gradInput, plan.gradWeight]) assert.ok(CONV2D_VARIANTS.includes(v));
+});
+
+planning('chooseConv2dPlan: the paper shapes get the gemm variant with the expected packing, tiles and split-K', () => {
+  const primary = chooseConv2dPlan(conv2dGeometry([32, 256, 20, 20], [256, 256, 9, 9], [256], { stride: 2 }), SOFTWARE);
+  assert.equal([primary.forward, primary.gradInput, primary.gradWeight], ['gemm', 'gemm', 'gemm']);
+  assert.is(primary.pack, 'channels');
+  assert.equal(primary.forwardTiles, { wg: 8, rows: 8 });
+  assert.is(primary.forwardChunk, 8, '8 of 81 kernel positions x 256 channels = 2,048 of the reduction per dispatch');
+  assert.is(primary.gradWeightSlabs, 1, 'PrimaryCaps grad weight has thousands of workgroups: no parallel slabs');
+  // 36 x 20,736 floats = 3 MB of column gradient per image: 21 images fit in 64 MiB, so 2 groups of 16.
+  assert.is(primary.gradInputGroup, 16);
+  const conv1 = chooseConv2dPlan(conv2dGeometry([32, 1, 28, 28], [256, 1, 9, 9], [256], { relu: true }), SOFTWARE);
+  assert.equal([conv1.forward, conv1.gradInput, conv1.gradWeight], ['gemm', 'gemm', 'gemm']);
+  assert.is(conv1.pack, 'kx', 'Cin = 1: vec4s along kx');
+  assert.is(conv1.forwardChunk, 27, 'the whole reduction (9 x 3 positions) in one dispatch');
+  assert.ok(conv1.gradWeightSlabs > 1, 'Conv1 grad weight has few workgroups: parallel slabs');
+  assert.equal(chooseConv2dPlan(conv2dGeometry([32, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 }), HARDWARE).forwardTiles, { wg: 64, rows: 4 });
+});
+
+planning('chooseConv2dPlan: tiny shapes go direct; passes whose buffers do not fit go direct; forced gemm that does not fit is a ShapeError', async () => {
+  const tiny = chooseConv2dPlan(conv2dGeometry([1, 2, 5, 5], [3, 2, 3, 3], null), SOFTWARE);
+  assert.ok(1 * 3 * 9 * 18 < GEMM_MIN_MACS);
+  assert.equal([tiny.forward, tiny.gradInput, tiny.gradWeight], ['direct', 'direct', 'direct']);
+  // With a 16 MiB binding limit, PrimaryCaps at batch 128 cannot pack its input (52 MB) for the
+  // forward and grad-weight GEMMs; grad input still fits (its column gradient is split in groups).
+  const small = { ...SOFTWARE, maxStorageBufferBindingSize: 16 << 20 };
+  const g = conv2dGeometry([128, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 });
+  const plan = chooseConv2dPlan(g, small);
+  assert.equal([plan.forward, plan.gradInput, plan.gradWeight], ['direct', 'gemm', 'direct']);
+  assert.ok(plan.gradInputGroup * 36 * 20736 * 4 <= 16 << 20, 'grad-input groups fit the limit');
+  const ctx = await gpu();
+  const big = conv2dGeometry([4096, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 });
+  assert.throws(() => conv2dPlan(ctx, big, { variant: 'gemm' }), (e: Error) => e instanceof ShapeError && /packed input/.test(e.message));
+  assert.throws(() => conv2dPlan(ctx, g, { variant: 'gemm', plan: { forwardTiles: { wg: 8, rows: 5 as 4 } } }), (e: Error) => e instanceof ShapeError && /bad gemm tiles/.test(e.message));
+});
+
+planning('the gemm variant allocates nothing new per call once the pool is warm', async () => {
+  const ctx = await gpu();
+  const c = PRIMARY(2);
+  const inp = makeInputs(c);
+  const px = parameter(ctx, c.xShape, inp.x, 'x');
+  const pw = parameter(ctx, c.wShape, inp.w, 'w');
+  const pb = parameter(ctx, [256], inp.b!, 'b');
+  const step = () => {
+    tidy(() => {
+      backward(conv2d(px, pw, pb, { ...c.options, variant: 'gemm' }), fromArray(ctx, inp.outShape, inp.g));
+    });
+    for (const t of [px, pw, pb]) { t.grad?.dispose(); t.grad = null; }
+  };
+  step();
+  await ctx.sync();
+  const before = ctx.poolStats().created;
+  step();
+  step();
+  await ctx.sync();
+  assert.is(ctx.poolStats().created, before, 'no buffer created by the second and third calls');
+  for (const t of [px, pw, pb]) t.dispose();
 });
 
 const opengl = suite('conv2d on the OpenGL adapter');
@@ -376,13 +459,14 @@ opengl('every variant, forward and backward, on an odd shape and on PrimaryCaps 
   }
   try {
     assert.is(ctx.adapter.featureLevel, 'compatibility');
-    for (const variant of CONV2D_VARIANTS) {
+    for (const config of CONFIGS) {
+      const variant = config.label;
       for (const c of [ODD_CASES[1], ODD_CASES[2], ODD_CASES[5]]) {
         const inp = makeInputs(c);
-        compareFull(c, inp, await runGpu(ctx, c, inp, variant), `OpenGL ${variant} ${describe(c)}`);
+        compareFull(c, inp, await runGpu(ctx, c, inp, config), `OpenGL ${variant} ${describe(c)}`);
       }
       const { inp, ref, grads } = fullReference(primaryb1);
-      const r = await runGpu(ctx, primaryb1, inp, variant);
+      const r = await runGpu(ctx, primaryb1, inp, config);
       assertClose(r.out, ref.out, tolerance(20736), `OpenGL ${variant} PrimaryCaps out`);
       assertClose(r.dx, grads.dx, tolerance(20736), `OpenGL ${variant} PrimaryCaps dx`);
       assertClose(r.dw, grads.dw, tolerance(36), `OpenGL ${variant} PrimaryCaps dw`);
