@@ -17,7 +17,9 @@ fn element(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
 fn relu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = element(wid, nwg, lid);
   if (i >= params.n) { return; }
-  out[i] = max(x[i], 0.0);
+  // Not max(x, 0): llvmpipe's max(NaN, 0) is 0, which would hide a NaN from the training monitor.
+  let v = x[i];
+  out[i] = select(v, 0.0, v < 0.0);
 }
 
 // Written so that neither branch overflows: exp of a large positive argument would be infinite.

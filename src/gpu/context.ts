@@ -120,7 +120,8 @@ export class GpuContext {
   pipeline(kernel: KernelSpec): GPUComputePipeline {
     const entryPoint = kernel.entryPoint ?? 'main';
     const constants = kernel.constants ?? {};
-    const key = `${kernel.name}|${entryPoint}|${JSON.stringify(Object.entries(constants).sort())}|${kernel.code.length}`;
+    // Keyed by the code itself (not its name): two kernels can never share a pipeline by accident.
+    const key = `${entryPoint}|${JSON.stringify(Object.entries(constants).sort())}|${kernel.code}`;
     let pipeline = this.pipelines.get(key);
     if (pipeline) return pipeline;
     this.checkAlive();

@@ -16,6 +16,9 @@ import { marginLoss, reconstructionLoss } from '../ops/losses.ts';
 import { Rng } from '../data/rng.ts';
 import { type CapsNetConfig, geometry, makeConfig, parameterShapes } from './config.ts';
 
+/** Called with each layer's output as it is computed (training uses it to find where a NaN starts). */
+export type LayerTap = (name: string, t: Tensor) => void;
+
 export interface CapsNetOutput {
   /** Digit capsules [B, J, D]. */
   v: Tensor;
@@ -35,9 +38,9 @@ export interface CapsNetLoss extends CapsNetOutput {
 /**
  * Initial parameters, seeded. Convolutions and dense layers: PyTorch's defaults (weights and biases
  * uniform in +-1/sqrt(fan-in)), what most CapsNet ports train with. digit.W: normal with standard
- * deviation `digitWStd` (default 0.5, see INIT_NOTES): with the small primary capsules that the
- * default convolutions give (|u| ~ 0.05), it makes the initial digit capsules' lengths ~0.1-0.3,
- * neither vanishing (squash's gradient ~ |s| near 0) nor saturated.
+ * deviation `digitWStd` (default 0.5): with the small primary capsules that the default
+ * convolutions give (|u| ~ 0.05), the initial digit capsules are short but not vanishing (squash's
+ * gradient ~ |s| near 0), so the margin loss moves from the first steps.
  */
 export function initialParameters(config: CapsNetConfig, seed: number, digitWStd = 0.5): Record<string, Float32Array> {
   const rng = new Rng(seed >>> 0);
@@ -95,31 +98,40 @@ export class CapsNet {
   }
 
   /** Images [B, C, H, W] -> digit capsules and their lengths. */
-  forward(images: Tensor): CapsNetOutput {
+  forward(images: Tensor, tap: LayerTap = () => {}): CapsNetOutput {
     const c = this.config;
     const p = this.params;
     const expected = [c.inputChannels, c.inputSize, c.inputSize];
     if (images.shape.length !== 4 || images.shape.slice(1).some((d, k) => d !== expected[k])) {
       throw new Error(`CapsNet: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
     }
+    tap('images', images);
     const conv1 = conv2d(images, p['conv1.weight'], p['conv1.bias'], { relu: true });
+    tap('conv1', conv1);
     const primary = conv2d(conv1, p['primary.weight'], p['primary.bias'], { stride: c.primaryStride });
+    tap('primary conv', primary);
     const u = primaryCaps(primary, { types: c.primaryTypes, dim: c.primaryDim });
+    tap('primary capsules', u);
     const uhat = capsPredict(p['digit.W'], u);
+    tap('predictions u_hat', uhat);
     const v = routing(uhat, { iterations: c.routings, gradMode: c.gradMode, leaky: c.leaky, bias: p['digit.bias'] ?? null });
-    return { v, lengths: capsuleLengths(v) };
+    tap('digit capsules', v);
+    const lengths = capsuleLengths(v);
+    tap('capsule lengths', lengths);
+    return { v, lengths };
   }
 
   /**
    * The decoder's reconstruction [B, pixels] from the capsule of `selected` per example: the
    * labels in training (a [B] tensor of class indices as f32, or an Int32Array), 'longest' at test.
    */
-  decode(v: Tensor, selected: Tensor | Int32Array | 'longest'): Tensor {
+  decode(v: Tensor, selected: Tensor | Int32Array | 'longest', tap: LayerTap = () => {}): Tensor {
     if (!this.config.decoder) throw new Error('CapsNet: this model has no decoder (config.decoder is false)');
     let h = maskCapsules(v, selected);
     const layers = this.config.decoderHidden.length + 1;
     for (let l = 1; l <= layers; l++) {
       h = dense(h, this.params[`decoder.fc${l}.weight`], this.params[`decoder.fc${l}.bias`], l < layers ? 'relu' : 'sigmoid');
+      tap(`decoder fc${l}`, h);
     }
     return h;
   }
@@ -129,14 +141,16 @@ export class CapsNet {
    * weighted reconstruction loss of the decoder fed with the capsule of `labels` [B] (class indices
    * as f32), both averaged over the batch.
    */
-  loss(images: Tensor, labels: Tensor, targets: Tensor): CapsNetLoss {
-    const out = this.forward(images);
+  loss(images: Tensor, labels: Tensor, targets: Tensor, tap: LayerTap = () => {}): CapsNetLoss {
+    const out = this.forward(images, tap);
     const margin = marginLoss(out.lengths, targets);
+    tap('margin loss', margin);
     if (!this.config.decoder) return { ...out, loss: margin, margin, reconstructionLoss: null, reconstruction: null };
-    const reconstruction = this.decode(out.v, labels);
+    const reconstruction = this.decode(out.v, labels, tap);
     const g = geometry(this.config);
     const flat = reshape(images, [images.shape[0], g.pixels]);
     const recon = reconstructionLoss(reconstruction, flat, this.config.reconWeight);
+    tap('reconstruction loss', recon);
     return { ...out, loss: add(margin, recon), margin, reconstructionLoss: recon, reconstruction };
   }
 

@@ -1,0 +1,194 @@
+// `capsnet figures`: what a trained CapsNet learned, as files: the training curves (SVG, from the
+// run's metrics log), test digits next to their reconstructions (PNG), and the paper's
+// dimension-perturbation grid: each of the 16 dimensions of the winning capsule moved from -0.25 to
+// 0.25 in steps of 0.05 and decoded (a 16 x 11 image per digit, figure 4 of the paper).
+
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../io/files.ts';
+import { loadCheckpoint } from '../io/checkpoint-file.ts';
+import { loadMnist } from '../io/idx-file.ts';
+import { fillBatch, type Dataset } from '../data/dataset.ts';
+import { readMetrics } from '../io/metrics.ts';
+import { lineChartSvg } from '../io/plot.ts';
+import { encodePng } from '../io/png.ts';
+import { imageGrid, upscaleNearest } from '../io/images.ts';
+import { acquireGpu, resolveBackend } from '../gpu/node.ts';
+import { CapsNet } from '../model/capsnet.ts';
+import { type Tensor, fromArray, tidy } from '../tensor.ts';
+import { noGrad } from '../autograd/tape.ts';
+import { UsageError, parseFlags } from './args.ts';
+import { METRICS_FILE } from './train.ts';
+
+export const PERTURBATION_STEPS = Array.from({ length: 11 }, (_, k) => Math.round((-0.25 + 0.05 * k) * 100) / 100);
+
+export async function figuresCommand(argv: string[]): Promise<number> {
+  const { values } = parseFlags('figures', argv, {
+    checkpoint: { type: 'string' },
+    out: { type: 'string' },
+    metrics: { type: 'string' },
+    data: { type: 'string' },
+    backend: { type: 'string' },
+  });
+  if (!values.checkpoint) throw new UsageError('capsnet figures: --checkpoint FILE is required');
+  if (!values.out) throw new UsageError('capsnet figures: --out DIR is required');
+  const files = await figures(values.checkpoint, values.out, {
+    metrics: values.metrics,
+    data: values.data,
+    backend: values.backend === undefined ? undefined : resolveBackend(values.backend),
+  });
+  for (const f of files) console.log(`wrote ${f}`);
+  return 0;
+}
+
+export async function figures(
+  checkpointPath: string,
+  outDir: string,
+  options: { metrics?: string; data?: string; backend?: ReturnType<typeof resolveBackend> } = {},
+): Promise<string[]> {
+  let ckpt;
+  try {
+    ckpt = await loadCheckpoint(checkpointPath);
+  } catch (error) {
+    throw new UsageError(`capsnet figures: ${(error as Error).message}`);
+  }
+  const written: string[] = [];
+  mkdirSync(outDir, { recursive: true });
+  const write = async (name: string, data: Uint8Array | string) => {
+    const path = join(outDir, name);
+    await writeFileAtomic(path, typeof data === 'string' ? new TextEncoder().encode(data) : data);
+    written.push(path);
+  };
+
+  const metricsPath = options.metrics ?? join(dirname(checkpointPath), METRICS_FILE);
+  if (existsSync(metricsPath)) {
+    for (const [name, svg] of await curves(metricsPath)) await write(name, svg);
+  } else if (options.metrics) {
+    throw new UsageError(`capsnet figures: --metrics ${options.metrics} does not exist`);
+  }
+
+  const { config } = ckpt;
+  if (!config.decoder) return written; // reconstructions need the decoder
+  const test = loadMnist(options.data).test;
+  const ctx = await acquireGpu({ backend: options.backend });
+  try {
+    const model = new CapsNet(ctx, config, ckpt.params);
+    const S = config.inputSize;
+    const pixels = config.inputChannels * S * S;
+    if (config.inputChannels !== 1) return written; // the grids below are grey images
+    // Test digits and their reconstructions from the longest capsule: rows of originals, then reconstructions.
+    const N = 32;
+    const images = new Float32Array(N * pixels);
+    const labels = new Int32Array(N);
+    const order = Uint32Array.from({ length: test.count }, (_, i) => i);
+    fillBatch(test, order, 0, images, labels);
+    const recon = await readAndDispose(noGrad(() => tidy(() => {
+      const x = fromArray(ctx, [N, 1, S, S], images, 'images');
+      const { v } = model.forward(x);
+      return model.decode(v, 'longest');
+    })));
+    const pairs = new Float32Array(2 * N * pixels);
+    for (let row = 0; row < N / 8; row++) {
+      pairs.set(images.subarray(row * 8 * pixels, (row + 1) * 8 * pixels), 2 * row * 8 * pixels);
+      pairs.set(recon.subarray(row * 8 * pixels, (row + 1) * 8 * pixels), (2 * row + 1) * 8 * pixels);
+    }
+    const grid = upscaleNearest(imageGrid(pairs, 2 * N, S, S, { columns: 8 }), 3);
+    await write('reconstructions.png', encodePng(grid.width, grid.height, 1, grid.pixels));
+
+    // The perturbation grids, one per class, from the first test image of that class.
+    for (let digit = 0; digit < config.digitCaps; digit++) {
+      const index = firstOfClass(test, digit);
+      if (index < 0) continue;
+      const tiles = await perturbationGrid(model, test, index);
+      const img = upscaleNearest(imageGrid(tiles, config.digitDim * PERTURBATION_STEPS.length, S, S, { columns: PERTURBATION_STEPS.length, padding: 1 }), 2);
+      await write(`perturbation-${digit}.png`, encodePng(img.width, img.height, 1, img.pixels));
+    }
+    model.dispose();
+  } finally {
+    ctx.destroy();
+  }
+  return written;
+}
+
+function firstOfClass(ds: Dataset, label: number): number {
+  for (let i = 0; i < ds.count; i++) if (ds.labels[i] === label) return i;
+  return -1;
+}
+
+/**
+ * The decoder's images [digitDim * 11, pixels] for example `index`: row d moves dimension d of the
+ * winning capsule through PERTURBATION_STEPS, the other capsules masked out as at test time.
+ */
+export async function perturbationGrid(model: CapsNet, ds: Dataset, index: number): Promise<Float32Array> {
+  const { ctx, config } = model;
+  const S = config.inputSize;
+  const J = config.digitCaps;
+  const D = config.digitDim;
+  const image = new Float32Array(config.inputChannels * S * S);
+  fillBatch(ds, [index], 0, image, new Int32Array(1));
+  const out = noGrad(() => tidy(() => model.forward(fromArray(ctx, [1, config.inputChannels, S, S], image, 'image'))));
+  const v = await readAndDispose(out.v);
+  const lengths = await readAndDispose(out.lengths);
+  let winner = 0;
+  for (let j = 1; j < J; j++) if (lengths[j] > lengths[winner]) winner = j;
+  const K = PERTURBATION_STEPS.length;
+  const batch = new Float32Array(D * K * J * D);
+  for (let d = 0; d < D; d++) {
+    for (let k = 0; k < K; k++) {
+      const row = (d * K + k) * J * D;
+      batch.set(v, row);
+      batch[row + winner * D + d] += PERTURBATION_STEPS[k];
+    }
+  }
+  const selected = new Int32Array(D * K).fill(winner);
+  return readAndDispose(noGrad(() => tidy(() => model.decode(fromArray(ctx, [D * K, J, D], batch, 'perturbed'), selected))));
+}
+
+async function readAndDispose(t: Tensor): Promise<Float32Array> {
+  try {
+    return await t.read();
+  } finally {
+    t.dispose();
+  }
+}
+
+/** loss.svg and accuracy.svg from a metrics log. */
+export async function curves(metricsPath: string): Promise<Array<[string, string]>> {
+  const { records } = await readMetrics(metricsPath);
+  const trainRecords = records.filter((r) => r.type === 'train') as Array<Record<string, number>>;
+  const evals = records.filter((r) => r.type === 'eval') as Array<Record<string, number | string>>;
+  const smooth = (key: string) => {
+    const out: Array<[number, number]> = [];
+    const window: number[] = [];
+    for (const r of trainRecords) {
+      window.push(r[key]);
+      if (window.length > 20) window.shift();
+      out.push([r.step, window.reduce((a, b) => a + b, 0) / window.length]);
+    }
+    return out;
+  };
+  const loss = lineChartSvg({
+    title: 'Training loss (mean of the last 20 steps)',
+    xLabel: 'step',
+    yLabel: 'loss',
+    logY: true,
+    series: [
+      { name: 'total', points: smooth('loss') },
+      { name: 'margin', points: smooth('marginLoss') },
+      { name: 'reconstruction', points: smooth('reconLoss') },
+    ],
+  });
+  const accuracy = lineChartSvg({
+    title: 'Accuracy',
+    xLabel: 'step',
+    yLabel: 'accuracy (%)',
+    series: [
+      { name: 'training batches (mean of 20)', points: smooth('accuracy').map(([x, y]) => [x, 100 * y] as [number, number]) },
+      ...['validation', 'test'].map((split) => ({
+        name: split,
+        points: evals.filter((e) => e.split === split).map((e) => [Number(e.step), 100 * Number(e.accuracy)] as [number, number]),
+      })),
+    ],
+  });
+  return [['loss.svg', loss], ['accuracy.svg', accuracy]];
+}

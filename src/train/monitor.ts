@@ -1,0 +1,95 @@
+// What a training step reports without a readback: per-step loss, margin loss and correct count,
+// and the number of non-finite values in every monitored tensor (each layer's output, the loss,
+// each parameter's gradient), all written by kernels into one GPU buffer that is read back once
+// every few steps. A NaN is then pinned to its step and to the first layer that produced it.
+
+import stepStatsWgsl from '../../kernels/step_stats.wgsl';
+import countNonFiniteWgsl from '../../kernels/count_nonfinite.wgsl';
+import type { GpuContext, KernelSpec } from '../gpu/context.ts';
+import { type Tensor, zeros, untrack } from '../tensor.ts';
+
+const STATS: KernelSpec = { name: 'step_stats', code: stepStatsWgsl };
+const NONFINITE: KernelSpec = { name: 'count_nonfinite', code: countNonFiniteWgsl };
+const FIXED = 3; // loss, margin, correct
+
+export interface StepStats {
+  step: number;
+  loss: number;
+  margin: number;
+  correct: number;
+  /** Monitored tensors holding NaN or infinity, in the order they were computed, with counts. */
+  nonFinite: Array<{ name: string; count: number }>;
+}
+
+export class StepMonitor {
+  private readonly buffer: Tensor;
+  private readonly names: string[] = [];
+  private slot = -1;
+  private firstStep = 0;
+  private tapIndex = 0;
+
+  constructor(
+    readonly ctx: GpuContext,
+    /** Steps held before a read is needed. */
+    readonly capacity: number,
+    /** Most tensors monitored per step. */
+    readonly maxTaps = 64,
+  ) {
+    this.buffer = untrack(zeros(ctx, [capacity * this.stride], 'step stats'));
+  }
+
+  private get stride(): number {
+    return FIXED + this.maxTaps;
+  }
+
+  /** Steps recorded since the last read. */
+  get pending(): number {
+    return this.slot + 1;
+  }
+
+  /** Starts the record of `step` (must follow the previous one, or come after a read). */
+  beginStep(step: number): void {
+    if (this.slot + 1 >= this.capacity) throw new Error(`StepMonitor: ${this.capacity} steps recorded without a read`);
+    if (this.slot < 0) this.firstStep = step;
+    else if (step !== this.firstStep + this.slot + 1) throw new Error(`StepMonitor: step ${step} does not follow ${this.firstStep + this.slot}`);
+    this.slot++;
+    this.tapIndex = 0;
+  }
+
+  /** Counts the non-finite values of `t`, under `name` (the same names in the same order every step). */
+  tap(name: string, t: Tensor): void {
+    const k = this.tapIndex++;
+    if (k >= this.maxTaps) throw new Error(`StepMonitor: more than ${this.maxTaps} tensors monitored`);
+    if (this.names.length === k) this.names.push(name);
+    else if (this.names[k] !== name) throw new Error(`StepMonitor: tensor ${k} is '${name}', it was '${this.names[k]}' in earlier steps`);
+    this.ctx.dispatch(NONFINITE, [t.buffer, this.buffer.buffer], [t.size, this.slot * this.stride + FIXED + k], 1);
+  }
+
+  /** Records the step's loss, margin loss and how many longest capsules match the labels. */
+  stats(loss: Tensor, margin: Tensor, lengths: Tensor, labels: Tensor): void {
+    const [B, J] = lengths.shape;
+    this.ctx.dispatch(STATS, [loss.buffer, margin.buffer, lengths.buffer, labels.buffer, this.buffer.buffer], [B, J, this.slot * this.stride], 1);
+  }
+
+  /** Reads every step recorded since the last read, and starts over. */
+  async read(): Promise<StepStats[]> {
+    const n = this.slot + 1;
+    if (n === 0) return [];
+    const data = new Float32Array(await this.ctx.readBuffer(this.buffer.buffer, n * this.stride * 4));
+    const out: StepStats[] = [];
+    for (let s = 0; s < n; s++) {
+      const row = data.subarray(s * this.stride, (s + 1) * this.stride);
+      const nonFinite: StepStats['nonFinite'] = [];
+      this.names.forEach((name, k) => {
+        if (row[FIXED + k] > 0) nonFinite.push({ name, count: row[FIXED + k] });
+      });
+      out.push({ step: this.firstStep + s, loss: row[0], margin: row[1], correct: row[2], nonFinite });
+    }
+    this.slot = -1;
+    return out;
+  }
+
+  dispose(): void {
+    this.buffer.dispose();
+  }
+}

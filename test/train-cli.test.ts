@@ -1,0 +1,153 @@
+// `capsnet train / eval / figures` end to end, as a user runs them, on small budgets: the files
+// they promise, exact resume, bad flags, a NaN stop that keeps the last good checkpoint, and a
+// short real run on MNIST that must learn.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from './helpers/cli.ts';
+import { readMetrics } from '../src/io/metrics.ts';
+import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
+import { decodePng } from '../src/io/png.ts';
+
+const TINY = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
+const BASE = ['--limit', '64', '--batch-size', '8', '--log-every', '2', '--eval-limit', '40', '--config', TINY];
+
+let root = '';
+const cli = suite('capsnet train / eval / figures', {});
+cli.before(() => {
+  root = mkdtempSync(join(tmpdir(), 'capsnet-cli-'));
+});
+cli.after(() => rmSync(root, { recursive: true, force: true }));
+
+cli('train writes a checkpoint and a metrics log, evaluates, and exits 0', async () => {
+  const out = join(root, 'run');
+  const r = await runCli(['train', '--out', out, '--steps', '4', ...BASE]);
+  assert.is(r.code, 0, r.stderr);
+  const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
+  assert.is(ckpt.step, 4);
+  assert.is(ckpt.optimizer?.step, 4);
+  assert.is(ckpt.config.conv1Channels, 8);
+  const { records } = await readMetrics(join(out, 'metrics.jsonl'));
+  assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [1, 2, 3, 4]);
+  const evaluation = records.find((m) => m.type === 'eval') as { count: number; accuracy: number };
+  assert.is(evaluation.count, 40);
+  assert.ok(evaluation.accuracy >= 0 && evaluation.accuracy <= 1);
+  assert.match(r.stderr, /test accuracy/);
+});
+
+cli('a run stopped and resumed ends with bitwise the same parameters as an uninterrupted run', async () => {
+  const straight = join(root, 'straight');
+  const resumed = join(root, 'resumed');
+  const flags = [...BASE, '--checkpoint-every', '3', '--no-eval'];
+  assert.is((await runCli(['train', '--out', straight, '--steps', '6', ...flags])).code, 0);
+  assert.is((await runCli(['train', '--out', resumed, '--steps', '3', ...flags])).code, 0);
+  const r = await runCli(['train', '--out', resumed, '--steps', '6', '--resume', ...flags.filter((f) => f !== TINY && f !== '--config')]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /steps 4\.\.6 \(resumed\)/);
+  const [a, b] = [await loadCheckpoint(join(straight, 'checkpoint.safetensors')), await loadCheckpoint(join(resumed, 'checkpoint.safetensors'))];
+  assert.is(b.step, 6);
+  for (const name of Object.keys(a.params)) {
+    assert.ok(Buffer.from(a.params[name].buffer).equals(Buffer.from(b.params[name].buffer)), `${name} differs`);
+    assert.ok(Buffer.from(a.optimizer!.m[name].buffer).equals(Buffer.from(b.optimizer!.m[name].buffer)), `adam.m.${name} differs`);
+  }
+  const { records } = await readMetrics(join(resumed, 'metrics.jsonl'));
+  assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [1, 2, 3, 4, 5, 6]);
+});
+
+cli('bad flags and files: exit code 2, a clear message, nothing written', async () => {
+  const out = join(root, 'never');
+  const cases: Array<[string[], RegExp]> = [
+    [['train', '--out', out, '--batch-size', 'zero'], /--batch-size: expected an integer >= 1, got 'zero'/],
+    [['train', '--out', out, '--steps', '3', '--epochs', '1'], /--epochs or --steps, not both/],
+    [['train', '--out', out, '--lr', '0'], /--lr: expected a learning rate > 0, got '0'/],
+    [['train', '--out', out, '--config', '{"routings": 0}'], /routings must be a positive integer/],
+    [['train', '--out', out, '--config', '{"colour": 1}'], /unknown field 'colour'/],
+    [['train', '--out', out, '--data', join(root, 'no-such-folder')], /no-such-folder/],
+    [['train', '--out', out, '--resume'], /no checkpoint\.safetensors in/],
+    [['train', '--out', out, '--wat'], /--wat/],
+    [['train'], /--out DIR is required/],
+    [['eval', '--checkpoint', join(root, 'missing.safetensors')], /missing\.safetensors/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await runCli(args);
+    assert.is(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr, pattern, args.join(' '));
+    assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+  }
+  assert.not.ok(existsSync(out), 'nothing written');
+});
+
+cli('an existing run is not overwritten without --resume; --resume refuses to change the recipe', async () => {
+  const out = join(root, 'run');
+  const before = readFileSync(join(out, 'checkpoint.safetensors'));
+  const again = await runCli(['train', '--out', out, '--steps', '4', ...BASE]);
+  assert.is(again.code, 2);
+  assert.match(again.stderr, /already holds a run.*--resume/);
+  const changed = await runCli(['train', '--out', out, '--steps', '8', '--resume', '--batch-size', '16']);
+  assert.is(changed.code, 2);
+  assert.match(changed.stderr, /--batch-size 16 differs from the run's 8/);
+  assert.ok(readFileSync(join(out, 'checkpoint.safetensors')).equals(before));
+});
+
+cli('a NaN stops training with the step and the layer, and keeps the last good checkpoint', async () => {
+  const out = join(root, 'nan');
+  const r = await runCli(['train', '--out', out, '--steps', '40', '--lr', '1e30', '--checkpoint-every', '1', '--log-every', '1', ...BASE.slice(0, 4), '--config', TINY]);
+  assert.is(r.code, 1, r.stderr);
+  const m = /step (\d+) produced .*first appear in '([^']+)'/.exec(r.stderr);
+  assert.ok(m, r.stderr);
+  const badStep = Number(m![1]);
+  const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
+  assert.is(ckpt.step, badStep - 1, 'the checkpoint is from the step before');
+  for (const [name, values] of Object.entries(ckpt.params)) assert.ok(values.every(Number.isFinite), `${name} is finite`);
+  assert.equal(readdirSync(out).sort(), ['checkpoint.safetensors', 'metrics.jsonl']);
+});
+
+cli('eval --output writes accuracy and every image\'s label, prediction and lengths', async () => {
+  const file = join(root, 'eval.json');
+  const r = await runCli(['eval', '--checkpoint', join(root, 'run', 'checkpoint.safetensors'), '--limit', '30', '--output', file]);
+  assert.is(r.code, 0, r.stderr);
+  const report = JSON.parse(readFileSync(file, 'utf8'));
+  assert.is(report.images.length, 30);
+  assert.is(report.images[0].label, 7); // the MNIST test set starts 7, 2, 1, 0, 4
+  const correct = report.images.filter((i: { label: number; prediction: number }) => i.label === i.prediction).length;
+  assert.is(report.accuracy, correct / 30);
+  for (const img of report.images) {
+    assert.is(img.lengths.length, 10);
+    const best = img.lengths.indexOf(Math.max(...img.lengths));
+    assert.is(img.prediction, best);
+  }
+  assert.match(r.stdout, /confusion/);
+});
+
+cli('figures: curves (SVG), reconstructions and perturbation grids (PNG)', async () => {
+  const out = join(root, 'figures');
+  const r = await runCli(['figures', '--checkpoint', join(root, 'run', 'checkpoint.safetensors'), '--out', out]);
+  assert.is(r.code, 0, r.stderr);
+  const files = readdirSync(out).sort();
+  assert.ok(files.includes('loss.svg') && files.includes('accuracy.svg') && files.includes('reconstructions.png'), files.join(', '));
+  assert.is(files.filter((f) => /^perturbation-\d\.png$/.test(f)).length, 10);
+  const grid = decodePng(readFileSync(join(out, 'perturbation-3.png')));
+  // digitDim 4 rows x 11 columns of 28x28 tiles with 1-pixel padding, upscaled x2.
+  assert.is(grid.width, 2 * (11 * 29 + 1));
+  assert.is(grid.height, 2 * (4 * 29 + 1));
+  assert.match(readFileSync(join(out, 'loss.svg'), 'utf8'), /^<svg[\s\S]*<\/svg>\s*$/);
+});
+
+cli('a short run on 300 real MNIST images lowers the loss and beats chance by a wide margin', async () => {
+  const out = join(root, 'learn');
+  const config = JSON.stringify({ conv1Channels: 32, primaryTypes: 8, primaryDim: 8, decoderHidden: [64, 128] });
+  const r = await runCli(['train', '--out', out, '--steps', '60', '--limit', '300', '--batch-size', '16', '--eval-limit', '300', '--config', config], { timeoutMs: 300_000 });
+  assert.is(r.code, 0, r.stderr);
+  const { records } = await readMetrics(join(out, 'metrics.jsonl'));
+  const losses = records.filter((m) => m.type === 'train').map((m) => m.loss as number);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const [first, last] = [mean(losses.slice(0, 10)), mean(losses.slice(-10))];
+  assert.ok(last < 0.7 * first, `loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+  const accuracy = (records.find((m) => m.type === 'eval') as { accuracy: number }).accuracy;
+  assert.ok(accuracy > 0.5, `test accuracy ${accuracy} (chance is 0.1)`);
+  process.stdout.write(`  [learn] loss ${first.toFixed(3)} -> ${last.toFixed(3)}, test accuracy ${(100 * accuracy).toFixed(1)}% on 300 images\n`);
+});
+
+cli.run();
