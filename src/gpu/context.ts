@@ -201,10 +201,13 @@ export class GpuContext {
       entries.push({ binding: k + 1, resource: 'buffer' in b ? b : { buffer: b } });
     });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    if (!this.pass) this.pass = this.encoder!.beginComputePass();
+    const timed = this.profiler?.next(kernel.name);
+    if (timed) this.endPass();
+    if (!this.pass) this.pass = this.encoder!.beginComputePass(timed ? { timestampWrites: timed } : undefined);
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(x, y, z);
+    if (timed) this.endPass();
     this.encoded.push(kernel.name);
     this.counters.dispatches++;
   }
@@ -243,6 +246,7 @@ export class GpuContext {
     if (!this.encoder) return;
     this.endPass();
     if (this.uniformUsed > 0) this.device.queue.writeBuffer(this.uniformBuffer!, 0, this.uniformData, 0, this.uniformUsed);
+    this.profiler?.resolve(this.encoder);
     const commands = this.encoder.finish();
     this.device.queue.submit([commands]);
     const what = `running kernels [${summarize(this.encoded)}]`;
@@ -295,6 +299,32 @@ export class GpuContext {
     }
   }
 
+  /** Per-kernel GPU time, from timestamp queries around every dispatch; null without 'timestamp-query'. */
+  private profiler: Profiler | null = null;
+
+  get canProfile(): boolean {
+    return this.device.features.has('timestamp-query');
+  }
+
+  /**
+   * Starts timing every dispatch with timestamp queries (each dispatch gets its own compute pass,
+   * so use this to measure, not in production). Throws where the adapter has no timestamp queries.
+   */
+  beginProfile(): void {
+    if (!this.canProfile) throw new Error(`profiling needs the 'timestamp-query' feature, which ${this.adapter.name} does not offer`);
+    this.flush();
+    this.profiler = new Profiler(this);
+  }
+
+  /** Stops profiling; returns the GPU time of each kernel name (summed over its dispatches), in ms. */
+  async endProfile(): Promise<Map<string, { ms: number; count: number }>> {
+    const profiler = this.profiler;
+    if (!profiler) throw new Error('endProfile without beginProfile');
+    this.flush();
+    this.profiler = null;
+    return profiler.collect();
+  }
+
   poolStats(): PoolStats {
     return this.pool.getStats();
   }
@@ -307,6 +337,56 @@ export class GpuContext {
     this.pass = null;
     this.device.destroy();
     void this.owner;
+  }
+}
+
+/** Timestamp queries around each dispatch, resolved at every flush into buffers read at the end. */
+class Profiler {
+  private readonly capacity = 2048;
+  private readonly querySet: GPUQuerySet;
+  private names: string[] = [];
+  private readonly pending: Array<{ buffer: GPUBuffer; resolved: GPUBuffer; names: string[] }> = [];
+
+  constructor(private readonly ctx: GpuContext) {
+    this.querySet = ctx.device.createQuerySet({ type: 'timestamp', count: this.capacity });
+  }
+
+  next(name: string): GPUComputePassTimestampWrites | null {
+    if (this.names.length * 2 >= this.capacity) return null; // full until the next flush
+    const k = this.names.length;
+    this.names.push(name);
+    return { querySet: this.querySet, beginningOfPassWriteIndex: 2 * k, endOfPassWriteIndex: 2 * k + 1 };
+  }
+
+  resolve(encoder: GPUCommandEncoder): void {
+    if (this.names.length === 0) return;
+    const bytes = this.names.length * 16;
+    const resolved = this.ctx.createBuffer(bytes, 0x200 | 0x04, 'profile resolve'); // QUERY_RESOLVE | COPY_SRC
+    const readback = this.ctx.createBuffer(bytes, 0x01 | 0x08, 'profile readback'); // MAP_READ | COPY_DST
+    encoder.resolveQuerySet(this.querySet, 0, this.names.length * 2, resolved, 0);
+    encoder.copyBufferToBuffer(resolved, 0, readback, 0, bytes);
+    this.pending.push({ buffer: readback, resolved, names: this.names });
+    this.names = [];
+  }
+
+  async collect(): Promise<Map<string, { ms: number; count: number }>> {
+    const out = new Map<string, { ms: number; count: number }>();
+    for (const { buffer, resolved, names } of this.pending) {
+      await buffer.mapAsync(0x0001);
+      const t = new BigUint64Array(buffer.getMappedRange());
+      names.forEach((name, k) => {
+        const ms = Number(t[2 * k + 1] - t[2 * k]) / 1e6;
+        const entry = out.get(name) ?? { ms: 0, count: 0 };
+        entry.ms += ms;
+        entry.count++;
+        out.set(name, entry);
+      });
+      buffer.unmap();
+      buffer.destroy();
+      resolved.destroy();
+    }
+    this.querySet.destroy();
+    return out;
   }
 }
 

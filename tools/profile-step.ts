@@ -1,0 +1,41 @@
+// Where the time of one CapsNet training step goes: every kernel timed with timestamp queries
+// (adapters that have them: Vulkan, Chromium). Usage:
+//   node --import ./tools/register-ts.mjs tools/profile-step.ts [--batch 32] [--backend vulkan] [--steps 3]
+import { parseArgs } from 'node:util';
+import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
+import { CapsNet, oneHotTargets } from '../src/model/capsnet.ts';
+import { Adam } from '../src/optim/adam.ts';
+import { fromArray, tidy } from '../src/tensor.ts';
+import { backward } from '../src/autograd/tape.ts';
+
+const { values } = parseArgs({ options: { batch: { type: 'string' }, backend: { type: 'string' }, steps: { type: 'string' } } });
+const B = Number(values.batch ?? 32);
+const steps = Number(values.steps ?? 3);
+const ctx = await acquireGpu({ backend: values.backend === undefined ? undefined : resolveBackend(values.backend) });
+try {
+  const model = CapsNet.create(ctx, {}, 1);
+  const adam = new Adam(ctx);
+  const images = Float32Array.from({ length: B * 784 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
+  const labels = Int32Array.from({ length: B }, (_, b) => b % 10);
+  const step = () => tidy(() => {
+    const x = fromArray(ctx, [B, 1, 28, 28], images);
+    const y = fromArray(ctx, [B], Float32Array.from(labels));
+    const out = model.loss(x, y, oneHotTargets(ctx, labels, 10));
+    backward(out.loss);
+    adam.step(model.parameterList());
+    adam.zeroGrad(model.parameterList());
+  });
+  step(); // warm-up: compiles every pipeline
+  await ctx.sync();
+  const wall = performance.now();
+  ctx.beginProfile();
+  for (let k = 0; k < steps; k++) step();
+  const profile = await ctx.endProfile();
+  const wallMs = (performance.now() - wall) / steps;
+  const rows = [...profile].map(([name, p]) => ({ name, ms: p.ms / steps, count: p.count / steps })).sort((a, b) => b.ms - a.ms);
+  const total = rows.reduce((s, r) => s + r.ms, 0);
+  console.log(`${ctx.adapter.name}, batch ${B}: ${total.toFixed(0)} ms of kernels per step (wall ${wallMs.toFixed(0)} ms with one pass per kernel)`);
+  for (const r of rows) console.log(`${r.ms.toFixed(1).padStart(9)} ms ${(100 * r.ms / total).toFixed(1).padStart(5)}%  x${r.count}  ${r.name}`);
+} finally {
+  ctx.destroy();
+}
