@@ -120,6 +120,26 @@ layer('a lost device turns every later operation into a clear error', async () =
   ctx.destroy();
 });
 
+layer('the profiler times every dispatch by kernel name (timestamp queries)', async () => {
+  const ctx = await gpu();
+  if (!ctx.canProfile) {
+    process.stdout.write(`\n  [skip inside test] ${ctx.adapter.name} has no timestamp-query: checking that beginProfile refuses\n`);
+    assert.throws(() => ctx.beginProfile(), /timestamp-query/);
+    return;
+  }
+  const a = fromArray(ctx, [100_000], new Float32Array(100_000).fill(1));
+  ctx.beginProfile();
+  const out = tidy(() => add(add(add(a, a), a), a));
+  const profile = await ctx.endProfile();
+  assert.equal(Array.from((await out.read()).subarray(0, 2)), [4, 4]);
+  const entry = profile.get('binary.add');
+  assert.ok(entry, `profile has ${[...profile.keys()]}`);
+  assert.is(entry!.count, 3);
+  assert.ok(entry!.ms > 0 && entry!.ms < 10_000, `${entry!.ms} ms`);
+  a.dispose();
+  out.dispose();
+});
+
 layer('an unknown backend name is refused with the list of valid ones', () => {
   assert.throws(() => resolveBackend('metal'), (e: Error) => e instanceof GpuUnavailableError && /auto, default, vulkan, opengl/.test(e.message));
   assert.is(resolveBackend('opengl'), 'opengl');
