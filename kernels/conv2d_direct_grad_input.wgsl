@@ -33,24 +33,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   t = t / p.H;
   let ci = t % p.Cin;
   let b = t / p.Cin;
+  // Only taps with (iy + py - ky) divisible by sy read this position: ky = ky0, ky0 + sy, ... with
+  // oy = oy0, oy0 - 1, ... (one division per axis, none in the loops).
+  let ty = iy + p.py;
+  let tx = ix + p.px;
+  let kx0 = tx % p.sx;
+  let ox0 = i32(tx / p.sx);
+  var oy = i32(ty / p.sy);
   var acc = 0.0;
-  for (var ky = 0u; ky < p.KH; ky++) {
-    let ty = i32(iy + p.py) - i32(ky);
-    if (ty < 0 || (u32(ty) % p.sy) != 0u) { continue; }
-    let oy = u32(ty) / p.sy;
-    if (oy >= p.OH) { continue; }
-    for (var kx = 0u; kx < p.KW; kx++) {
-      let tx = i32(ix + p.px) - i32(kx);
-      if (tx < 0 || (u32(tx) % p.sx) != 0u) { continue; }
-      let ox = u32(tx) / p.sx;
-      if (ox >= p.OW) { continue; }
-      for (var co = 0u; co < p.Cout; co++) {
-        let o = ((b * p.Cout + co) * p.OH + oy) * p.OW + ox;
-        var g = dout[o];
-        if (p.relu != 0u && !(out[o] > 0.0)) { g = 0.0; }
-        acc += g * w[((co * p.Cin + ci) * p.KH + ky) * p.KW + kx];
+  for (var ky = ty % p.sy; ky < p.KH; ky += p.sy) {
+    if (oy >= 0 && oy < i32(p.OH)) {
+      var ox = ox0;
+      for (var kx = kx0; kx < p.KW; kx += p.sx) {
+        if (ox >= 0 && ox < i32(p.OW)) {
+          for (var co = 0u; co < p.Cout; co++) {
+            let o = ((b * p.Cout + co) * p.OH + u32(oy)) * p.OW + u32(ox);
+            var g = dout[o];
+            if (p.relu != 0u && !(out[o] > 0.0)) { g = 0.0; }
+            acc += g * w[((co * p.Cin + ci) * p.KH + ky) * p.KW + kx];
+          }
+        }
+        ox -= 1;
       }
     }
+    oy -= 1;
   }
   dx[i] = acc;
 }

@@ -43,14 +43,18 @@ fn row_base(m: u32) -> u32 {
   return (b * p.HpWp + oy * p.sy * p.Wp + ox * p.sx) * p.CG;
 }
 
-fn write_out(m: u32, n4: u32, v: vec4f) {
-  if (m >= p.M) { return; }
+/** Offset in out of row m = (b, q) at channel 0; rows past M are not written. */
+fn out_base(m: u32) -> u32 {
   let b = m / p.P;
-  let q = m - b * p.P;
+  return b * p.Cout * p.P + (m - b * p.P);
+}
+
+fn write_out(m: u32, ob: u32, n4: u32, v: vec4f) {
+  if (m >= p.M) { return; }
   for (var j = 0u; j < 4u; j++) {
     let co = 4u * n4 + j;
     if (co >= p.Cout) { return; }
-    let i = (b * p.Cout + co) * p.P + q;
+    let i = ob + co * p.P;
     var s = v[j];
     if ((p.flags & 1u) != 0u) {
       if ((p.flags & 8u) != 0u) { s += bias[co]; }
@@ -113,14 +117,22 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       wi += 4u * n4s;
     }
   }
-  write_out(m0 + 0u * WG, n4 + 0u, acc00); write_out(m0 + 0u * WG, n4 + 1u, acc01); write_out(m0 + 0u * WG, n4 + 2u, acc02); write_out(m0 + 0u * WG, n4 + 3u, acc03);
-  write_out(m0 + 1u * WG, n4 + 0u, acc10); write_out(m0 + 1u * WG, n4 + 1u, acc11); write_out(m0 + 1u * WG, n4 + 2u, acc12); write_out(m0 + 1u * WG, n4 + 3u, acc13);
-  write_out(m0 + 2u * WG, n4 + 0u, acc20); write_out(m0 + 2u * WG, n4 + 1u, acc21); write_out(m0 + 2u * WG, n4 + 2u, acc22); write_out(m0 + 2u * WG, n4 + 3u, acc23);
-  write_out(m0 + 3u * WG, n4 + 0u, acc30); write_out(m0 + 3u * WG, n4 + 1u, acc31); write_out(m0 + 3u * WG, n4 + 2u, acc32); write_out(m0 + 3u * WG, n4 + 3u, acc33);
+  let ob0 = out_base(m0 + 0u * WG);
+  write_out(m0 + 0u * WG, ob0, n4 + 0u, acc00); write_out(m0 + 0u * WG, ob0, n4 + 1u, acc01); write_out(m0 + 0u * WG, ob0, n4 + 2u, acc02); write_out(m0 + 0u * WG, ob0, n4 + 3u, acc03);
+  let ob1 = out_base(m0 + 1u * WG);
+  write_out(m0 + 1u * WG, ob1, n4 + 0u, acc10); write_out(m0 + 1u * WG, ob1, n4 + 1u, acc11); write_out(m0 + 1u * WG, ob1, n4 + 2u, acc12); write_out(m0 + 1u * WG, ob1, n4 + 3u, acc13);
+  let ob2 = out_base(m0 + 2u * WG);
+  write_out(m0 + 2u * WG, ob2, n4 + 0u, acc20); write_out(m0 + 2u * WG, ob2, n4 + 1u, acc21); write_out(m0 + 2u * WG, ob2, n4 + 2u, acc22); write_out(m0 + 2u * WG, ob2, n4 + 3u, acc23);
+  let ob3 = out_base(m0 + 3u * WG);
+  write_out(m0 + 3u * WG, ob3, n4 + 0u, acc30); write_out(m0 + 3u * WG, ob3, n4 + 1u, acc31); write_out(m0 + 3u * WG, ob3, n4 + 2u, acc32); write_out(m0 + 3u * WG, ob3, n4 + 3u, acc33);
   if (ROWS > 4u) {
-    write_out(m0 + 4u * WG, n4 + 0u, acc40); write_out(m0 + 4u * WG, n4 + 1u, acc41); write_out(m0 + 4u * WG, n4 + 2u, acc42); write_out(m0 + 4u * WG, n4 + 3u, acc43);
-    write_out(m0 + 5u * WG, n4 + 0u, acc50); write_out(m0 + 5u * WG, n4 + 1u, acc51); write_out(m0 + 5u * WG, n4 + 2u, acc52); write_out(m0 + 5u * WG, n4 + 3u, acc53);
-    write_out(m0 + 6u * WG, n4 + 0u, acc60); write_out(m0 + 6u * WG, n4 + 1u, acc61); write_out(m0 + 6u * WG, n4 + 2u, acc62); write_out(m0 + 6u * WG, n4 + 3u, acc63);
-    write_out(m0 + 7u * WG, n4 + 0u, acc70); write_out(m0 + 7u * WG, n4 + 1u, acc71); write_out(m0 + 7u * WG, n4 + 2u, acc72); write_out(m0 + 7u * WG, n4 + 3u, acc73);
+    let ob4 = out_base(m0 + 4u * WG);
+    write_out(m0 + 4u * WG, ob4, n4 + 0u, acc40); write_out(m0 + 4u * WG, ob4, n4 + 1u, acc41); write_out(m0 + 4u * WG, ob4, n4 + 2u, acc42); write_out(m0 + 4u * WG, ob4, n4 + 3u, acc43);
+    let ob5 = out_base(m0 + 5u * WG);
+    write_out(m0 + 5u * WG, ob5, n4 + 0u, acc50); write_out(m0 + 5u * WG, ob5, n4 + 1u, acc51); write_out(m0 + 5u * WG, ob5, n4 + 2u, acc52); write_out(m0 + 5u * WG, ob5, n4 + 3u, acc53);
+    let ob6 = out_base(m0 + 6u * WG);
+    write_out(m0 + 6u * WG, ob6, n4 + 0u, acc60); write_out(m0 + 6u * WG, ob6, n4 + 1u, acc61); write_out(m0 + 6u * WG, ob6, n4 + 2u, acc62); write_out(m0 + 6u * WG, ob6, n4 + 3u, acc63);
+    let ob7 = out_base(m0 + 7u * WG);
+    write_out(m0 + 7u * WG, ob7, n4 + 0u, acc70); write_out(m0 + 7u * WG, ob7, n4 + 1u, acc71); write_out(m0 + 7u * WG, ob7, n4 + 2u, acc72); write_out(m0 + 7u * WG, ob7, n4 + 3u, acc73);
   }
 }

@@ -19,7 +19,7 @@ struct Params {
   sx: u32, Wp: u32, HpWp: u32, CG: u32,
   kxs: u32, KQ: u32, NK4: u32, N4: u32,
   MT4: u32, rowsPad: u32, slab4: u32, chunk0: u32,
-  chunk4: u32, accumulate: u32,
+  chunk4: u32, accumulate: u32, OH: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -40,6 +40,20 @@ fn row_base(m: u32) -> u32 {
   let oy = q / p.OW;
   let ox = q - oy * p.OW;
   return (b * p.HpWp + oy * p.sy * p.Wp + ox * p.sx) * p.CG;
+}
+
+/** Moves the cursor (m, ox, oy, base) to the next row m. */
+fn advance(m: ptr<function, u32>, ox: ptr<function, u32>, oy: ptr<function, u32>, base: ptr<function, u32>, stepX: u32, rowJump: u32, imgJump: u32) {
+  *m += 1u;
+  *ox += 1u;
+  *base += stepX;
+  let wrapX = *ox == p.OW;
+  *ox = select(*ox, 0u, wrapX);
+  *oy += select(0u, 1u, wrapX);
+  *base += select(0u, rowJump, wrapX);
+  let wrapY = *oy == p.OH;
+  *oy = select(*oy, 0u, wrapY);
+  *base += select(0u, imgJump, wrapY);
 }
 
 /** Offset in xq of packed column n (vec4) within a receptive field; n is clamped to the last real one. */
@@ -77,11 +91,30 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var acc50 = vec4f(0.0); var acc51 = vec4f(0.0); var acc52 = vec4f(0.0); var acc53 = vec4f(0.0);
   var acc60 = vec4f(0.0); var acc61 = vec4f(0.0); var acc62 = vec4f(0.0); var acc63 = vec4f(0.0);
   var acc70 = vec4f(0.0); var acc71 = vec4f(0.0); var acc72 = vec4f(0.0); var acc73 = vec4f(0.0);
+  // Row m's receptive field in xq, followed incrementally along m = (b, oy, ox) (no divisions in
+  // the loop; u32 arithmetic wraps, so the jumps may be "negative"). Rows past M use the last row.
+  let lastBase = row_base(p.M - 1u);
+  let stepX = p.sx * p.CG;
+  let rowJump = (p.sy * p.Wp - p.OW * p.sx) * p.CG;
+  let imgJump = (p.HpWp - p.OH * p.sy * p.Wp) * p.CG;
+  var m = 4u * begin;
+  var base = row_base(m);
+  var ox = 0u;
+  var oy = 0u;
+  if (m < p.M) {
+    let q0 = m % p.P;
+    oy = q0 / p.OW;
+    ox = q0 - oy * p.OW;
+  }
   for (var q = begin; q < end; q++) {
-    let b0 = row_base(4u * q);
-    let b1 = row_base(4u * q + 1u);
-    let b2 = row_base(4u * q + 2u);
-    let b3 = row_base(4u * q + 3u);
+    let b0 = select(lastBase, base, m < p.M);
+    advance(&m, &ox, &oy, &base, stepX, rowJump, imgJump);
+    let b1 = select(lastBase, base, m < p.M);
+    advance(&m, &ox, &oy, &base, stepX, rowJump, imgJump);
+    let b2 = select(lastBase, base, m < p.M);
+    advance(&m, &ox, &oy, &base, stepX, rowJump, imgJump);
+    let b3 = select(lastBase, base, m < p.M);
+    advance(&m, &ox, &oy, &base, stepX, rowJump, imgJump);
     let x0 = mat4x4f(xq[b0 + off0], xq[b1 + off0], xq[b2 + off0], xq[b3 + off0]);
     let x1 = mat4x4f(xq[b0 + off1], xq[b1 + off1], xq[b2 + off1], xq[b3 + off1]);
     let x2 = mat4x4f(xq[b0 + off2], xq[b1 + off2], xq[b2 + off2], xq[b3 + off2]);

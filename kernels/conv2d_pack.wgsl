@@ -215,19 +215,29 @@ fn col2im(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
   t = t / pc.H;
   let ci = t % pc.Cin;
   let b = t / pc.Cin;
+  // Only the taps with (iy + py - ky) divisible by sy contribute: ky = ky0, ky0 + sy, ... with
+  // oy = oy0, oy0 - 1, ... (one division per axis, none in the loops).
+  let ty = iy + pc.py;
+  let tx = ix + pc.px;
+  let ky0 = ty % pc.sy;
+  let kx0 = tx % pc.sx;
+  let oy0 = i32(ty / pc.sy);
+  let ox0 = i32(tx / pc.sx);
   var acc = 0.0;
-  for (var ky = 0u; ky < pc.KH; ky++) {
-    let ty = i32(iy + pc.py) - i32(ky);
-    if (ty < 0 || (u32(ty) % pc.sy) != 0u) { continue; }
-    let oy = u32(ty) / pc.sy;
-    if (oy >= pc.OH) { continue; }
-    for (var kx = 0u; kx < pc.KW; kx++) {
-      let tx = i32(ix + pc.px) - i32(kx);
-      if (tx < 0 || (u32(tx) % pc.sx) != 0u) { continue; }
-      let ox = u32(tx) / pc.sx;
-      if (ox >= pc.OW) { continue; }
-      acc += pc_cols[((b * pc.OH + oy) * pc.OW + ox) * pc.rowLen + (ci * pc.KH + ky) * pc.KW + kx];
+  var oy = oy0;
+  for (var ky = ky0; ky < pc.KH; ky += pc.sy) {
+    if (oy >= 0 && oy < i32(pc.OH)) {
+      var ox = ox0;
+      let rowBase = (b * pc.OH + u32(oy)) * pc.OW;
+      let colBase = (ci * pc.KH + ky) * pc.KW;
+      for (var kx = kx0; kx < pc.KW; kx += pc.sx) {
+        if (ox >= 0 && ox < i32(pc.OW)) {
+          acc += pc_cols[(rowBase + u32(ox)) * pc.rowLen + colBase + kx];
+        }
+        ox -= 1;
+      }
     }
+    oy -= 1;
   }
   pc_dx[pc.base + i] = acc;
 }

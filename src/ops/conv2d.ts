@@ -439,7 +439,7 @@ function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Te
   const tile = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
   for (let chunk0 = 0; chunk0 < L.slab4; chunk0 += L.chunk4) {
     ctx.dispatch(kernel, [dpt.buffer, xq.buffer, dwp.buffer],
-      [L.M, L.P, g.OW, g.sy, g.sx, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0],
+      [L.M, L.P, g.OW, g.sy, g.sx, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0, g.OH],
       [L.NW4 / 4, L.rowsPad / tile, plan.gradWeightSlabs]);
   }
   const total = dw.size;
@@ -448,6 +448,31 @@ function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Te
   xq.dispose();
   dpt.dispose();
   dwp.dispose();
+}
+
+// ---- the passes, without the tape (conv2d() below records them; tools/bench-conv.ts times them) ----
+
+/** out = conv(x, w) + bias (ReLU if g.relu), with the plan's forward variant. `out` [B, Cout, OH, OW] is overwritten. */
+export function conv2dForwardInto(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, bias: Tensor | null, out: Tensor): void {
+  if (plan.forward === 'gemm') forwardGemm(g, plan, x, w, bias, out);
+  else forwardDirect(g, x, w, bias, out);
+}
+
+/** dx from dOut (masked where `mask` <= 0 if g.relu; pass dOut as mask otherwise). `dx` [B, Cin, H, W] is overwritten. */
+export function conv2dGradInputInto(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mask: Tensor, w: Tensor, dx: Tensor): void {
+  if (plan.gradInput === 'gemm') gradInputGemm(g, plan, dOut, mask, w, dx);
+  else gradInputDirect(g, dOut, mask, w, dx);
+}
+
+/** dw from x and dOut (masked as above). `dw` [Cout, Cin, KH, KW] is overwritten. */
+export function conv2dGradWeightInto(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Tensor, mask: Tensor, dw: Tensor): void {
+  if (plan.gradWeight === 'gemm') gradWeightGemm(g, plan, x, dOut, mask, dw);
+  else gradWeightDirect(g, x, dOut, mask, dw);
+}
+
+/** db from dOut (masked as above). `db` [Cout] is overwritten. */
+export function conv2dGradBiasInto(g: Conv2dGeometry, dOut: Tensor, mask: Tensor, db: Tensor): void {
+  biasGrad(g, dOut, mask, db);
 }
 
 /** The plan conv2d() uses for these shapes and options on this context (after any forced variant or override). */
@@ -472,8 +497,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, options: Conv2
   checkSizes(ctx, g);
   const plan = conv2dPlan(ctx, g, options);
   const out = empty(ctx, [g.B, g.Cout, g.OH, g.OW], 'conv2d');
-  if (plan.forward === 'gemm') forwardGemm(g, plan, x, w, bias, out);
-  else forwardDirect(g, x, w, bias, out);
+  conv2dForwardInto(g, plan, x, w, bias, out);
   const inputs = bias ? [x, w, bias] : [x, w];
   return record(out, 'conv2d', inputs, (dOut) => {
     // Without relu the kernels never read `out`: bind dOut in its place.
@@ -481,19 +505,17 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, options: Conv2
     mask.assertAlive('conv2d backward (relu needs the forward output)');
     if (x.requiresGrad) {
       const dx = empty(ctx, x.shape, 'conv2d.dx');
-      if (plan.gradInput === 'gemm') gradInputGemm(g, plan, dOut, mask, w, dx);
-      else gradInputDirect(g, dOut, mask, w, dx);
+      conv2dGradInputInto(g, plan, dOut, mask, w, dx);
       accumulateGrad(x, dx);
     }
     if (w.requiresGrad) {
       const dw = empty(ctx, w.shape, 'conv2d.dw');
-      if (plan.gradWeight === 'gemm') gradWeightGemm(g, plan, x, dOut, mask, dw);
-      else gradWeightDirect(g, x, dOut, mask, dw);
+      conv2dGradWeightInto(g, plan, x, dOut, mask, dw);
       accumulateGrad(w, dw);
     }
     if (bias?.requiresGrad) {
       const db = empty(ctx, bias.shape, 'conv2d.db');
-      biasGrad(g, dOut, mask, db);
+      conv2dGradBiasInto(g, dOut, mask, db);
       accumulateGrad(bias, db);
     }
   });
