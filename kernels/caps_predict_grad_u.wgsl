@@ -3,9 +3,10 @@
 //   W [I, J, DOUT, DIN], duhat [nb, I, J, DOUT] (a batch slice, see caps_predict.wgsl),
 //   du [B, I, DIN] (examples b0 .. b0+nb-1 written); all bound as array<vec4f>.
 // Entry point `main` (DOUT % 4 == 0, DIN % 4 == 0): a gather where one invocation owns du[b, i, :]
-// for one child i and a chunk of BC examples. For each parent j it loads W[i, j] once (registers)
-// and applies its transpose to the chunk's duhat[b, i, j, :], so W is read ceil(B / BC) times in
-// all, not B times. Invocation q: child i = q % I, chunk = q / I.
+// for one child i and a chunk of BC examples. For each parent j and block of 4 rows of W[i, j] it
+// loads the 4 x DIN block once (registers) and applies its transpose to the chunk's
+// duhat[b, i, j, 4 rows], so W is read ceil(B / BC) times in all, not B times.
+// Invocation q: child i = q % I, chunk = q / I. BC = 16 was fastest on llvmpipe (of 2, 4, 8, 16).
 // Entry point `generic` (any sizes): one invocation per vec4 of du, each element its own sum; the
 // elements of the vec4 outside this batch slice are kept (read back), so that slices may share a vec4.
 // Reference: test/reference/capsules.ts (capsPredictBackward, du). Test: test/capsules.test.ts.
@@ -21,7 +22,7 @@ override WG: u32 = 16;
 override DOUT4: u32 = 4;
 override DIN4: u32 = 2;
 /** Examples per invocation (main), <= MAX_BC. */
-override BC: u32 = 8;
+override BC: u32 = 16;
 
 const MAX_W4 = 64u;
 const MAX_BC = 16u;
@@ -35,30 +36,33 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let J = params.J;
   let i = q % I;
   let b0 = (q / I) * BC;             // first example of the chunk, within the slice
-  let nbc = min(BC, params.nb - b0);
-  let DOUT = 4u * DOUT4;
+  let last = params.nb - 1u;
 
-  var acc: array<vec4f, 128>; // MAX_BC * MAX_DIN4: du[b0 + bb, i, 4kb .. 4kb+3] at bb*DIN4 + kb
+  // du[b0 + bb, i, 4kb .. 4kb+3] at bb*DIN4 + kb. The loops over bb run to the constant BC (the
+  // examples past the end are clamped to the last one and not stored) so that they unroll and acc
+  // stays in registers: with a runtime bound it lived in memory and the kernel was 2-3x slower.
+  var acc: array<vec4f, 128>; // MAX_BC * MAX_DIN4
   for (var k = 0u; k < BC * DIN4; k++) { acc[k] = vec4f(0.0); }
   for (var j = 0u; j < J; j++) {
-    var w: array<vec4f, MAX_W4>;
     let pair = i * J + j;
-    let wb = pair * DOUT * DIN4;
-    for (var k = 0u; k < DOUT * DIN4; k++) { w[k] = W[wb + k]; }
-    for (var bb = 0u; bb < nbc; bb++) {
-      let gb = ((b0 + bb) * I * J + pair) * DOUT4;
-      for (var o4 = 0u; o4 < DOUT4; o4++) {
-        let g = duhat[gb + o4];
-        for (var c = 0u; c < 4u; c++) {
-          let o = 4u * o4 + c;
-          for (var kb = 0u; kb < DIN4; kb++) { acc[bb * DIN4 + kb] += g[c] * w[o * DIN4 + kb]; }
+    for (var o4 = 0u; o4 < DOUT4; o4++) {
+      var wr: array<vec4f, 32>; // 4 * MAX_DIN4: rows 4*o4 .. 4*o4+3 of W[i, j]
+      let wb = (pair * 4u * DOUT4 + 4u * o4) * DIN4;
+      for (var k = 0u; k < 4u * DIN4; k++) { wr[k] = W[wb + k]; }
+      for (var bb = 0u; bb < BC; bb++) {
+        let b = min(b0 + bb, last);
+        let g = duhat[(b * I * J + pair) * DOUT4 + o4];
+        for (var kb = 0u; kb < DIN4; kb++) {
+          acc[bb * DIN4 + kb] += g.x * wr[kb] + g.y * wr[DIN4 + kb] + g.z * wr[2u * DIN4 + kb] + g.w * wr[3u * DIN4 + kb];
         }
       }
     }
   }
-  for (var bb = 0u; bb < nbc; bb++) {
-    let ub = ((params.b0 + b0 + bb) * I + i) * DIN4;
-    for (var kb = 0u; kb < DIN4; kb++) { du[ub + kb] = acc[bb * DIN4 + kb]; }
+  for (var bb = 0u; bb < BC; bb++) {
+    if (b0 + bb <= last) {
+      let ub = ((params.b0 + b0 + bb) * I + i) * DIN4;
+      for (var kb = 0u; kb < DIN4; kb++) { du[ub + kb] = acc[bb * DIN4 + kb]; }
+    }
   }
 }
 

@@ -2,8 +2,8 @@
 // owns one example (no barriers, no workgroup memory).
 //   uhat [nb, I, J, D] (a batch slice: examples b0 .. b0+nb-1, see caps_predict.wgsl), read as
 //   vec4 groups; bias [J, D] (when params.hasBias); outputs v [B, J, D] and, for the backward pass,
-//   the weighted sums and outputs of every iteration: saved_s, saved_v [B, R, J, D] (example b0+b);
-//   scratch [nb, I, J]: the coupling coefficients of the current iteration.
+//   the weighted sums, outputs and coupling coefficients of every iteration: saved_s, saved_v
+//   [B, R, J, D] and saved_c [B, R-1, I, J] (c^t for t = 1 .. R-1; c^0 = 1/J is a constant).
 //   b = 0; for t = 0 .. R-1:
 //     c[i, :] = softmax_j(b[i, :])       (leaky: with an extra logit 0 whose coefficient is dropped)
 //     s[j]    = sum_i c[i, j] uhat[i, j] (+ bias[j]);   v[j] = squash(s[j])
@@ -15,15 +15,18 @@
 // - One invocation per example, so no barrier and no cross-invocation reduction. A version with one
 //   workgroup per example (children spread over the invocations, partial sums reduced through
 //   workgroup memory) was 2-4x slower here and took 3-10 s to compile.
-// - No [I, J] logits are stored: b^t[i, j] = sum_{t' < t} uhat[i, j] . v^{t'}[j] = uhat[i, j] . V^t[j]
+// - The logits are never stored: b^t[i, j] = sum_{t' < t} uhat[i, j] . v^{t'}[j] = uhat[i, j] . V^t[j]
 //   with V^t = sum_{t' < t} v^{t'} (from saved_v), so iteration t > 0 makes two passes over uhat,
 //   parent-major (for j: V^t[j] in registers; for i: ...):
-//     pass 1: logits l[i, j] = uhat[i, j] . V^t[j]  -> scratch
-//     per child: scratch[i, :] = softmax(l[i, :])
-//     pass 2: s[j] = sum_i scratch[i, j] uhat[i, j]  (registers), squash, save
+//     pass 1: logits l[i, j] = uhat[i, j] . V^t[j]  -> saved_c plane t
+//     per child: softmax of its J logits, in place (max and sum in one online pass, then c)
+//     pass 2: s[j] = sum_i c^t[i, j] uhat[i, j]  (registers), squash, save
 //   and iteration 0 one pass (c = 1/J, or 1/(J+1) when leaky).
-// - Saved for the backward: s^t and v^t only (2*R*J*D floats per example). The backward recomputes
-//   c^t from uhat and the saved v's instead of reading a saved [R, I, J] array.
+// - Saved for the backward: s^t, v^t ([R, J, D] per example) and the coefficients c^t (t >= 1,
+//   [R-1, I, J] per example: 92 KB at r = 3, 11.8 MB at batch 128, an eighth of uhat). The forward
+//   computes them anyway; keeping them saves the backward a logits pass and a softmax per
+//   iteration (~20% of its loads, measured by count). Recomputing them from uhat and V^t instead
+//   would need no memory at all: the choice is memory for time.
 // The logits are summed in a different order than the reference (one dot with the sum of the v's
 // instead of a sum of dots): they agree to rounding.
 // Only D4 = ceil(D/4) and VEC4 = (D % 4 == 0) are override constants (few pipelines, short compiles);
@@ -38,7 +41,7 @@ struct Params { nb: u32, b0: u32, I: u32, J: u32, D: u32, R: u32, leaky: u32, ha
 @group(0) @binding(3) var<storage, read_write> v_out: array<f32>;     // [B, J, D]
 @group(0) @binding(4) var<storage, read_write> saved_s: array<f32>;   // [B, R, J, D]
 @group(0) @binding(5) var<storage, read_write> saved_v: array<f32>;   // [B, R, J, D]
-@group(0) @binding(6) var<storage, read_write> scratch: array<f32>;   // [nb, I, J]
+@group(0) @binding(6) var<storage, read_write> saved_c: array<f32>;   // [B, R-1, I, J]
 
 override WG: u32 = 8;
 /** ceil(D / 4), D <= 4 * MAX_D4. */
@@ -88,10 +91,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let R = params.R;
   let leaky = params.leaky != 0u;
   let bg = params.b0 + ex;  // example within the batch
-  let rows = ex * I * J;    // uhat row of (ex, i, j) = rows + i*J + j; scratch index likewise
+  let rows = ex * I * J;    // uhat row of (ex, i, j) = rows + i*J + j
   let c0 = 1.0 / f32(select(J, J + 1u, leaky));
 
   for (var t = 0u; t < R; t++) {
+    let cp = ((bg * (R - 1u)) + t - 1u) * I * J; // plane of c^t in saved_c (t >= 1): + i*J + j
     if (t > 0u) {
       // Pass 1: logits uhat[i, j] . V^t[j].
       for (var j = 0u; j < J; j++) {
@@ -102,25 +106,24 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
           vs[g] = a;
         }
         for (var i = 0u; i < I; i++) {
-          let row = rows + i * J + j;
           var l = 0.0;
-          for (var g = 0u; g < D4; g++) { l += dot(load_group(row, g), vs[g]); }
-          scratch[row] = l;
+          for (var g = 0u; g < D4; g++) { l += dot(load_group(rows + i * J + j, g), vs[g]); }
+          saved_c[cp + i * J + j] = l;
         }
       }
-      // Softmax over the parents of each child (max subtracted; leaky: the extra logit 0).
+      // Softmax over the parents of each child: running max and sum in one pass, then c.
       for (var i = 0u; i < I; i++) {
-        let o = rows + i * J;
+        let o = cp + i * J;
         var m = select(-3.4e38, 0.0, leaky);
-        for (var j = 0u; j < J; j++) { m = max(m, scratch[o + j]); }
-        var z = select(0.0, exp(-m), leaky);
+        var z = select(0.0, 1.0, leaky); // the leaky logit 0: exp(0 - m) with m = 0 so far
         for (var j = 0u; j < J; j++) {
-          let e = exp(scratch[o + j] - m);
-          scratch[o + j] = e;
-          z += e;
+          let l = saved_c[o + j];
+          let mn = max(m, l);
+          z = z * exp(m - mn) + exp(l - mn);
+          m = mn;
         }
         let rz = 1.0 / z;
-        for (var j = 0u; j < J; j++) { scratch[o + j] *= rz; }
+        for (var j = 0u; j < J; j++) { saved_c[o + j] = exp(saved_c[o + j] - m) * rz; }
       }
     }
     // Pass 2: weighted sums, bias, squash; save s^t, v^t.
@@ -129,15 +132,13 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       for (var g = 0u; g < D4; g++) { acc[g] = vec4f(0.0); }
       if (t == 0u) {
         for (var i = 0u; i < I; i++) {
-          let row = rows + i * J + j;
-          for (var g = 0u; g < D4; g++) { acc[g] += load_group(row, g); }
+          for (var g = 0u; g < D4; g++) { acc[g] += load_group(rows + i * J + j, g); }
         }
         for (var g = 0u; g < D4; g++) { acc[g] *= c0; }
       } else {
         for (var i = 0u; i < I; i++) {
-          let row = rows + i * J + j;
-          let c = scratch[row];
-          for (var g = 0u; g < D4; g++) { acc[g] += c * load_group(row, g); }
+          let c = saved_c[cp + i * J + j];
+          for (var g = 0u; g < D4; g++) { acc[g] += c * load_group(rows + i * J + j, g); }
         }
       }
       var n2 = 0.0;

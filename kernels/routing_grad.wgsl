@@ -4,42 +4,44 @@
 // (any D): the final gather of duhat when D % 4 != 0, one invocation per vec4 of duhat, from what
 // `main` left in scratch and ds_all. Entry point `bias_grad`: dbias summed over the batch.
 //   inputs:  uhat [nb, I, J, D] (batch slice, read as vec4 groups as in routing.wgsl);
-//            saved_s, saved_v [B, R, J, D] (from routing.wgsl); dv [B, J, D] = dL/dv^R
+//            saved_s, saved_v [B, R, J, D] and saved_c [B, R-1, I, J] (c^t, t >= 1) from routing.wgsl;
+//            dv [B, J, D] = dL/dv^R
 //   outputs: duhat [nb, I, J, D] (batch slice); ds_all [B, R, J, D] = dL/ds^t per example (zero
 //            for the iterations that gradMode 'last' does not differentiate);
 //            bias_grad: dbias [J, D] = sum over examples and iterations of ds_all
-//   scratch: [nb, 2R+1, I, J] per example: C^t (t = 1 .. R-1), dB^{t+1} (t = T0 .. R-2), dc.
+//   scratch: [nb, R, I, J] per example: dB^{t+1} at plane t (t = T0 .. R-2), dc at plane R-1.
 //
-// Per example, with T0 = 0 (gradMode 'all', params.gradAll = 1) or R-1 ('last'):
+// Per example, with T0 = 0 (gradMode 'all', params.gradAll = 1) or R-1 ('last'), C^t = c^t
+// (saved; C^0 = 1/J, or 1/(J+1) leaky, a constant):
 //   ds^{R-1} = squash_backward(s^{R-1}, dv)                                        (B1)
 //   for t = R-1 down to T0:
 //     if t < R-1:  dv^t[j] = sum_i dB^{t+1}[i, j] uhat[i, j];  ds^t = squash_backward(s^t, dv^t)   (B0b, B1)
-//     if t > 0:    C^t[i, :] = softmax_j(uhat[i, j] . V^t[j]),  V^t = sum_{t' < t} v^{t'}  (F1, recomputed)
-//                  (C^0 = 1/J, or 1/(J+1) leaky, is a constant)
 //     if t > T0:   dc[i, j] = uhat[i, j] . ds^t[j]                                 (B3)
 //                  dB^t[i, j] = dB^{t+1}[i, j] + C^t[i, j] (dc[i, j] - sum_k C^t[i, k] dc[i, k])   (B4)
 //   then, once per (i, j), the gather that owns duhat[i, j, :] (main with VEC4, else `write`):
 //     duhat[i, j] = sum_{t >= T0} C^t[i, j] ds^t[j] + sum_{T0 <= t < R-1} dB^{t+1}[i, j] v^t[j]   (B2 + B0a)
 // (dB^{R} = 0; dB^{T0} is never needed: b^1 is a constant, and 'last' stops at b^R.)
 // Each loop over (i, j) is parent-major (for j: the parent's D-vectors in registers; for i: ...).
-// Memory traffic per example: R reads of uhat (two per iteration that needs both dv^t and dc), one
-// write of duhat, and (2R+1)*I*J floats of scratch instead of the [R, I, J] coefficients a forward
-// pass would have saved.
+// Loops that index private arrays by the iteration run to the constant MAX_R with a runtime guard,
+// so that they unroll and the arrays stay in registers (a runtime-bounded loop made them memory).
+// Memory traffic per example: 2R-1 reads of uhat ('all'; 1 for 'last'), one write of duhat, and
+// R*I*J floats of scratch.
 // Limits (checked by the op): D <= 4*MAX_D4, R <= MAX_R.
 // Reference: test/reference/capsules.ts (routingBackward). Test: test/capsules.test.ts.
 
 struct Params { nb: u32, b0: u32, I: u32, J: u32, D: u32, R: u32, leaky: u32, gradAll: u32, B: u32 }
 
-// `main` uses bindings 1-7, `write` 1-4, `bias_grad` 1-2 (ctx.dispatch binds buffers in order,
+// `main` uses bindings 1-8, `write` 1-5, `bias_grad` 1-2 (ctx.dispatch binds buffers in order,
 // so the shared ones come first).
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read_write> ds_all: array<f32>;    // [B, R, J, D]
 @group(0) @binding(2) var<storage, read_write> grad_out: array<vec4f>; // main, write: duhat slice; bias_grad: dbias [J, D]
-@group(0) @binding(3) var<storage, read_write> scratch: array<f32>;   // [nb, 2R+1, I, J]
+@group(0) @binding(3) var<storage, read_write> scratch: array<f32>;   // [nb, R, I, J]
 @group(0) @binding(4) var<storage, read> saved_v: array<f32>;
-@group(0) @binding(5) var<storage, read> uhat: array<vec4f>;
-@group(0) @binding(6) var<storage, read> saved_s: array<f32>;
-@group(0) @binding(7) var<storage, read> dv: array<f32>;
+@group(0) @binding(5) var<storage, read> saved_c: array<f32>;         // [B, R-1, I, J]
+@group(0) @binding(6) var<storage, read> uhat: array<vec4f>;
+@group(0) @binding(7) var<storage, read> saved_s: array<f32>;
+@group(0) @binding(8) var<storage, read> dv: array<f32>;
 
 override WG: u32 = 8;
 override D4: u32 = 4;
@@ -115,6 +117,12 @@ fn squash_back_store(bg: u32, t: u32, j: u32, gin: ptr<function, array<vec4f, MA
   }
 }
 
+// C^t[i, j] of example bg (t >= 1 saved; t = 0 the constant c0).
+fn coef(bg: u32, t: u32, k: u32, c0: f32) -> f32 {
+  if (t == 0u) { return c0; }
+  return saved_c[(bg * (params.R - 1u) + t - 1u) * params.I * params.J + k];
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let ex = (wid.x + wid.y * nwg.x) * WG + lid;
@@ -127,10 +135,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let T0 = select(R - 1u, 0u, params.gradAll != 0u);
   let bg = params.b0 + ex;
   let IJ = I * J;
-  let rows = ex * IJ;                          // uhat / duhat row of (ex, i, j) = rows + i*J + j
-  let sc = ex * (2u * R + 1u) * IJ;            // this example's scratch
-  // scratch planes: C^t at sc + t*IJ, dB^{t+1} at sc + (R+t)*IJ, dc at sc + 2R*IJ (+ i*J + j)
-  let dcBase = sc + 2u * R * IJ;
+  let rows = ex * IJ;                 // uhat / duhat row of (ex, i, j) = rows + i*J + j
+  let sc = ex * R * IJ;               // this example's scratch: dB^{t+1} at sc + t*IJ, dc at sc + (R-1)*IJ
+  let dcBase = sc + (R - 1u) * IJ;
   let c0 = 1.0 / f32(select(J, J + 1u, leaky));
 
   // The iterations not differentiated have ds = 0 (so that bias_grad can sum every t).
@@ -148,70 +155,36 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     let t = R - 1u - tt;
     if (t < R - 1u) {
       // dv^t[j] = sum_i dB^{t+1}[i, j] uhat[i, j], then ds^t.
-      let bPlane = sc + (R + t) * IJ;
+      let bPlane = sc + t * IJ;
       for (var j = 0u; j < J; j++) {
         var acc: array<vec4f, MAX_D4>;
         for (var g = 0u; g < D4; g++) { acc[g] = vec4f(0.0); }
         for (var i = 0u; i < I; i++) {
           let w = scratch[bPlane + i * J + j];
-          let row = rows + i * J + j;
-          for (var g = 0u; g < D4; g++) { acc[g] += w * load_group(row, g); }
+          for (var g = 0u; g < D4; g++) { acc[g] += w * load_group(rows + i * J + j, g); }
         }
         squash_back_store(bg, t, j, &acc);
       }
     }
-    if (t > 0u) {
-      // C^t: logits uhat . V^t, then the softmax of each child.
-      let cPlane = sc + t * IJ;
-      for (var j = 0u; j < J; j++) {
-        var vs: array<vec4f, MAX_D4>;
-        for (var g = 0u; g < D4; g++) {
-          var a = vec4f(0.0);
-          for (var t2 = 0u; t2 < t; t2++) { a += v_group(((bg * R + t2) * J + j) * D, g); }
-          vs[g] = a;
-        }
-        for (var i = 0u; i < I; i++) {
-          let row = rows + i * J + j;
-          var l = 0.0;
-          for (var g = 0u; g < D4; g++) { l += dot(load_group(row, g), vs[g]); }
-          scratch[cPlane + i * J + j] = l;
-        }
-      }
-      for (var i = 0u; i < I; i++) {
-        let o = cPlane + i * J;
-        var m = select(-3.4e38, 0.0, leaky);
-        for (var j = 0u; j < J; j++) { m = max(m, scratch[o + j]); }
-        var z = select(0.0, exp(-m), leaky);
-        for (var j = 0u; j < J; j++) {
-          let e = exp(scratch[o + j] - m);
-          scratch[o + j] = e;
-          z += e;
-        }
-        let rz = 1.0 / z;
-        for (var j = 0u; j < J; j++) { scratch[o + j] *= rz; }
-      }
-    }
     if (t > T0) {
-      // dc = uhat . ds^t, then dB^t = dB^{t+1} + C^t (dc - C^t . dc) into the plane of t-1.
+      // dc = uhat . ds^t, then dB^t = dB^{t+1} + C^t (dc - C^t . dc) into plane t-1.
       for (var j = 0u; j < J; j++) {
         var dsj: array<vec4f, MAX_D4>;
         for (var g = 0u; g < D4; g++) { dsj[g] = ds_group(((bg * R + t) * J + j) * D, g); }
         for (var i = 0u; i < I; i++) {
-          let row = rows + i * J + j;
           var a = 0.0;
-          for (var g = 0u; g < D4; g++) { a += dot(load_group(row, g), dsj[g]); }
+          for (var g = 0u; g < D4; g++) { a += dot(load_group(rows + i * J + j, g), dsj[g]); }
           scratch[dcBase + i * J + j] = a;
         }
       }
-      let cPlane = sc + t * IJ;
-      let prev = sc + (R + t) * IJ;       // dB^{t+1} (absent, i.e. zero, at t = R-1)
-      let next = sc + (R + t - 1u) * IJ;  // dB^t
+      let prev = sc + t * IJ;         // dB^{t+1} (absent, i.e. zero, at t = R-1)
+      let next = sc + (t - 1u) * IJ;  // dB^t
       for (var i = 0u; i < I; i++) {
         let o = i * J;
-        var dot_ = 0.0;
-        for (var j = 0u; j < J; j++) { dot_ += scratch[cPlane + o + j] * scratch[dcBase + o + j]; }
+        var cdot = 0.0;
+        for (var j = 0u; j < J; j++) { cdot += coef(bg, t, o + j, c0) * scratch[dcBase + o + j]; }
         for (var j = 0u; j < J; j++) {
-          var b = scratch[cPlane + o + j] * (scratch[dcBase + o + j] - dot_);
+          var b = coef(bg, t, o + j, c0) * (scratch[dcBase + o + j] - cdot);
           if (t < R - 1u) { b += scratch[prev + o + j]; }
           scratch[next + o + j] = b;
         }
@@ -223,23 +196,27 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   // (whole vec4 rows, D = 4*D4; for other D the entry point `write` does it).
   if (VEC4) {
     for (var j = 0u; j < J; j++) {
-      var dsv: array<vec4f, 64>; // MAX_R * MAX_D4: ds^t[j] groups at t*D4 + g
+      var dsv: array<vec4f, 64>; // MAX_R * MAX_D4: ds^t[j] groups at t*MAX_D4 + g
       var vv: array<vec4f, 64>;  // v^t[j] groups
-      for (var t = T0; t < R; t++) {
-        for (var g = 0u; g < D4; g++) {
-          dsv[t * D4 + g] = ds_group(((bg * R + t) * J + j) * D, g);
-          vv[t * D4 + g] = v_group(((bg * R + t) * J + j) * D, g);
+      for (var t = 0u; t < MAX_R; t++) {
+        if (t >= T0 && t < R) {
+          for (var g = 0u; g < D4; g++) {
+            dsv[t * MAX_D4 + g] = ds_group(((bg * R + t) * J + j) * D, g);
+            vv[t * MAX_D4 + g] = v_group(((bg * R + t) * J + j) * D, g);
+          }
         }
       }
       for (var i = 0u; i < I; i++) {
         let k = i * J + j;
         var out: array<vec4f, MAX_D4>;
         for (var g = 0u; g < D4; g++) { out[g] = vec4f(0.0); }
-        for (var t = T0; t < R; t++) {
-          let c = select(scratch[sc + t * IJ + k], c0, t == 0u);
-          var b = 0.0;
-          if (t < R - 1u) { b = scratch[sc + (R + t) * IJ + k]; }
-          for (var g = 0u; g < D4; g++) { out[g] += c * dsv[t * D4 + g] + b * vv[t * D4 + g]; }
+        for (var t = 0u; t < MAX_R; t++) {
+          if (t >= T0 && t < R) {
+            let c = coef(bg, t, k, c0);
+            var b = 0.0;
+            if (t < R - 1u) { b = scratch[sc + t * IJ + k]; }
+            for (var g = 0u; g < D4; g++) { out[g] += c * dsv[t * MAX_D4 + g] + b * vv[t * MAX_D4 + g]; }
+          }
         }
         for (var g = 0u; g < D4; g++) { grad_out[(rows + k) * D4 + g] = out[g]; }
       }
@@ -249,7 +226,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
 
 // The final gather of duhat for any D: one invocation per vec4 of the duhat slice, each element
 // duhat[ex, i, j, d] = sum_{t >= T0} C^t[i, j] ds^t[j, d] + sum_{T0 <= t < R-1} dB^{t+1}[i, j] v^t[j, d]
-// from the scratch planes and ds_all that `main` wrote (elements past the end written as 0).
+// from saved_c, the scratch planes and ds_all that `main` wrote (elements past the end written as 0).
 @compute @workgroup_size(WG)
 fn write(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let q = (wid.x + wid.y * nwg.x) * WG + lid;
@@ -272,13 +249,12 @@ fn write(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let k = row % IJ;           // i * J + j
       let ex = row / IJ;
       let bg = params.b0 + ex;
-      let sc = ex * (2u * R + 1u) * IJ;
+      let sc = ex * R * IJ;
       var acc = 0.0;
       for (var t = T0; t < R; t++) {
         let o = ((bg * R + t) * J + j) * D + d;
-        let cc = select(scratch[sc + t * IJ + k], c0, t == 0u);
-        acc += cc * ds_all[o];
-        if (t < R - 1u) { acc += scratch[sc + (R + t) * IJ + k] * saved_v[o]; }
+        acc += coef(bg, t, k, c0) * ds_all[o];
+        if (t < R - 1u) { acc += scratch[sc + t * IJ + k] * saved_v[o]; }
       }
       r[c] = acc;
     }

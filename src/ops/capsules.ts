@@ -62,7 +62,7 @@ export interface PredictTuning {
   wg?: number;
   /** Examples per invocation in caps_predict (default 32). */
   batchChunk?: number;
-  /** Examples per invocation in caps_predict_grad_u (default 8, at most 16). */
+  /** Examples per invocation in caps_predict_grad_u (default 16, at most 16). */
   batchChunkGradU?: number;
   /** The vec4 kernels (default when Dout and Din are multiples of 4); false: the generic ones. */
   vec4?: boolean;
@@ -251,7 +251,7 @@ export function capsPredict(W: Tensor, u: Tensor, tuning: PredictTuning = {}): T
   const { B, I, J, Dout, Din } = predictDims(W, u);
   const wg = tuning.wg ?? 16;
   const bc = tuning.batchChunk ?? 32;
-  const bcU = tuning.batchChunkGradU ?? 8;
+  const bcU = tuning.batchChunkGradU ?? 16;
   if (!Number.isInteger(bc) || bc < 1) throw new ShapeError(`capsPredict: batchChunk must be a positive integer, got ${bc}`);
   if (!Number.isInteger(bcU) || bcU < 1 || bcU > CAPS_LIMITS.maxGradUChunk) {
     throw new ShapeError(`capsPredict: batchChunkGradU must be an integer in [1, ${CAPS_LIMITS.maxGradUChunk}], got ${bcU}`);
@@ -318,8 +318,8 @@ const MAX_ROUTING_ITERATIONS = 8;
 /**
  * Dynamic routing by agreement, per example: uhat [B, I, J, D] -> v [B, J, D] (DESIGN.md section 2).
  * One kernel runs all the iterations (one invocation per example); it saves s and v of every
- * iteration ([B, r, J, D] each) for the backward pass, which recomputes the coupling coefficients
- * from uhat. With a bias [J, D] that requires a gradient, dbias is summed over the batch.
+ * iteration ([B, r, J, D] each) and the coupling coefficients of iterations 2 .. r ([B, r-1, I, J])
+ * for the backward pass. With a bias [J, D] that requires a gradient, dbias is summed over the batch.
  */
 export function routing(uhat: Tensor, options: RoutingOptions = {}): Tensor {
   checkAlive('routing', uhat);
@@ -351,41 +351,32 @@ export function routing(uhat: Tensor, options: RoutingOptions = {}): Tensor {
   const v = empty(ctx, [B, J, D], 'routing.v');
   const savedS = empty(ctx, [B, r, J, D], 'routing.s');
   const savedV = empty(ctx, [B, r, J, D], 'routing.vt');
-  const scratch = empty(ctx, [maxSlice, I, J], 'routing.scratch');
+  const savedC = empty(ctx, [B, r - 1, I, J], 'routing.c');
   const fwd = kernel(CAPS_KERNELS.routing, constants);
   for (const [b0, nb] of slices) {
     const uhatSlice = vec4Slice(uhat, b0, nb, perExample);
     const biasBinding = bias ? whole(bias) : uhatSlice; // never read without a bias
     ctx.dispatch(
       fwd,
-      [uhatSlice, biasBinding, whole(v), whole(savedS), whole(savedV), whole(scratch)],
+      [uhatSlice, biasBinding, whole(v), whole(savedS), whole(savedV), whole(savedC)],
       [nb, b0, I, J, D, r, leaky ? 1 : 0, bias ? 1 : 0],
       Math.ceil(nb / wg),
     );
   }
-  scratch.dispose();
   const inputs = bias ? [uhat, bias] : [uhat];
   return record(v, 'routing', inputs, (g) => {
-    savedS.assertAlive('routing backward (saved s)');
-    savedV.assertAlive('routing backward (saved v)');
+    for (const t of [savedS, savedV, savedC]) t.assertAlive('routing backward (saved for the backward pass)');
     const duhat = largeEmpty(ctx, uhat.shape, 'routing.duhat');
     const dsAll = empty(ctx, [B, r, J, D], 'routing.ds');
-    const scratchB = empty(ctx, [maxSlice, 2 * r + 1, I, J], 'routing.scratch');
+    const scratchB = empty(ctx, [maxSlice, r, I, J], 'routing.scratch');
     const bwd = kernel(CAPS_KERNELS.routingGrad, constants);
     const write = kernel(CAPS_KERNELS.routingGradWrite, { ...constants, WG: 64 });
     for (const [b0, nb] of slices) {
       const params = [nb, b0, I, J, D, r, leaky ? 1 : 0, gradMode === 'all' ? 1 : 0, B];
       const duhatSlice = vec4Slice(duhat, b0, nb, perExample);
-      ctx.dispatch(
-        bwd,
-        [whole(dsAll), duhatSlice, whole(scratchB), whole(savedV), vec4Slice(uhat, b0, nb, perExample), whole(savedS), whole(g)],
-        params,
-        Math.ceil(nb / wg),
-      );
-      if (!vec4) {
-        const total = Math.ceil((nb * perExample) / 16);
-        ctx.dispatch(write, [whole(dsAll), duhatSlice, whole(scratchB), whole(savedV)], params, Math.ceil(total / 64));
-      }
+      const shared = [whole(dsAll), duhatSlice, whole(scratchB), whole(savedV), whole(savedC)];
+      ctx.dispatch(bwd, [...shared, vec4Slice(uhat, b0, nb, perExample), whole(savedS), whole(g)], params, Math.ceil(nb / wg));
+      if (!vec4) ctx.dispatch(write, shared, params, Math.ceil(Math.ceil((nb * perExample) / 16) / 64));
     }
     scratchB.dispose();
     if (bias?.requiresGrad) {
