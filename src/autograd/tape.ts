@@ -22,7 +22,9 @@ export function noGrad<T>(fn: () => T): T {
 export function record(output: Tensor, name: string, inputs: readonly Tensor[], backward: (gradOutput: Tensor) => void): Tensor {
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     output.requiresGrad = true;
-    output.creator = { name, inputs, backward };
+    // The backward kernels are labelled with the layer the forward ran in (profiles, error messages).
+    const scope = output.ctx.scope;
+    output.creator = { name, inputs, backward: scope ? (g) => output.ctx.scoped(`${scope}:backward`, () => backward(g)) : backward };
   }
   return output;
 }

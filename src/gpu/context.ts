@@ -201,14 +201,15 @@ export class GpuContext {
       entries.push({ binding: k + 1, resource: 'buffer' in b ? b : { buffer: b } });
     });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-    const timed = this.profiler?.next(kernel.name);
+    const label = this.scope ? `${this.scope}/${kernel.name}` : kernel.name;
+    const timed = this.profiler?.next(label);
     if (timed) this.endPass();
     if (!this.pass) this.pass = this.encoder!.beginComputePass(timed ? { timestampWrites: timed } : undefined);
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
     this.pass.dispatchWorkgroups(x, y, z);
     if (timed) this.endPass();
-    this.encoded.push(kernel.name);
+    this.encoded.push(label);
     this.counters.dispatches++;
   }
 
@@ -296,6 +297,20 @@ export class GpuContext {
     } finally {
       if (staging.mapState === 'mapped') staging.unmap();
       this.pool.release(staging);
+    }
+  }
+
+  /** The layer being recorded ('primary', 'routing', ...): prefixes kernel names in errors and profiles. */
+  scope = '';
+
+  /** Runs fn with kernel names prefixed by `name` (nested scopes join with '/'). */
+  scoped<T>(name: string, fn: () => T): T {
+    const saved = this.scope;
+    this.scope = saved ? `${saved}/${name}` : name;
+    try {
+      return fn();
+    } finally {
+      this.scope = saved;
     }
   }
 

@@ -105,18 +105,19 @@ export class CapsNet {
     if (images.shape.length !== 4 || images.shape.slice(1).some((d, k) => d !== expected[k])) {
       throw new Error(`CapsNet: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
     }
+    const ctx = this.ctx;
     tap('images', images);
-    const conv1 = conv2d(images, p['conv1.weight'], p['conv1.bias'], { relu: true });
+    const conv1 = ctx.scoped('conv1', () => conv2d(images, p['conv1.weight'], p['conv1.bias'], { relu: true }));
     tap('conv1', conv1);
-    const primary = conv2d(conv1, p['primary.weight'], p['primary.bias'], { stride: c.primaryStride });
+    const primary = ctx.scoped('primary', () => conv2d(conv1, p['primary.weight'], p['primary.bias'], { stride: c.primaryStride }));
     tap('primary conv', primary);
-    const u = primaryCaps(primary, { types: c.primaryTypes, dim: c.primaryDim });
+    const u = ctx.scoped('primary', () => primaryCaps(primary, { types: c.primaryTypes, dim: c.primaryDim }));
     tap('primary capsules', u);
-    const uhat = capsPredict(p['digit.W'], u);
+    const uhat = ctx.scoped('predict', () => capsPredict(p['digit.W'], u));
     tap('predictions u_hat', uhat);
-    const v = routing(uhat, { iterations: c.routings, gradMode: c.gradMode, leaky: c.leaky, bias: p['digit.bias'] ?? null });
+    const v = ctx.scoped('routing', () => routing(uhat, { iterations: c.routings, gradMode: c.gradMode, leaky: c.leaky, bias: p['digit.bias'] ?? null }));
     tap('digit capsules', v);
-    const lengths = capsuleLengths(v);
+    const lengths = ctx.scoped('lengths', () => capsuleLengths(v));
     tap('capsule lengths', lengths);
     return { v, lengths };
   }
@@ -127,13 +128,15 @@ export class CapsNet {
    */
   decode(v: Tensor, selected: Tensor | Int32Array | 'longest', tap: LayerTap = () => {}): Tensor {
     if (!this.config.decoder) throw new Error('CapsNet: this model has no decoder (config.decoder is false)');
-    let h = maskCapsules(v, selected);
-    const layers = this.config.decoderHidden.length + 1;
-    for (let l = 1; l <= layers; l++) {
-      h = dense(h, this.params[`decoder.fc${l}.weight`], this.params[`decoder.fc${l}.bias`], l < layers ? 'relu' : 'sigmoid');
-      tap(`decoder fc${l}`, h);
-    }
-    return h;
+    return this.ctx.scoped('decoder', () => {
+      let h = maskCapsules(v, selected);
+      const layers = this.config.decoderHidden.length + 1;
+      for (let l = 1; l <= layers; l++) {
+        h = dense(h, this.params[`decoder.fc${l}.weight`], this.params[`decoder.fc${l}.bias`], l < layers ? 'relu' : 'sigmoid');
+        tap(`decoder fc${l}`, h);
+      }
+      return h;
+    });
   }
 
   /**
