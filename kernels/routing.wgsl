@@ -25,11 +25,11 @@
 // - Saved for the backward: s^t, v^t ([R, J, D] per example) and the coefficients c^t (t >= 1,
 //   [R-1, I, J] per example: 92 KB at r = 3, 11.8 MB at batch 128, an eighth of uhat). The forward
 //   computes them anyway; keeping them saves the backward a logits pass and a softmax per
-//   iteration (~20% of its loads, measured by count). Recomputing them from uhat and V^t instead
+//   iteration (about a fifth of its memory operations, counted per (i, j)). Recomputing them from uhat and V^t instead
 //   would need no memory at all: the choice is memory for time.
 // The logits are summed in a different order than the reference (one dot with the sum of the v's
 // instead of a sum of dots): they agree to rounding.
-// Only D4 = ceil(D/4) and VEC4 = (D % 4 == 0) are override constants (few pipelines, short compiles);
+// Only D4 = ceil(D/4) and VEC4 = (D % 4 == 0) are override constants (few pipelines to compile);
 // I, J, D, R and the flags are uniforms. VEC4 = false reads components one by one (any D); both tested.
 // Reference: test/reference/capsules.ts (routingForward). Test: test/capsules.test.ts.
 

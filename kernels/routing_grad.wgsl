@@ -24,8 +24,8 @@
 // Each loop over (i, j) is parent-major (for j: the parent's D-vectors in registers; for i: ...).
 // Loops that index private arrays by the iteration run to the constant MAX_R with a runtime guard,
 // so that they unroll and the arrays stay in registers (a runtime-bounded loop made them memory).
-// Memory traffic per example: 2R-1 reads of uhat ('all'; 1 for 'last'), one write of duhat, and
-// R*I*J floats of scratch.
+// Memory traffic per example: 2(R-1) reads of uhat for 'all' (none for 'last', whose coefficients
+// are saved), one write of duhat, and R*I*J floats of scratch.
 // Limits (checked by the op): D <= 4*MAX_D4, R <= MAX_R.
 // Reference: test/reference/capsules.ts (routingBackward). Test: test/capsules.test.ts.
 

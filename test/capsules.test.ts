@@ -290,6 +290,34 @@ rout('workgroup sizes 1 and 32, and batch slices (vec4 and generic)', async () =
   await checkRouting(ctx, { B: 130, I: 37, J: 3, D: 7 }, { iterations: 2, gradMode: 'all', leaky: true, bias: new Float64Array(1) }, 543, { maxBindingBytes: 64 * 3108 });
 });
 
+rout('a batch whose uhat exceeds maxStorageBufferBindingSize (paper size): predict and routing run in slices', async () => {
+  const ctx = await gpu();
+  const per = 1152 * 10 * 16 * 4;
+  const B = Math.floor(ctx.limits.maxStorageBufferBindingSize / per) + 2; // 184 with 128 MiB
+  if (B * per > ctx.limits.maxBufferSize) throw new Error(`maxBufferSize ${ctx.limits.maxBufferSize} cannot hold a batch of ${B}`);
+  assert.ok(batchSlices(ctx, B, per, 'uhat').length >= 2, 'needs slices');
+  const dims = { B, I: 1152, J: 10, Dout: 16, Din: 8 };
+  const W = f32in(1152 * 10 * 128, 560, -0.1, 0.1);
+  const u = f32in(B * 1152 * 8, 561, -0.5, 0.5);
+  const dv = f32in(B * 160, 562);
+  const pW = parameter(ctx, [1152, 10, 16, 8], W, 'W');
+  const pu = parameter(ctx, [B, 1152, 8], u, 'u');
+  const v = tidy(() => {
+    const out = routing(capsPredict(pW, pu), { iterations: 2 });
+    backward(out, fromArray(ctx, [B, 10, 16], dv));
+    return out;
+  });
+  const uhat = ref.capsPredict(W, u, dims);
+  const fwd = ref.routingForward(uhat, { B, I: 1152, J: 10, D: 16 }, { iterations: 2 });
+  const { duhat } = ref.routingBackward(uhat, { B, I: 1152, J: 10, D: 16 }, fwd.saved, dv, { iterations: 2 });
+  const { dW, du } = ref.capsPredictBackward(W, u, duhat, dims);
+  assertClose(await v.read(), fwd.v, F32_TOLERANCE, 'v');
+  assertClose(await gradOf(pu), du, F32_TOLERANCE, 'du');
+  // dW sums 184 examples: f32 accumulation error grows like sqrt(B).
+  assertClose(await gradOf(pW), dW, { atol: 1e-5 * Math.sqrt(B / 8), rtol: 1e-4 }, 'dW');
+  disposeAll(v, pW, pu);
+});
+
 rout('reference: routing backward matches finite differences (r = 1, 2, 3; both modes; leaky; bias)', () => {
   const dims = { B: 2, I: 5, J: 3, D: 4 };
   for (const iterations of [1, 2, 3]) {
@@ -456,6 +484,28 @@ tape('finite differences through the whole chain: conv -> primaryCaps -> capsPre
   // The GPU gradients (f32) against central differences of the f64 reference forward.
   gradcheck(f, [conv.slice(), W.slice(), bias.slice()], grads, 'tape vs finite differences', { eps: 1e-6, atol: 2e-5, rtol: 1e-3 });
   disposeAll(loss, pc, pW, pb);
+});
+
+tape('the whole chain stays finite on all-zero and on very large (1e4) inputs, forward and backward', async () => {
+  const ctx = await gpu();
+  const B = 2;
+  for (const scale of [0, 1e4]) {
+    const conv = scale === 0 ? new Float64Array(B * 256 * 36) : f32in(B * 256 * 36, 70, -scale, scale);
+    const W = scale === 0 ? new Float64Array(1152 * 10 * 128) : f32in(1152 * 10 * 128, 71, -scale, scale);
+    const pc = parameter(ctx, [B, 256, 6, 6], conv, 'conv');
+    const pW = parameter(ctx, [1152, 10, 16, 8], W, 'W');
+    const pb = parameter(ctx, [10, 16], f32in(160, 72, -scale, scale), 'bias');
+    const [loss, v] = tidy(() => {
+      const out = routing(capsPredict(pW, primaryCaps(pc, { types: 32, dim: 8 })), { iterations: 3, leaky: true, bias: pb });
+      const l = add(sum(capsuleLengths(out)), sum(maskCapsules(out, 'longest')));
+      backward(l);
+      return [l, out];
+    });
+    allFinite(await loss.read(), `loss at ${scale}`);
+    allFinite(await v.read(), `v at ${scale}`);
+    for (const p of [pc, pW, pb]) allFinite(await gradOf(p), `${p.name} gradient at ${scale}`);
+    disposeAll(loss, v, pc, pW, pb);
+  }
 });
 
 /** sum(a * wa) + sum(b * wb) as a [1] tensor on the tape, from the elementwise ops. */
