@@ -2,9 +2,9 @@
 // ceiling on the adapter in use): C[M, N] (+)= A[M, K] B[K, N], all row-major, over the reduction
 // range [k0, k1) (split-K: successive dispatches accumulate when accumulate = 1). The same register
 // block as kernels/conv2d_gemm.wgsl (ROWS rows x 16 columns per invocation in vec4 accumulators,
-// workgroup-uniform B loads, A read as vec4 along k) on plain operands: no packing, no implicit
+// workgroup-uniform B addresses, A read as vec4 along k) on plain operands: no packing, no implicit
 // im2col addressing. M must be a multiple of WG * ROWS, N of 16, K, k0 and k1 of 4 (the bench's sizes are).
-// Not used by the engine. Reference: a CPU dot product of sampled elements in tools/bench-conv.ts.
+// Not used by the engine. Checked against CPU dot products of sampled elements in tools/bench-conv.ts.
 
 struct Params { M: u32, N4: u32, K4: u32, k0: u32, k1: u32, accumulate: u32 }
 
@@ -39,10 +39,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var acc70 = vec4f(0.0); var acc71 = vec4f(0.0); var acc72 = vec4f(0.0); var acc73 = vec4f(0.0);
   var bi = p.k0 * ns + n4;
   for (var k = p.k0 / 4u; k < p.k1 / 4u; k++) {
-    let b0 = mat4x4f(b[bi + 0u], b[bi + ns + 0u], b[bi + 2u * ns + 0u], b[bi + 3u * ns + 0u]);
-    let b1 = mat4x4f(b[bi + 1u], b[bi + ns + 1u], b[bi + 2u * ns + 1u], b[bi + 3u * ns + 1u]);
-    let b2 = mat4x4f(b[bi + 2u], b[bi + ns + 2u], b[bi + 2u * ns + 2u], b[bi + 3u * ns + 2u]);
-    let b3 = mat4x4f(b[bi + 3u], b[bi + ns + 3u], b[bi + 2u * ns + 3u], b[bi + 3u * ns + 3u]);
+    let b0 = mat4x4f(b[bi + 0u], b[bi + 1u * ns + 0u], b[bi + 2u * ns + 0u], b[bi + 3u * ns + 0u]);
+    let b1 = mat4x4f(b[bi + 1u], b[bi + 1u * ns + 1u], b[bi + 2u * ns + 1u], b[bi + 3u * ns + 1u]);
+    let b2 = mat4x4f(b[bi + 2u], b[bi + 1u * ns + 2u], b[bi + 2u * ns + 2u], b[bi + 3u * ns + 2u]);
+    let b3 = mat4x4f(b[bi + 3u], b[bi + 1u * ns + 3u], b[bi + 2u * ns + 3u], b[bi + 3u * ns + 3u]);
     let a0 = a[arow0 + k];
     acc00 += b0 * a0; acc01 += b1 * a0; acc02 += b2 * a0; acc03 += b3 * a0;
     let a1 = a[arow1 + k];

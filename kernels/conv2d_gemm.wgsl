@@ -4,11 +4,11 @@
 //   A[m, k] = xq[b, oy sy + ky, ox sx + kq kxs, c][j]    (read straight from the packed input: no im2col)
 //   xq  [B, Hp, Wp, CG] of vec4 (pack_input)      wt [KH KQ CG 4, N4] of vec4 (pack_weight, zero past Cout)
 //   bias [Cout] (read if has_bias)                out [B, Cout, OH, OW] (PyTorch's layout)
-// Shaped for llvmpipe (each invocation is one SIMD lane; loads, not FMAs, are the cost), sensible on
-// GPUs: an invocation owns a register block of ROWS rows (m) x 16 columns (n) in 32 vec4 accumulators;
-// the WG invocations of a workgroup share the same 16 columns, so every wt load has a workgroup-uniform
-// address (one load per workgroup on llvmpipe, a broadcast on GPUs); A is read as vec4 along k. Rows
-// past M are clamped (their results are dropped), so the inner loop has no bounds checks.
+// An invocation owns a register block of ROWS rows (m) x 16 columns (n) in vec4 accumulators (4 x 4
+// of them per k-step of 4: 16 FMAs per loaded A vec4); the WG invocations of a workgroup share the
+// 16 columns, so wt addresses are workgroup-uniform (a cache broadcast on GPUs), and A is read as vec4
+// along k. llvmpipe runs each invocation as a SIMD lane and is bound by loads, not FMAs (see
+// SOFTWARE_GPU.md). Rows past M are clamped and their results dropped: no bounds checks in the loop.
 // Split-K: one dispatch per chunk [kp0, kp1) of kernel positions (ky, kq), each adding into out in
 // turn (first: bias, last: ReLU); dispatches in one pass run in order.
 // Grid: x = N4 / 4 column tiles, y = ceil(M / (WG ROWS)) row tiles.
@@ -49,6 +49,19 @@ fn out_base(m: u32) -> u32 {
   return b * p.Cout * p.P + (m - b * p.P);
 }
 
+/** The bias of channels 4 n4 .. 4 n4 + 3 when this chunk starts from it (the first, with a bias), else 0. */
+fn bias4(n4: u32) -> vec4f {
+  var v = vec4f(0.0);
+  if ((p.flags & 9u) == 9u) {
+    for (var j = 0u; j < 4u; j++) {
+      let co = min(4u * n4 + j, p.Cout - 1u);
+      v[j] = bias[co];
+    }
+  }
+  return v;
+}
+
+/** Writes (first chunk) or adds (later chunks) the 4 channels of row m, with ReLU after the last chunk. */
 fn write_out(m: u32, ob: u32, n4: u32, v: vec4f) {
   if (m >= p.M) { return; }
   for (var j = 0u; j < 4u; j++) {
@@ -56,9 +69,7 @@ fn write_out(m: u32, ob: u32, n4: u32, v: vec4f) {
     if (co >= p.Cout) { return; }
     let i = ob + co * p.P;
     var s = v[j];
-    if ((p.flags & 1u) != 0u) {
-      if ((p.flags & 8u) != 0u) { s += bias[co]; }
-    } else {
+    if ((p.flags & 1u) == 0u) {
       s += out[i];
     }
     if ((p.flags & 6u) == 6u) { s = max(s, 0.0); }
@@ -87,15 +98,17 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var acc60 = vec4f(0.0); var acc61 = vec4f(0.0); var acc62 = vec4f(0.0); var acc63 = vec4f(0.0);
   var acc70 = vec4f(0.0); var acc71 = vec4f(0.0); var acc72 = vec4f(0.0); var acc73 = vec4f(0.0);
   let n4s = p.N4;
+  // Kernel position kp = (ky, kq), followed incrementally (no division in the loop).
+  var kq = p.kp0 % p.KQ;
+  var off = ((p.kp0 / p.KQ) * p.Wp + kq * p.kxs) * p.CG;
+  let rowWrap = (p.Wp - p.KQ * p.kxs) * p.CG;
+  var wi = p.kp0 * p.CG * 4u * n4s + n4;
   for (var kp = p.kp0; kp < p.kp1; kp++) {
-    let ky = kp / p.KQ;
-    let off = (ky * p.Wp + (kp - ky * p.KQ) * p.kxs) * p.CG;
-    var wi = kp * p.CG * 4u * n4s + n4;
     for (var c = off; c < off + p.CG; c++) {
-      let w0 = mat4x4f(wt[wi + 0u], wt[wi + n4s + 0u], wt[wi + 2u * n4s + 0u], wt[wi + 3u * n4s + 0u]);
-      let w1 = mat4x4f(wt[wi + 1u], wt[wi + n4s + 1u], wt[wi + 2u * n4s + 1u], wt[wi + 3u * n4s + 1u]);
-      let w2 = mat4x4f(wt[wi + 2u], wt[wi + n4s + 2u], wt[wi + 2u * n4s + 2u], wt[wi + 3u * n4s + 2u]);
-      let w3 = mat4x4f(wt[wi + 3u], wt[wi + n4s + 3u], wt[wi + 2u * n4s + 3u], wt[wi + 3u * n4s + 3u]);
+      let w0 = mat4x4f(wt[wi + 0u], wt[wi + 1u * n4s + 0u], wt[wi + 2u * n4s + 0u], wt[wi + 3u * n4s + 0u]);
+      let w1 = mat4x4f(wt[wi + 1u], wt[wi + 1u * n4s + 1u], wt[wi + 2u * n4s + 1u], wt[wi + 3u * n4s + 1u]);
+      let w2 = mat4x4f(wt[wi + 2u], wt[wi + 1u * n4s + 2u], wt[wi + 2u * n4s + 2u], wt[wi + 3u * n4s + 2u]);
+      let w3 = mat4x4f(wt[wi + 3u], wt[wi + 1u * n4s + 3u], wt[wi + 2u * n4s + 3u], wt[wi + 3u * n4s + 3u]);
       let a0 = xq[base0 + c];
       acc00 += w0 * a0; acc01 += w1 * a0; acc02 += w2 * a0; acc03 += w3 * a0;
       let a1 = xq[base1 + c];
@@ -116,23 +129,34 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
       }
       wi += 4u * n4s;
     }
+    kq += 1u;
+    off += p.kxs * p.CG;
+    if (kq == p.KQ) {
+      kq = 0u;
+      off += rowWrap;
+    }
   }
+  // The bias of the 16 columns, read once (zero unless this is the first chunk and there is a bias).
+  let bias0 = bias4(n4 + 0u);
+  let bias1 = bias4(n4 + 1u);
+  let bias2 = bias4(n4 + 2u);
+  let bias3 = bias4(n4 + 3u);
   let ob0 = out_base(m0 + 0u * WG);
-  write_out(m0 + 0u * WG, ob0, n4 + 0u, acc00); write_out(m0 + 0u * WG, ob0, n4 + 1u, acc01); write_out(m0 + 0u * WG, ob0, n4 + 2u, acc02); write_out(m0 + 0u * WG, ob0, n4 + 3u, acc03);
+  write_out(m0 + 0u * WG, ob0, n4 + 0u, acc00 + bias0); write_out(m0 + 0u * WG, ob0, n4 + 1u, acc01 + bias1); write_out(m0 + 0u * WG, ob0, n4 + 2u, acc02 + bias2); write_out(m0 + 0u * WG, ob0, n4 + 3u, acc03 + bias3);
   let ob1 = out_base(m0 + 1u * WG);
-  write_out(m0 + 1u * WG, ob1, n4 + 0u, acc10); write_out(m0 + 1u * WG, ob1, n4 + 1u, acc11); write_out(m0 + 1u * WG, ob1, n4 + 2u, acc12); write_out(m0 + 1u * WG, ob1, n4 + 3u, acc13);
+  write_out(m0 + 1u * WG, ob1, n4 + 0u, acc10 + bias0); write_out(m0 + 1u * WG, ob1, n4 + 1u, acc11 + bias1); write_out(m0 + 1u * WG, ob1, n4 + 2u, acc12 + bias2); write_out(m0 + 1u * WG, ob1, n4 + 3u, acc13 + bias3);
   let ob2 = out_base(m0 + 2u * WG);
-  write_out(m0 + 2u * WG, ob2, n4 + 0u, acc20); write_out(m0 + 2u * WG, ob2, n4 + 1u, acc21); write_out(m0 + 2u * WG, ob2, n4 + 2u, acc22); write_out(m0 + 2u * WG, ob2, n4 + 3u, acc23);
+  write_out(m0 + 2u * WG, ob2, n4 + 0u, acc20 + bias0); write_out(m0 + 2u * WG, ob2, n4 + 1u, acc21 + bias1); write_out(m0 + 2u * WG, ob2, n4 + 2u, acc22 + bias2); write_out(m0 + 2u * WG, ob2, n4 + 3u, acc23 + bias3);
   let ob3 = out_base(m0 + 3u * WG);
-  write_out(m0 + 3u * WG, ob3, n4 + 0u, acc30); write_out(m0 + 3u * WG, ob3, n4 + 1u, acc31); write_out(m0 + 3u * WG, ob3, n4 + 2u, acc32); write_out(m0 + 3u * WG, ob3, n4 + 3u, acc33);
+  write_out(m0 + 3u * WG, ob3, n4 + 0u, acc30 + bias0); write_out(m0 + 3u * WG, ob3, n4 + 1u, acc31 + bias1); write_out(m0 + 3u * WG, ob3, n4 + 2u, acc32 + bias2); write_out(m0 + 3u * WG, ob3, n4 + 3u, acc33 + bias3);
   if (ROWS > 4u) {
     let ob4 = out_base(m0 + 4u * WG);
-    write_out(m0 + 4u * WG, ob4, n4 + 0u, acc40); write_out(m0 + 4u * WG, ob4, n4 + 1u, acc41); write_out(m0 + 4u * WG, ob4, n4 + 2u, acc42); write_out(m0 + 4u * WG, ob4, n4 + 3u, acc43);
+    write_out(m0 + 4u * WG, ob4, n4 + 0u, acc40 + bias0); write_out(m0 + 4u * WG, ob4, n4 + 1u, acc41 + bias1); write_out(m0 + 4u * WG, ob4, n4 + 2u, acc42 + bias2); write_out(m0 + 4u * WG, ob4, n4 + 3u, acc43 + bias3);
     let ob5 = out_base(m0 + 5u * WG);
-    write_out(m0 + 5u * WG, ob5, n4 + 0u, acc50); write_out(m0 + 5u * WG, ob5, n4 + 1u, acc51); write_out(m0 + 5u * WG, ob5, n4 + 2u, acc52); write_out(m0 + 5u * WG, ob5, n4 + 3u, acc53);
+    write_out(m0 + 5u * WG, ob5, n4 + 0u, acc50 + bias0); write_out(m0 + 5u * WG, ob5, n4 + 1u, acc51 + bias1); write_out(m0 + 5u * WG, ob5, n4 + 2u, acc52 + bias2); write_out(m0 + 5u * WG, ob5, n4 + 3u, acc53 + bias3);
     let ob6 = out_base(m0 + 6u * WG);
-    write_out(m0 + 6u * WG, ob6, n4 + 0u, acc60); write_out(m0 + 6u * WG, ob6, n4 + 1u, acc61); write_out(m0 + 6u * WG, ob6, n4 + 2u, acc62); write_out(m0 + 6u * WG, ob6, n4 + 3u, acc63);
+    write_out(m0 + 6u * WG, ob6, n4 + 0u, acc60 + bias0); write_out(m0 + 6u * WG, ob6, n4 + 1u, acc61 + bias1); write_out(m0 + 6u * WG, ob6, n4 + 2u, acc62 + bias2); write_out(m0 + 6u * WG, ob6, n4 + 3u, acc63 + bias3);
     let ob7 = out_base(m0 + 7u * WG);
-    write_out(m0 + 7u * WG, ob7, n4 + 0u, acc70); write_out(m0 + 7u * WG, ob7, n4 + 1u, acc71); write_out(m0 + 7u * WG, ob7, n4 + 2u, acc72); write_out(m0 + 7u * WG, ob7, n4 + 3u, acc73);
+    write_out(m0 + 7u * WG, ob7, n4 + 0u, acc70 + bias0); write_out(m0 + 7u * WG, ob7, n4 + 1u, acc71 + bias1); write_out(m0 + 7u * WG, ob7, n4 + 2u, acc72 + bias2); write_out(m0 + 7u * WG, ob7, n4 + 3u, acc73 + bias3);
   }
 }

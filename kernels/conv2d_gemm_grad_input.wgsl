@@ -5,7 +5,7 @@
 //   wr    [4 K4, NR4] of vec4: wr[co, n][j] = w[co, 4n + j], n = (ci KH + ky) KW + kx (w itself when it fits, else pack_weight_rows)
 //   dcols [rows, NR4] of vec4: dcols[m - m0, n] = sum over co of dp[m, co] wr[co, n]
 // Same register block as kernels/conv2d_gemm.wgsl: ROWS rows x 16 columns per invocation, the WG
-// invocations of a workgroup share the columns (workgroup-uniform wr loads), dp read as vec4 along
+// invocations of a workgroup share the columns (workgroup-uniform wr addresses), dp read as vec4 along
 // the reduction. Operands are padded to tile multiples by the packing kernels: no bounds checks.
 // Grid: x = NR4 / 4 column tiles, y = row tiles of the group.
 // Reference: test/reference/conv2d.ts (conv2dBackward). Test: test/conv2d.test.ts.
@@ -45,10 +45,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var acc70 = vec4f(0.0); var acc71 = vec4f(0.0); var acc72 = vec4f(0.0); var acc73 = vec4f(0.0);
   var wi = n4;
   for (var k = 0u; k < p.K4; k++) {
-    let w0 = mat4x4f(wr[wi + 0u], wr[wi + ns + 0u], wr[wi + 2u * ns + 0u], wr[wi + 3u * ns + 0u]);
-    let w1 = mat4x4f(wr[wi + 1u], wr[wi + ns + 1u], wr[wi + 2u * ns + 1u], wr[wi + 3u * ns + 1u]);
-    let w2 = mat4x4f(wr[wi + 2u], wr[wi + ns + 2u], wr[wi + 2u * ns + 2u], wr[wi + 3u * ns + 2u]);
-    let w3 = mat4x4f(wr[wi + 3u], wr[wi + ns + 3u], wr[wi + 2u * ns + 3u], wr[wi + 3u * ns + 3u]);
+    let w0 = mat4x4f(wr[wi + 0u], wr[wi + 1u * ns + 0u], wr[wi + 2u * ns + 0u], wr[wi + 3u * ns + 0u]);
+    let w1 = mat4x4f(wr[wi + 1u], wr[wi + 1u * ns + 1u], wr[wi + 2u * ns + 1u], wr[wi + 3u * ns + 1u]);
+    let w2 = mat4x4f(wr[wi + 2u], wr[wi + 1u * ns + 2u], wr[wi + 2u * ns + 2u], wr[wi + 3u * ns + 2u]);
+    let w3 = mat4x4f(wr[wi + 3u], wr[wi + 1u * ns + 3u], wr[wi + 2u * ns + 3u], wr[wi + 3u * ns + 3u]);
     let a0 = dp[arow0 + k];
     acc00 += w0 * a0; acc01 += w1 * a0; acc02 += w2 * a0; acc03 += w3 * a0;
     let a1 = dp[arow1 + k];

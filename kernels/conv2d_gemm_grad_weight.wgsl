@@ -7,8 +7,8 @@
 //   xq  [B, Hp, Wp, CG] of vec4 (pack_input)
 //   dwp [slabs, rowsPad, N4] of vec4, packed k order: dwp[s, co, n][j] = sum over m in slab s of dpt[co, m] xq(m, n)[j]
 // Register block: ROWS output channels x 16 packed k per invocation; the WG invocations of a
-// workgroup share the 16 columns and the loop over m, so every xq load has a workgroup-uniform
-// address; dpt is read as vec4 along m. Rows m past M read a clamped position times dpt's zero pad.
+// workgroup share the 16 columns and the loop over m, so xq addresses are workgroup-uniform; dpt is
+// read as vec4 along m. Rows m past M read a clamped position times dpt's zero padding.
 // Split-K: slab s = workgroup z (parallel, finalize sums them); within a slab, chunks of m run as
 // successive dispatches, each adding into dwp (accumulate = 1 after the first).
 // Grid: x = N4 / 4 column tiles, y = rowsPad / (WG ROWS), z = slabs.
@@ -69,7 +69,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let n4 = wid.x * 4u;
   let row0 = wid.y * WG * ROWS + lid;
   let slab = wid.z;
-  let off0 = col_offset(n4);
+  let off0 = col_offset(n4 + 0u);
   let off1 = col_offset(n4 + 1u);
   let off2 = col_offset(n4 + 2u);
   let off3 = col_offset(n4 + 3u);

@@ -74,7 +74,12 @@ struct WeightParams {
 @group(0) @binding(1) var<storage, read> pw_w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pw_wt: array<vec4f>;
 
-fn weight_at(co: u32, k: u32) -> f32 {
+@compute @workgroup_size(WG)
+fn pack_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pw.total) { return; }
+  let co = 4u * (i % pw.N4);
+  let k = i / pw.N4;
   // k = ((ky * KQ + kq) * CG + c) * 4 + j
   let j = k % 4u;
   var t = k / 4u;
@@ -88,17 +93,15 @@ fn weight_at(co: u32, k: u32) -> f32 {
     ci = 4u * c + j;
     kx = kq;
   }
-  if (co >= pw.Cout || ci >= pw.Cin || kx >= pw.KW) { return 0.0; }
-  return pw_w[((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx];
-}
-
-@compute @workgroup_size(WG)
-fn pack_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = linear(wid, nwg, lid);
-  if (i >= pw.total) { return; }
-  let n = i % pw.N4;
-  let k = i / pw.N4;
-  pw_wt[i] = vec4f(weight_at(4u * n, k), weight_at(4u * n + 1u, k), weight_at(4u * n + 2u, k), weight_at(4u * n + 3u, k));
+  var v = vec4f(0.0);
+  if (ci < pw.Cin && kx < pw.KW) {
+    let stride = pw.Cin * pw.KH * pw.KW;
+    let w0 = ((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx;
+    for (var jj = 0u; jj < 4u; jj++) {
+      if (co + jj < pw.Cout) { v[jj] = pw_w[w0 + jj * stride]; }
+    }
+  }
+  pw_wt[i] = v;
 }
 
 // ---- pack_weight_rows ----
@@ -131,10 +134,9 @@ struct GradParams {
 @group(0) @binding(2) var<storage, read> pg_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> pg_dp: array<vec4f>;
 
-fn grad_at(m: u32, co: u32) -> f32 {
-  if (m >= pg.M || co >= pg.Cout) { return 0.0; }
-  let b = m / pg.P;
-  let o = (b * pg.Cout + co) * pg.P + (m - b * pg.P);
+/** d loss / d pre-activation at image b, position q, channel co (relu-masked); all in range. */
+fn grad_at(b: u32, q: u32, co: u32) -> f32 {
+  let o = (b * pg.Cout + co) * pg.P + q;
   let g = pg_dout[o];
   if (pg.relu != 0u && !(pg_out[o] > 0.0)) { return 0.0; }
   return g;
@@ -146,7 +148,15 @@ fn pack_grad_out(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg
   if (i >= pg.total) { return; }
   let co = 4u * (i % pg.cols4);
   let m = i / pg.cols4;
-  pg_dp[i] = vec4f(grad_at(m, co), grad_at(m, co + 1u), grad_at(m, co + 2u), grad_at(m, co + 3u));
+  var v = vec4f(0.0);
+  if (m < pg.M) {
+    let b = m / pg.P;
+    let q = m - b * pg.P;
+    for (var j = 0u; j < 4u; j++) {
+      if (co + j < pg.Cout) { v[j] = grad_at(b, q, co + j); }
+    }
+  }
+  pg_dp[i] = v;
 }
 
 @compute @workgroup_size(WG)
@@ -155,7 +165,20 @@ fn pack_grad_out_t(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) n
   if (i >= pg.total) { return; }
   let m = 4u * (i % pg.cols4);
   let co = i / pg.cols4;
-  pg_dp[i] = vec4f(grad_at(m, co), grad_at(m + 1u, co), grad_at(m + 2u, co), grad_at(m + 3u, co));
+  var v = vec4f(0.0);
+  if (co < pg.Cout && m < pg.M) {
+    var b = m / pg.P;
+    var q = m - b * pg.P;
+    for (var j = 0u; j < 4u; j++) {
+      if (m + j < pg.M) { v[j] = grad_at(b, q, co); }
+      q += 1u;
+      if (q == pg.P) {
+        q = 0u;
+        b += 1u;
+      }
+    }
+  }
+  pg_dp[i] = v;
 }
 
 // ---- finalize_grad_weight ----

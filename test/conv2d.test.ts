@@ -2,7 +2,7 @@
 // backward, on odd shapes (nothing a multiple of any tile), strides 1 and 2, padding 0 and 1, with
 // and without ReLU, on the paper's Conv1 and PrimaryCaps shapes at batch 1 and 8; finite differences
 // through the tape; shape errors before any dispatch; the plan chooser; the OpenGL adapter.
-import { suite } from 'uvu';
+import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
 import { assertClose, type Tolerance } from './helpers/assert.ts';
@@ -17,34 +17,57 @@ import { backward } from '../src/autograd/tape.ts';
 import { mul, sum } from '../src/ops/elementwise.ts';
 import {
   type Conv2dGeometry, type Conv2dOptions, type Conv2dPlan, CONV2D_VARIANTS, GEMM_MIN_MACS, chooseConv2dPlan, conv2d, conv2dGeometry, conv2dPlan,
+  deviceInfo,
 } from '../src/ops/conv2d.ts';
 
 type Shape4 = [number, number, number, number];
 
 /**
- * The configurations every test runs: each kernel variant as chosen for the shape, plus the gemm
- * variant with the other input packing, small tiles (4 invocations x 4 rows), one kernel position per
- * forward split-K dispatch, one image per grad-input group, three grad-weight slabs and chunks of 8
- * rows: every code path of the gemm kernels (split-K accumulation, groups, slabs, both packings,
- * both register blocks) on every shape.
+ * The configurations every test runs: each kernel variant as chosen for the shape; the gemm variant
+ * with and without the subgroup kernels; and two stress plans with the other input packing, small
+ * tiles, one kernel position per forward split-K dispatch, one image per grad-input group, three
+ * grad-weight slabs and chunks of 8 rows: every code path of the gemm kernels (split-K accumulation,
+ * groups, slabs, both packings, both register blocks) on every shape. The subgroup configurations
+ * need subgroups of exactly 8 invocations (llvmpipe on Vulkan); elsewhere they are skipped, and say so.
  */
-interface Config { label: string; options: (g: Conv2dGeometry) => Conv2dOptions }
-const CONFIGS: Config[] = [
-  ...CONV2D_VARIANTS.map((variant) => ({ label: variant, options: () => ({ variant }) })),
-  {
-    label: 'gemm (other packing, small tiles, many split-K chunks)',
+interface Config { label: string; subgroups: boolean; options: (g: Conv2dGeometry) => Conv2dOptions }
+const ANY_DEVICE = { isSoftware: true, maxStorageBufferBindingSize: 128 << 20, maxComputeWorkgroupsPerDimension: 65535 };
+function stress(subgroups: boolean): Config {
+  return {
+    label: `gemm${subgroups ? ' subgroups' : ''} (other packing, small tiles, many split-K chunks)`,
+    subgroups,
     options: (g) => {
-      const small = { wg: 4, rows: 4 } as const;
-      const chosen = chooseConv2dPlan(g, { isSoftware: true, maxStorageBufferBindingSize: 128 << 20, maxComputeWorkgroupsPerDimension: 65535 }, 'gemm');
+      const small = { wg: subgroups ? 8 : 4, rows: 4 } as const;
+      const chosen = chooseConv2dPlan(g, ANY_DEVICE, 'gemm');
       const plan: Partial<Conv2dPlan> = {
         pack: chosen.pack === 'channels' ? 'kx' : 'channels',
+        subgroups,
         forwardTiles: small, gradInputTiles: small, gradWeightTiles: small,
         forwardChunk: 1, gradInputGroup: 1, gradWeightSlabs: 3, gradWeightChunk: 8,
       };
       return { variant: 'gemm', plan };
     },
-  },
+  };
+}
+const CONFIGS: Config[] = [
+  { label: 'direct', subgroups: false, options: () => ({ variant: 'direct' }) },
+  { label: 'gemm', subgroups: false, options: () => ({ variant: 'gemm', plan: { subgroups: false } }) },
+  { label: 'gemm subgroups', subgroups: true, options: () => ({ variant: 'gemm', plan: { subgroups: true } }) },
+  stress(false),
+  stress(true),
 ];
+
+/** Registers `name` on `s`, or a skip saying why when the configuration needs subgroups of 8 and the shared device lacks them. */
+const sharedSubgroups8 = gpu().then((ctx) => deviceInfo(ctx).subgroups8 === true);
+function testConfig(s: Test, config: Config, name: string, fn: () => Promise<void>): void {
+  s(name, async () => {
+    if (config.subgroups && !(await sharedSubgroups8)) {
+      process.stdout.write(`\n  [skip] ${name}: this device has no subgroups of exactly 8 invocations\n`);
+      return;
+    }
+    await fn();
+  });
+}
 
 /** Values rounded to f32, so that the reference sees exactly what the GPU sees. */
 function data(n: number, seed: number, lo = -1, hi = 1): Float64Array {
@@ -145,7 +168,7 @@ const variants = suite('conv2d variants vs the reference');
 
 for (const config of CONFIGS) {
   for (const c of ODD_CASES) {
-    variants(`${config.label}: ${describe(c)}: out, dx, dw, db`, async () => {
+    testConfig(variants, config, `${config.label}: ${describe(c)}: out, dx, dw, db`, async () => {
       const ctx = await gpu();
       const inp = makeInputs(c);
       compareFull(c, inp, await runGpu(ctx, c, inp, config), config.label);
@@ -171,7 +194,7 @@ const conv1b1 = CONV1(1);
 const primaryb1 = PRIMARY(1);
 for (const config of CONFIGS) {
   for (const [name, c] of [['Conv1', conv1b1], ['PrimaryCaps', primaryb1]] as const) {
-    variants(`${config.label}: ${name} at batch 1 (${describe(c)}), full reference`, async () => {
+    testConfig(variants, config, `${config.label}: ${name} at batch 1 (${describe(c)}), full reference`, async () => {
       const ctx = await gpu();
       const { inp, ref, grads } = fullReference(c);
       const r = await runGpu(ctx, c, inp, config);
@@ -253,7 +276,7 @@ function sampledReference(c: Case, inp: Inputs, r: GpuResult, what: string, samp
 
 for (const config of CONFIGS) {
   for (const [name, c] of [['Conv1', CONV1(8)], ['PrimaryCaps', PRIMARY(8)]] as const) {
-    variants(`${config.label}: ${name} at batch 8 (${describe(c)}), sampled direct sums`, async () => {
+    testConfig(variants, config, `${config.label}: ${name} at batch 8 (${describe(c)}), sampled direct sums`, async () => {
       const ctx = await gpu();
       const inp = makeInputs(c);
       sampledReference(c, inp, await runGpu(ctx, c, inp, config), `${config.label} ${name} batch 8`);
@@ -289,8 +312,9 @@ gradients('reference backward matches central finite differences (tiny shape, st
   gradcheck(f, [inp.x.slice(), inp.w.slice(), inp.b!.slice()], [dx, dw, db], 'conv2d reference');
 });
 
-for (const variant of CONV2D_VARIANTS) {
-  gradients(`${variant}: gradients through the tape (conv2d -> mul -> sum) match finite differences of the reference`, async () => {
+for (const config of CONFIGS.slice(0, 3)) {
+  const variant = config.label;
+  testConfig(gradients, config, `${variant}: gradients through the tape (conv2d -> mul -> sum) match finite differences of the reference`, async () => {
     const ctx = await gpu();
     const c: Case = { xShape: [2, 3, 7, 6], wShape: [5, 3, 3, 3], bias: true, options: { stride: 2, padding: 1, relu: true }, seed: 400 };
     const inp = makeInputs(c);
@@ -298,7 +322,7 @@ for (const variant of CONV2D_VARIANTS) {
     const pw = parameter(ctx, c.wShape, inp.w, 'w');
     const pb = parameter(ctx, [c.wShape[0]], inp.b!, 'b');
     const loss = tidy(() => {
-      const l = sum(mul(conv2d(px, pw, pb, { ...c.options, variant }), fromArray(ctx, inp.outShape, inp.g)));
+      const l = sum(mul(conv2d(px, pw, pb, { ...c.options, ...config.options(conv2dGeometry(c.xShape, c.wShape, null, c.options)) }), fromArray(ctx, inp.outShape, inp.g)));
       backward(l);
       return l;
     });
@@ -406,6 +430,10 @@ planning('chooseConv2dPlan: the paper shapes get the gemm variant with the expec
   assert.is(conv1.forwardChunk, 27, 'the whole reduction (9 x 3 positions) in one dispatch');
   assert.ok(conv1.gradWeightSlabs > 1, 'Conv1 grad weight has few workgroups: parallel slabs');
   assert.equal(chooseConv2dPlan(conv2dGeometry([32, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 }), HARDWARE).forwardTiles, { wg: 64, rows: 4 });
+  assert.is(primary.subgroups, false, 'no subgroups of 8 on this device');
+  const sg = chooseConv2dPlan(conv2dGeometry([32, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 }), { ...HARDWARE, subgroups8: true });
+  assert.is(sg.subgroups, true, 'subgroups of exactly 8: the _sg kernels');
+  assert.equal(sg.forwardTiles, { wg: 8, rows: 8 }, 'one workgroup = one subgroup');
 });
 
 planning('chooseConv2dPlan: tiny shapes go direct; passes whose buffers do not fit go direct; forced gemm that does not fit is a ShapeError', async () => {
@@ -423,6 +451,7 @@ planning('chooseConv2dPlan: tiny shapes go direct; passes whose buffers do not f
   const big = conv2dGeometry([4096, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 });
   assert.throws(() => conv2dPlan(ctx, big, { variant: 'gemm' }), (e: Error) => e instanceof ShapeError && /packed input/.test(e.message));
   assert.throws(() => conv2dPlan(ctx, g, { variant: 'gemm', plan: { forwardTiles: { wg: 8, rows: 5 as 4 } } }), (e: Error) => e instanceof ShapeError && /bad gemm tiles/.test(e.message));
+  assert.throws(() => conv2dPlan(ctx, g, { variant: 'gemm', plan: { subgroups: true, forwardTiles: { wg: 16, rows: 8 } } }), (e: Error) => e instanceof ShapeError && /wg 8/.test(e.message));
 });
 
 planning('the gemm variant allocates nothing new per call once the pool is warm', async () => {
@@ -450,7 +479,7 @@ planning('the gemm variant allocates nothing new per call once the pool is warm'
 
 const opengl = suite('conv2d on the OpenGL adapter');
 
-opengl('every variant, forward and backward, on an odd shape and on PrimaryCaps at batch 1', async () => {
+opengl('every variant without subgroups (OpenGL has none), forward and backward, on odd shapes and on PrimaryCaps at batch 1', async () => {
   let ctx: GpuContext;
   try {
     ctx = await acquireGpu({ backend: 'opengl' });
@@ -459,7 +488,8 @@ opengl('every variant, forward and backward, on an odd shape and on PrimaryCaps 
   }
   try {
     assert.is(ctx.adapter.featureLevel, 'compatibility');
-    for (const config of CONFIGS) {
+    assert.is(deviceInfo(ctx).subgroups8, false, 'OpenGL has no subgroups: the subgroup configurations do not apply');
+    for (const config of CONFIGS.filter((k) => !k.subgroups)) {
       const variant = config.label;
       for (const c of [ODD_CASES[1], ODD_CASES[2], ODD_CASES[5]]) {
         const inp = makeInputs(c);

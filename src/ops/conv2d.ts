@@ -6,7 +6,9 @@
 //   'direct' - one invocation per output (or gradient) element: the oracle, and the choice for odd
 //              or tiny shapes. kernels/conv2d_direct*.wgsl.
 //   'gemm'   - implicit GEMM with register blocking, split-K and packed operands, for the real
-//              shapes (Conv1, PrimaryCaps). kernels/conv2d_gemm*.wgsl, conv2d_pack.wgsl.
+//              shapes (Conv1, PrimaryCaps). kernels/conv2d_gemm*.wgsl, conv2d_pack.wgsl; where
+//              subgroups are exactly 8 wide (llvmpipe on Vulkan) the *_sg.wgsl kernels share the
+//              workgroup-uniform operand by subgroupBroadcast (plan.subgroups).
 // chooseConv2dPlan() picks one per shape and adapter; options.variant forces one (tests, bench).
 // Both use kernels/conv2d_bias_grad.wgsl for the bias gradient.
 // Reference: test/reference/conv2d.ts. Tests: test/conv2d.test.ts.
@@ -19,6 +21,9 @@ import packWgsl from '../../kernels/conv2d_pack.wgsl';
 import gemmWgsl from '../../kernels/conv2d_gemm.wgsl';
 import gemmGradInputWgsl from '../../kernels/conv2d_gemm_grad_input.wgsl';
 import gemmGradWeightWgsl from '../../kernels/conv2d_gemm_grad_weight.wgsl';
+import gemmSgWgsl from '../../kernels/conv2d_gemm_sg.wgsl';
+import gemmGradInputSgWgsl from '../../kernels/conv2d_gemm_grad_input_sg.wgsl';
+import gemmGradWeightSgWgsl from '../../kernels/conv2d_gemm_grad_weight_sg.wgsl';
 import type { GpuContext, KernelSpec } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { Tensor, empty } from '../tensor.ts';
@@ -130,13 +135,17 @@ export interface Conv2dDeviceInfo {
   isSoftware: boolean;
   maxStorageBufferBindingSize: number;
   maxComputeWorkgroupsPerDimension: number;
+  /** The device has the 'subgroups' feature and every subgroup is exactly 8 invocations (llvmpipe on Vulkan). */
+  subgroups8?: boolean;
 }
 
 export function deviceInfo(ctx: GpuContext): Conv2dDeviceInfo {
+  const info = (ctx.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo;
   return {
     isSoftware: ctx.adapter.isSoftware,
     maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize,
     maxComputeWorkgroupsPerDimension: ctx.limits.maxComputeWorkgroupsPerDimension,
+    subgroups8: ctx.features.has('subgroups') && info?.subgroupMinSize === 8 && info?.subgroupMaxSize === 8,
   };
 }
 
@@ -153,6 +162,8 @@ export interface Conv2dPlan {
   gradWeight: Conv2dVariant;
   /** gemm: vec4s of the packed input run along input channels, or along kx (for Cin < 4, e.g. Conv1). */
   pack: 'channels' | 'kx';
+  /** gemm: use the *_sg kernels (subgroupBroadcast of the shared operand; subgroups of exactly 8, tiles wg = 8). */
+  subgroups: boolean;
   forwardTiles: GemmTiles;
   gradInputTiles: GemmTiles;
   gradWeightTiles: GemmTiles;
@@ -261,12 +272,15 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
  *   (Conv1, Cin = 1: along kx, 108 reduction slots for 81 taps instead of 324).
  * - Tiles: on software adapters (llvmpipe, SwiftShader: one invocation per SIMD lane) 8 invocations
  *   x 8 rows, the best measured shape there; on GPUs 64 invocations x 4 rows.
+ * - Subgroups: where every subgroup is 8 invocations wide (llvmpipe on Vulkan), the _sg kernels with
+ *   8 invocations (one workgroup = one subgroup): about 1.8x on the measured matmul there.
  * - Split-K: forward chunks of ~2,048 of the reduction (PrimaryCaps: 8 of 81 kernel positions);
  *   grad weight: parallel slabs while there are fewer than ~128 workgroups, chunks of 2,048 rows m.
  * - Grad input: groups of images whose column gradient fits in 64 MiB (and the binding limit).
  */
 export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, force?: Conv2dVariant): Conv2dPlan {
-  const tiles: GemmTiles = device.isSoftware ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
+  const subgroups = device.subgroups8 === true;
+  const tiles: GemmTiles = device.isSoftware || subgroups ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
   const channelsWaste = (4 * ceilDiv(g.Cin, 4)) / g.Cin;
   const kxWaste = (4 * ceilDiv(g.KW, 4)) / g.KW;
   const pack = kxWaste < channelsWaste ? 'kx' : 'channels';
@@ -285,6 +299,7 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
   const plan: Conv2dPlan = {
     forward: 'gemm', gradInput: 'gemm', gradWeight: 'gemm',
     pack,
+    subgroups,
     forwardTiles: tiles, gradInputTiles: tiles, gradWeightTiles: tiles,
     forwardChunk: Math.max(1, Math.min(KP, Math.round(SPLIT_K_TARGET / (4 * CG)))),
     gradInputGroup: ceilDiv(g.B, groups),
@@ -303,11 +318,15 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
   return plan;
 }
 
-function validatePlan(plan: Conv2dPlan): void {
+function validatePlan(plan: Conv2dPlan, device: Conv2dDeviceInfo): void {
   for (const t of [plan.forwardTiles, plan.gradInputTiles, plan.gradWeightTiles]) {
     if (!(Number.isInteger(t.wg) && t.wg >= 1 && t.wg <= 256) || (t.rows !== 4 && t.rows !== 8)) {
       throw new ShapeError(`conv2d: bad gemm tiles ${JSON.stringify(t)} (wg 1..256, rows 4 or 8)`);
     }
+    if (plan.subgroups && t.wg !== 8) throw new ShapeError(`conv2d: the subgroup kernels need tiles of wg 8 (one subgroup), got ${JSON.stringify(t)}`);
+  }
+  if (plan.subgroups && !device.subgroups8) {
+    throw new ShapeError('conv2d: plan.subgroups needs the subgroups feature with subgroups of exactly 8 invocations, which this device does not have');
   }
   for (const [name, v] of [['forwardChunk', plan.forwardChunk], ['gradInputGroup', plan.gradInputGroup], ['gradWeightSlabs', plan.gradWeightSlabs], ['gradWeightChunk', plan.gradWeightChunk]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ShapeError(`conv2d: plan.${name} must be a positive integer, got ${v}`);
@@ -391,7 +410,7 @@ function forwardGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, 
   const wt = scratch(ctx, L.wtFloats, 'conv2d.wt');
   const wtTotal = L.wtFloats / 4;
   ctx.dispatch(KERNELS.packWeight, [w.buffer, wt.buffer], [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.N4, wtTotal], ceilDiv(wtTotal, PACK_WG));
-  const kernel = gemmKernel('conv2d_gemm', gemmWgsl, plan.forwardTiles);
+  const kernel = plan.subgroups ? gemmKernel('conv2d_gemm_sg', gemmSgWgsl, plan.forwardTiles) : gemmKernel('conv2d_gemm', gemmWgsl, plan.forwardTiles);
   for (let kp0 = 0; kp0 < L.KP; kp0 += plan.forwardChunk) {
     const kp1 = Math.min(L.KP, kp0 + plan.forwardChunk);
     const flags = (kp0 === 0 ? 1 : 0) | (kp1 === L.KP ? 2 : 0) | (g.relu ? 4 : 0) | (bias ? 8 : 0);
@@ -414,7 +433,9 @@ function gradInputGemm(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mask: 
     ctx.dispatch(KERNELS.packWeightRows, [w.buffer, wr.buffer], [g.Cout, L.KK, L.NR4, total], ceilDiv(total, PACK_WG));
   }
   const dcols = scratch(ctx, L.dcolsFloats, 'conv2d.dcols');
-  const kernel = gemmKernel('conv2d_gemm_grad_input', gemmGradInputWgsl, plan.gradInputTiles);
+  const kernel = plan.subgroups
+    ? gemmKernel('conv2d_gemm_grad_input_sg', gemmGradInputSgWgsl, plan.gradInputTiles)
+    : gemmKernel('conv2d_gemm_grad_input', gemmGradInputWgsl, plan.gradInputTiles);
   const tile = plan.gradInputTiles.wg * plan.gradInputTiles.rows;
   const imageSize = g.Cin * g.H * g.W;
   for (let b0 = 0; b0 < g.B; b0 += plan.gradInputGroup) {
@@ -435,7 +456,9 @@ function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Te
   const xq = packInput(g, L, x);
   const dpt = packGradOut(g, L, dOut, mask, true);
   const dwp = scratch(ctx, L.dwpFloats, 'conv2d.dwp');
-  const kernel = gemmKernel('conv2d_gemm_grad_weight', gemmGradWeightWgsl, plan.gradWeightTiles);
+  const kernel = plan.subgroups
+    ? gemmKernel('conv2d_gemm_grad_weight_sg', gemmGradWeightSgWgsl, plan.gradWeightTiles)
+    : gemmKernel('conv2d_gemm_grad_weight', gemmGradWeightWgsl, plan.gradWeightTiles);
   const tile = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
   for (let chunk0 = 0; chunk0 < L.slab4; chunk0 += L.chunk4) {
     ctx.dispatch(kernel, [dpt.buffer, xq.buffer, dwp.buffer],
@@ -477,8 +500,9 @@ export function conv2dGradBiasInto(g: Conv2dGeometry, dOut: Tensor, mask: Tensor
 
 /** The plan conv2d() uses for these shapes and options on this context (after any forced variant or override). */
 export function conv2dPlan(ctx: GpuContext, g: Conv2dGeometry, options: Conv2dOptions = {}): Conv2dPlan {
-  const plan = { ...chooseConv2dPlan(g, deviceInfo(ctx), options.variant), ...options.plan };
-  validatePlan(plan);
+  const device = deviceInfo(ctx);
+  const plan = { ...chooseConv2dPlan(g, device, options.variant), ...options.plan };
+  validatePlan(plan, device);
   const bad = oversizedBuffers(g, plan, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxComputeWorkgroupsPerDimension);
   if (bad.length > 0) {
     throw new ShapeError(`conv2d: the gemm variant's ${bad.join(', ')} exceed this adapter's limits for x [${g.B}, ${g.Cin}, ${g.H}, ${g.W}]; use a smaller batch or the direct variant`);
