@@ -62,7 +62,7 @@ export interface PredictTuning {
   wg?: number;
   /** Examples per invocation in caps_predict (default 32). */
   batchChunk?: number;
-  /** Examples per invocation in caps_predict_grad_u (default 16, at most 16). */
+  /** Examples per invocation in caps_predict_grad_u (default 16, or 4 / 1 for batches under 16 / 4; at most 16). */
   batchChunkGradU?: number;
   /** The vec4 kernels (default when Dout and Din are multiples of 4); false: the generic ones. */
   vec4?: boolean;
@@ -251,7 +251,10 @@ export function capsPredict(W: Tensor, u: Tensor, tuning: PredictTuning = {}): T
   const { B, I, J, Dout, Din } = predictDims(W, u);
   const wg = tuning.wg ?? 16;
   const bc = tuning.batchChunk ?? 32;
-  const bcU = tuning.batchChunkGradU ?? 16;
+  // The grad-u chunk loop runs to the constant BC (examples past the end are clamped and
+  // recomputed), so a chunk larger than the batch wastes work: 16 from batch 16, else 4 or 1
+  // (three pipelines at most; at batch 1, BC = 16 made it ~10x slower).
+  const bcU = tuning.batchChunkGradU ?? (B >= 16 ? 16 : B >= 4 ? 4 : 1);
   if (!Number.isInteger(bc) || bc < 1) throw new ShapeError(`capsPredict: batchChunk must be a positive integer, got ${bc}`);
   if (!Number.isInteger(bcU) || bcU < 1 || bcU > CAPS_LIMITS.maxGradUChunk) {
     throw new ShapeError(`capsPredict: batchChunkGradU must be an integer in [1, ${CAPS_LIMITS.maxGradUChunk}], got ${bcU}`);
