@@ -26,6 +26,7 @@ import capsuleLengthsWgsl from '../../kernels/capsule_lengths.wgsl';
 import maskWgsl from '../../kernels/mask.wgsl';
 import { type BufferBinding, type GpuContext, type KernelSpec, STORAGE_USAGE } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
+import { sizeClass } from '../gpu/pool.ts';
 import { Tensor, empty, fromArray, shapeSize } from '../tensor.ts';
 import { accumulateGrad, noGrad, record } from '../autograd/tape.ts';
 
@@ -104,8 +105,10 @@ function shapeStr(shape: readonly number[]): string {
 function largeEmpty(ctx: GpuContext, shape: readonly number[], name: string): Tensor {
   const bytes = shapeSize(shape) * 4;
   if (bytes <= ctx.limits.maxStorageBufferBindingSize) return empty(ctx, shape, name);
-  if (bytes > ctx.limits.maxBufferSize) {
-    throw new ShapeError(`${name} ${shapeStr(shape)} needs ${bytes} bytes, above this adapter's maxBufferSize (${ctx.limits.maxBufferSize}); use a smaller batch`);
+  if (sizeClass(bytes) > ctx.limits.maxBufferSize) {
+    throw new ShapeError(
+      `${name} ${shapeStr(shape)} needs ${bytes} bytes (a pooled buffer of ${sizeClass(bytes)}), above this adapter's maxBufferSize (${ctx.limits.maxBufferSize}); use a smaller batch`,
+    );
   }
   return new Tensor(ctx, shape, ctx.pool.acquire(bytes, STORAGE_USAGE, name), name);
 }
@@ -136,14 +139,11 @@ function gcd(a: number, b: number): number {
   return a;
 }
 
-function slice(t: Tensor, b0: number, nb: number, bytesPerExample: number): BufferBinding {
-  return { buffer: t.buffer, offset: b0 * bytesPerExample, size: nb * bytesPerExample };
-}
-
 /**
- * A slice bound as array<vec4f>: its size rounded up to 16 bytes so that the last elements are
- * reachable (read-only bindings only; the rounding stays inside the pooled buffer, whose size
- * class is a multiple of 16).
+ * Examples b0 .. b0+nb-1 of a batch-major tensor bound as array<vec4f>: the size is rounded up to
+ * 16 bytes so that the last elements are reachable. The rounding stays inside the pooled buffer
+ * (size classes are multiples of 16) and only ever reaches past the tensor's end (slice offsets
+ * other than the last are whole multiples of 256 bytes); the kernels write 0 there.
  */
 function vec4Slice(t: Tensor, b0: number, nb: number, bytesPerExample: number): BufferBinding {
   const offset = b0 * bytesPerExample;
