@@ -3,6 +3,8 @@
 // Usage: node build.mjs [--no-types] [--watch]
 import { build, context } from 'esbuild';
 import { rmSync } from 'node:fs';
+// The web app (src/web): its bundle and static folder dist/web/ (see src/web/build-web.mjs).
+import { webBuildOptions, writeWebStatic } from './src/web/build-web.mjs';
 
 const args = new Set(process.argv.slice(2));
 const common = {
@@ -31,15 +33,19 @@ const targets = [
     platform: 'browser',
     target: 'es2022',
   },
+  // The web app: dist/web/app.js + app.css, next to the static files written by writeWebStatic().
+  webBuildOptions(),
 ];
 
 rmSync('dist', { recursive: true, force: true });
 if (args.has('--watch')) {
+  writeWebStatic();
   for (const options of targets) await (await context(options)).watch();
   console.log('build.mjs: watching src/ and kernels/');
 } else {
   const started = performance.now();
   await Promise.all(targets.map((options) => build(options)));
+  writeWebStatic();
   if (!args.has('--no-types')) await emitTypes();
   console.log(`build.mjs: dist/ built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 }

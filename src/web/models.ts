@@ -1,0 +1,149 @@
+// The page's models: presets for fresh models, loading checkpoints (bytes from a URL or a file;
+// the same safetensors format as `capsnet train` writes, F32 or F16, through the pure codec in
+// src/io/checkpoint.ts) and writing them back.
+
+import type { GpuContext } from '../gpu/context.ts';
+import { CapsNet } from '../model/capsnet.ts';
+import { type CapsNetConfig, geometry, makeConfig, parameterCount } from '../model/config.ts';
+import { type Checkpoint, decodeCheckpoint, encodeCheckpoint } from '../io/checkpoint.ts';
+import type { AdamState } from '../optim/adam.ts';
+import { formatCount } from './dom.ts';
+
+export type PresetName = 'paper' | 'small';
+
+/**
+ * 'paper': the paper's CapsNet (8.2M parameters), the explorer's default. 'small': 32 Conv1 channels,
+ * 8 primary capsule types (288 primary capsules), a 256-512 decoder: 1.1M parameters, about 10x
+ * cheaper to train, so that training in the page is usable on a software GPU.
+ */
+export const PRESETS: Record<PresetName, Partial<CapsNetConfig>> = {
+  paper: {},
+  small: { conv1Channels: 32, primaryTypes: 8, decoderHidden: [256, 512] },
+};
+
+export type Origin = 'fresh' | 'shipped' | 'url' | 'file' | 'trained';
+
+/** What the page can do with a checkpoint's training state while a run is live. */
+export interface LiveTraining {
+  optimizer(): Promise<AdamState>;
+  training(): Record<string, unknown>;
+}
+
+export class ModelEntry {
+  /** Set while a training run in the page owns this model: its Adam state and run options. */
+  live: LiveTraining | null = null;
+  testAccuracy: { accuracy: number; count: number } | null = null;
+
+  constructor(
+    readonly model: CapsNet,
+    public name: string,
+    public origin: Origin,
+    /** Training steps done. */
+    public step: number,
+    /** Adam's state from the checkpoint it came from (to continue training), if any. */
+    public optimizer: AdamState | null = null,
+    public training: Record<string, unknown> | null = null,
+    public note = '',
+  ) {}
+
+  get config(): CapsNetConfig {
+    return this.model.config;
+  }
+
+  get trained(): boolean {
+    return this.step > 0 || this.origin === 'shipped';
+  }
+
+  /** A checkpoint of the model; with `half`, F16 parameters and no optimizer state (for shipping). */
+  async checkpoint(half: boolean): Promise<Uint8Array> {
+    const params = await this.model.exportParams();
+    const ckpt: Checkpoint = { config: this.config, params, step: this.step };
+    if (!half) {
+      const optimizer = this.live ? await this.live.optimizer() : this.optimizer;
+      if (optimizer && optimizer.step === this.step) ckpt.optimizer = optimizer;
+      const training = this.live ? this.live.training() : this.training;
+      if (training && ckpt.optimizer) ckpt.training = training;
+    }
+    return encodeCheckpoint(ckpt, { half });
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+export function freshModel(ctx: GpuContext, preset: PresetName, seed: number): ModelEntry {
+  const model = CapsNet.create(ctx, PRESETS[preset], seed);
+  return new ModelEntry(model, `fresh ${preset} model (seed ${seed})`, 'fresh', 0);
+}
+
+/** The explorer draws 28x28 grey digits: refuse anything else with a clear message. */
+export function checkExplorable(config: CapsNetConfig, source: string): void {
+  if (config.inputChannels !== 1 || config.inputSize !== 28) {
+    throw new Error(`${source}: this model takes ${config.inputChannels}x${config.inputSize}x${config.inputSize} images; the page works with 28x28 grey digits (MNIST)`);
+  }
+}
+
+export function modelFromBytes(ctx: GpuContext, bytes: Uint8Array, name: string, origin: Origin): ModelEntry {
+  const ckpt = decodeCheckpoint(bytes, name);
+  checkExplorable(ckpt.config, name);
+  const model = new CapsNet(ctx, ckpt.config, ckpt.params);
+  return new ModelEntry(model, name, origin, ckpt.step, ckpt.optimizer ?? null, ckpt.training ?? null);
+}
+
+/** Fetches a URL's bytes, reporting progress (0..1, or NaN when the size is unknown). */
+export async function fetchWithProgress(url: string, onProgress?: (fraction: number, bytes: number) => void): Promise<Uint8Array> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status} ${response.statusText}`);
+  const total = Number(response.headers.get('content-length') ?? NaN);
+  if (!response.body || !onProgress) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.length;
+    onProgress(total > 0 ? received / total : NaN, received);
+  }
+  const out = new Uint8Array(received);
+  let offset = 0;
+  for (const c of chunks) {
+    out.set(c, offset);
+    offset += c.length;
+  }
+  return out;
+}
+
+/** The models shipped with the page, as listed by models/index.json (written by the build). */
+export interface ShippedModels {
+  /** File name (in models/) of the model to open on first visit, if any. */
+  default?: string;
+  models: Array<{ file: string; name?: string; description?: string; testAccuracy?: number; testCount?: number }>;
+}
+
+export async function shippedModels(base = 'models/'): Promise<ShippedModels> {
+  const response = await fetch(`${base}index.json`);
+  if (!response.ok) return { models: [] };
+  const list = (await response.json()) as ShippedModels;
+  return { default: list.default, models: Array.isArray(list.models) ? list.models : [] };
+}
+
+export function describeConfig(config: CapsNetConfig): Array<[string, string]> {
+  const g = geometry(config);
+  return [
+    ['parameters', formatCount(parameterCount(config))],
+    ['Conv1', `${config.conv1Channels} channels, ${config.conv1Kernel}x${config.conv1Kernel}`],
+    ['primary capsules', `${formatCount(g.primaryCaps)} (${config.primaryTypes} types x ${g.grid}x${g.grid}, ${config.primaryDim}-D)`],
+    ['digit capsules', `${config.digitCaps} x ${config.digitDim}-D, ${config.routings} routing iteration${config.routings === 1 ? '' : 's'}${config.leaky ? ', leaky' : ''}`],
+    ['decoder', config.decoder ? `${g.decoderIn} → ${config.decoderHidden.join(' → ')} → ${g.pixels}` : 'none'],
+  ];
+}
+
+export function presetOf(config: CapsNetConfig): PresetName | null {
+  for (const [name, overrides] of Object.entries(PRESETS) as Array<[PresetName, Partial<CapsNetConfig>]>) {
+    if (JSON.stringify(makeConfig(overrides)) === JSON.stringify(config)) return name;
+  }
+  return null;
+}

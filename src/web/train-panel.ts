@@ -1,0 +1,367 @@
+// The Train tab: trains the current model (or a new one) on the page's MNIST images with the
+// library's Trainer (on-GPU step statistics, the same seeded batches as `capsnet train`), one step
+// per GPU job so that the explorer and the page stay responsive; live loss and accuracy curves,
+// images per second, pause and resume, periodic tests, and checkpoints with Adam's state and the
+// run's options, so that `capsnet train --resume` continues them in Node.
+
+import type { App } from './app-state.ts';
+import { ModelEntry, PRESETS, type PresetName, checkExplorable } from './models.ts';
+import { byId, breathe, downloadBytes, errorText, formatCount } from './dom.ts';
+import { trainSet, testSet } from './mnist.ts';
+import { CapsNet } from '../model/capsnet.ts';
+import { makeConfig, parameterCount } from '../model/config.ts';
+import { Adam } from '../optim/adam.ts';
+import { staircaseDecay } from '../optim/schedule.ts';
+import { TrainingBatches } from '../train/batches.ts';
+import { NonFiniteError, Trainer, evaluate, type StepRecord } from '../train/trainer.ts';
+import { type Dataset, fillBatch } from '../data/dataset.ts';
+import { lineChartSvg } from '../io/plot.ts';
+
+/** The options `capsnet train` stores in a checkpoint (src/cli/train.ts RunOptions), so Node can resume. */
+export interface WebRunOptions {
+  seed: number;
+  batchSize: number;
+  lr: number;
+  decayRate: number;
+  decaySteps: number;
+  maxShift: number;
+  /** The first `limit` training images: the page's data file holds the first images of MNIST's training set. */
+  limit: number | null;
+  validation: number;
+  data: string | null;
+  totalSteps: number;
+}
+
+interface Run {
+  entry: ModelEntry;
+  adam: Adam;
+  trainer: Trainer;
+  batches: TrainingBatches;
+  options: WebRunOptions;
+  records: StepRecord[];
+  tests: Array<[number, number]>;
+  /** Time spent in steps (pauses excluded). */
+  trainMs: number;
+  /** Images per second, smoothed. */
+  ips: number;
+  running: boolean;
+  loop: Promise<void> | null;
+  error: string | null;
+}
+
+const DECAY_RATE = 0.96;
+const DECAY_STEPS = 2000;
+/** Steps between refreshes of the explorer's view while training runs. */
+const EXPLORER_REFRESH_STEPS = 25;
+
+export class TrainPanel {
+  run: Run | null = null;
+  private train: Dataset | null = null;
+  private lastChart = 0;
+
+  constructor(private readonly app: App) {
+    byId('train-start').addEventListener('click', () => void this.startOrResume());
+    byId('train-pause').addEventListener('click', () => void this.pause());
+    byId('train-reset').addEventListener('click', () => void this.endRun());
+    byId('train-eval').addEventListener('click', () => void this.test());
+    byId('train-download').addEventListener('click', () => void this.download());
+    byId('train-model').addEventListener('change', () => this.describe());
+    byId('train-batch').addEventListener('change', () => this.describe());
+    app.onRelease(() => this.endRun());
+    app.onModel(() => this.describe());
+    this.renderCharts();
+  }
+
+  /** Loads the training data (once); called when the tab opens. */
+  async prepare(): Promise<Dataset | null> {
+    if (this.train) return this.train;
+    const status = byId('data-status');
+    status.textContent = 'Loading the MNIST training images…';
+    try {
+      this.train = await trainSet();
+      status.textContent = `${formatCount(this.train.count)} MNIST training images loaded (the first ${formatCount(this.train.count)} of the 60,000), shifted by up to the chosen number of pixels, as in the paper.`;
+      this.describe();
+      return this.train;
+    } catch (error) {
+      status.textContent = `Could not load the training images: ${errorText(error)}`;
+      status.classList.add('status-error');
+      return null;
+    }
+  }
+
+  private form() {
+    const num = (id: string) => Number(byId<HTMLInputElement>(id).value);
+    return {
+      model: byId<HTMLSelectElement>('train-model').value as PresetName | 'current',
+      batchSize: num('train-batch'),
+      lr: num('train-lr'),
+      shift: num('train-shift'),
+      seed: num('train-seed'),
+      evalEvery: num('train-eval-every'),
+      evalCount: num('train-eval-count'),
+    };
+  }
+
+  private describe(): void {
+    const f = this.form();
+    const entry = this.app.entry;
+    const config = f.model === 'current' ? entry?.config : makeConfig(PRESETS[f.model]);
+    if (!config) return;
+    const steps = this.train ? Math.floor(this.train.count / f.batchSize) : null;
+    byId('train-config').textContent =
+      `${f.model === 'current' ? `current model (${entry?.name})` : `${f.model} model`}: ${formatCount(parameterCount(config))} parameters` +
+      (steps ? ` · ${formatCount(steps)} steps per epoch at batch ${f.batchSize}` : '');
+    const current = byId<HTMLSelectElement>('train-model').querySelector('option[value="current"]') as HTMLOptionElement;
+    current.textContent = entry ? `continue the current model (${entry.name}, step ${entry.step})` : 'continue the current model';
+  }
+
+  private setMessage(text: string, error = false): void {
+    const m = byId('train-message');
+    m.textContent = text;
+    m.classList.toggle('error', error);
+  }
+
+  private setButtons(): void {
+    const run = this.run;
+    const running = run?.running ?? false;
+    const start = byId<HTMLButtonElement>('train-start');
+    start.textContent = run ? 'Resume' : 'Start training';
+    start.disabled = running || (run !== null && run.error !== null);
+    byId<HTMLButtonElement>('train-pause').disabled = !running;
+    byId<HTMLButtonElement>('train-eval').disabled = !run;
+    byId<HTMLButtonElement>('train-download').disabled = !run;
+    byId<HTMLButtonElement>('train-reset').disabled = !run;
+    for (const id of ['train-model', 'train-batch', 'train-lr', 'train-shift', 'train-seed']) byId<HTMLInputElement>(id).disabled = run !== null;
+    const state = byId('train-state');
+    state.textContent = !run ? 'idle' : run.error ? 'stopped' : running ? 'training' : 'paused';
+    state.classList.toggle('state-running', running);
+  }
+
+  private async startOrResume(): Promise<void> {
+    if (this.run) {
+      this.resume();
+      return;
+    }
+    const train = await this.prepare();
+    if (!train) return;
+    const f = this.form();
+    const problems: string[] = [];
+    if (!(f.lr > 0 && f.lr < 1)) problems.push('the learning rate must be between 0 and 1');
+    if (!Number.isInteger(f.shift) || f.shift < 0 || f.shift > 8) problems.push('shifts must be a whole number of pixels from 0 to 8');
+    if (!Number.isInteger(f.seed) || f.seed < 0) problems.push('the seed must be a whole number >= 0');
+    if (f.batchSize > train.count) problems.push(`the batch is larger than the ${train.count} training images`);
+    if (problems.length > 0) {
+      this.setMessage(`Cannot start: ${problems.join('; ')}.`, true);
+      return;
+    }
+    const ctx = this.app.ctx;
+    let entry: ModelEntry;
+    if (f.model === 'current') {
+      entry = this.app.model;
+      checkExplorable(entry.config, entry.name);
+    } else {
+      const preset = f.model;
+      const model = await this.app.queue.run(async () => CapsNet.create(ctx, PRESETS[preset], f.seed));
+      entry = new ModelEntry(model, `${f.model} model trained in this page`, 'trained', 0);
+      await this.app.setModel(entry);
+    }
+    const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: f.lr, decayRate: DECAY_RATE, decaySteps: DECAY_STEPS }) });
+    let message = '';
+    const state = entry.optimizer;
+    if (state && state.step === entry.step) {
+      await this.app.queue.run(async () => adam.importState(state, entry.model.parameterList()));
+      message = `Continuing from step ${entry.step} with the checkpoint's Adam state.`;
+    } else if (entry.step > 0) {
+      message = `Continuing from step ${entry.step} with a fresh Adam state (the checkpoint has none): downloads of this run cannot be resumed exactly in Node.`;
+    }
+    const batches = new TrainingBatches(train, f.batchSize, f.seed, f.shift);
+    const trainer = new Trainer(ctx, entry.model, adam, batches, 1);
+    const options: WebRunOptions = {
+      seed: f.seed, batchSize: f.batchSize, lr: f.lr, decayRate: DECAY_RATE, decaySteps: DECAY_STEPS, maxShift: f.shift,
+      limit: train.count, validation: 0, data: null, totalSteps: 0,
+    };
+    const run: Run = { entry, adam, trainer, batches, options, records: [], tests: [], trainMs: 0, ips: 0, running: false, loop: null, error: null };
+    this.run = run;
+    entry.origin = 'trained';
+    entry.live = {
+      optimizer: () => adam.exportState(),
+      training: () => ({ options: { ...options, totalSteps: Math.max(entry.step, batches.stepsPerEpoch * Math.max(1, Math.ceil(entry.step / batches.stepsPerEpoch))) } }),
+    };
+    this.setMessage(message);
+    this.app.changed();
+    this.resume();
+  }
+
+  private resume(): void {
+    const run = this.run;
+    if (!run || run.running || run.error) return;
+    run.running = true;
+    this.setButtons();
+    run.loop = this.loop(run);
+  }
+
+  /** Stops after the current step; resolves when it has. */
+  async pause(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    run.running = false;
+    await run.loop;
+    this.setButtons();
+  }
+
+  private async loop(run: Run): Promise<void> {
+    const B = run.batches.batchSize;
+    try {
+      while (run.running) {
+        const f = this.form();
+        const started = performance.now();
+        const done = run.entry.step;
+        await this.app.queue.run(() =>
+          run.trainer.run(done, done + 1, {
+            onRecords: (records) => {
+              run.records.push(...records);
+            },
+          }),
+        );
+        const ms = performance.now() - started;
+        run.entry.step = done + 1;
+        run.trainMs += ms;
+        const ips = (B * 1000) / ms;
+        run.ips = run.ips === 0 ? ips : 0.8 * run.ips + 0.2 * ips;
+        const steps = run.entry.step;
+        if (f.evalEvery > 0 && steps % f.evalEvery === 0) await this.test();
+        if (steps % EXPLORER_REFRESH_STEPS === 0) this.app.changed();
+        this.renderStats();
+        await breathe();
+      }
+    } catch (error) {
+      run.running = false;
+      run.error = errorText(error);
+      this.setMessage(error instanceof NonFiniteError ? error.message : `Training stopped: ${run.error}`, true);
+    } finally {
+      run.running = false;
+      this.renderStats(true);
+      this.setButtons();
+      this.app.changed();
+    }
+  }
+
+  /** Tests the model on the first N test images; records the accuracy at the current step. */
+  async test(): Promise<number | null> {
+    const run = this.run;
+    if (!run) return null;
+    const count = Math.max(1, Math.round(this.form().evalCount));
+    try {
+      const test = await testSet();
+      const n = Math.min(count, test.count);
+      const order = Uint32Array.from({ length: n }, (_, i) => i);
+      const batch = Math.min(25, n);
+      const result = await this.app.queue.run(() =>
+        evaluate(run.entry.model, n, batch, (start, images, labels) => fillBatch(test, order, start, images, labels)),
+      );
+      run.tests.push([run.entry.step, result.accuracy]);
+      run.entry.testAccuracy = { accuracy: result.accuracy, count: n };
+      this.renderStats(true);
+      return result.accuracy;
+    } catch (error) {
+      this.setMessage(`Test failed: ${errorText(error)}`, true);
+      return null;
+    }
+  }
+
+  private async download(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    try {
+      const bytes = await this.app.queue.run(() => run.entry.checkpoint(false));
+      const preset = run.entry.config.conv1Channels === 256 ? 'paper' : 'small';
+      downloadBytes(bytes, `capsnet-${preset}-step${run.entry.step}.safetensors`);
+      this.setMessage(`Checkpoint of step ${run.entry.step} downloaded (${(bytes.length / 1048576).toFixed(1)} MB, with Adam's state).`);
+    } catch (error) {
+      this.setMessage(`Download failed: ${errorText(error)}`, true);
+    }
+  }
+
+  /** Ends the run: the model stays (with its Adam state kept for a later run); settings unlock. */
+  async endRun(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    await this.pause();
+    try {
+      if (!run.error) {
+        run.entry.optimizer = await this.app.queue.run(() => run.adam.exportState());
+        run.entry.training = run.entry.live?.training() ?? null;
+      }
+    } finally {
+      run.entry.live = null;
+      await this.app.queue.run(async () => {
+        run.trainer.dispose();
+        run.adam.dispose();
+      });
+      this.run = null;
+      this.setButtons();
+      this.describe();
+    }
+  }
+
+  private renderStats(force = false): void {
+    const run = this.run;
+    if (!run) return;
+    const last = run.records.at(-1);
+    const steps = run.entry.step;
+    byId('st-step').textContent = formatCount(steps);
+    byId('st-epoch').textContent = (steps / run.batches.stepsPerEpoch).toFixed(2);
+    byId('st-ips').textContent = run.ips > 0 ? run.ips.toFixed(run.ips < 10 ? 1 : 0) : '–';
+    byId('st-loss').textContent = last ? smooth(run.records.map((r) => r.loss), 10).at(-1)!.toFixed(4) : '–';
+    byId('st-acc').textContent = last ? `${(smooth(run.records.map((r) => r.accuracy), 20).at(-1)! * 100).toFixed(1)}%` : '–';
+    const t = run.tests.at(-1);
+    byId('st-test').textContent = t ? `${(t[1] * 100).toFixed(1)}%` : '–';
+    byId('st-lr').textContent = run.adam.lr.toPrecision(3);
+    byId('st-time').textContent = `${Math.round(run.trainMs / 1000)} s`;
+    const now = performance.now();
+    if (force || now - this.lastChart > 500) {
+      this.lastChart = now;
+      this.renderCharts();
+    }
+  }
+
+  private renderCharts(): void {
+    const records = this.run?.records ?? [];
+    const tests = this.run?.tests ?? [];
+    const losses = records.map((r) => r.loss);
+    const avg = smooth(losses, 10);
+    byId('chart-loss').innerHTML = lineChartSvg({
+      xLabel: 'step',
+      yLabel: 'loss',
+      width: 640,
+      height: 300,
+      series: [
+        { name: 'per step', points: records.map((r, k) => [r.step, losses[k]]), color: '#c7cbe0' },
+        { name: 'moving average', points: records.map((r, k) => [r.step, avg[k]]), color: '#4f46e5' },
+      ],
+    });
+    const acc = smooth(records.map((r) => r.accuracy), 20);
+    byId('chart-acc').innerHTML = lineChartSvg({
+      xLabel: 'step',
+      yLabel: 'accuracy (%)',
+      width: 640,
+      height: 300,
+      series: [
+        { name: 'training batches', points: records.map((r, k) => [r.step, acc[k] * 100]), color: '#4f46e5' },
+        { name: 'test images', points: tests.map(([s, a]) => [s, a * 100]), color: '#D55E00' },
+      ],
+    });
+  }
+}
+
+/** Trailing moving average over up to `window` values. */
+export function smooth(values: number[], window: number): number[] {
+  const out: number[] = [];
+  let sum = 0;
+  for (let k = 0; k < values.length; k++) {
+    sum += values[k];
+    if (k >= window) sum -= values[k - window];
+    out.push(sum / Math.min(k + 1, window));
+  }
+  return out;
+}
