@@ -3,15 +3,20 @@
 // grids may be folded into x and y. Padding the operands to tile multiples here keeps bounds
 // checks out of the GEMMs' inner loops.
 //
-// The packed input xq [B, Hp, Wp, CG] of vec4 (Hp = H + 2 py, Wp = W + 2 px), in one of two modes:
+// The packed input xq [B, Hp, Wp, CG] of vec4 (Hp = H + 2 py, Wp = W + 2 px), in one of three modes:
 //   channels (kxs = 1): xq[b, y, x, c][j] = x[b, 4c + j, y - py, x - px]      CG = ceil(Cin / 4)
 //   kx       (kxs = 4): xq[b, y, x, c][j] = x[b, c, y - py, x - px + j]       CG = Cin
-// (zero outside the image or past Cin). The packed reduction index of the GEMMs is
+//   taps     (kxs = 0): an explicit im2col, Hp = OH, Wp = OW, CG = ceil(KK / 4) with KK = Cin KH KW:
+//                       xq[b, oy, ox, c][j] = x[b, ci, oy sy - py + ky, ox sx - px + kx], t = 4c + j = (ci KH + ky) KW + kx
+//                       (the GEMMs then see a 1x1 convolution of stride 1 over it)
+// (zero outside the image or past Cin / KK). The packed reduction index of the GEMMs is
 //   k = ((ky * KQ + kq) * CG + c) * 4 + j,  with (ci, kx) = (4c + j, kq) in channels mode and
-//   (c, 4 kq + j) in kx mode (KQ = KW, or ceil(KW / 4)); k slots past Cin or KW hold zero weights.
+//   (c, 4 kq + j) in kx mode (KQ = KW, or ceil(KW / 4)); in taps mode KQ = KH = 1 and k = t.
+//   k slots past Cin, KW or KK hold zero weights.
 //
 // Entry points:
-//   pack_input        x [B, Cin, H, W]           -> xq as above
+//   pack_input        x [B, Cin, H, W]           -> xq as above (channels and kx modes)
+//   pack_taps         x                          -> xq in taps mode
 //   pack_weight       w [Cout, Cin, KH, KW]      -> wt [KH * KQ * CG * 4, N4] of vec4: wt[k, n][j] = w[4n + j, k] (zero past Cout)
 //   pack_weight_rows  w                          -> wr [CoutRows, NR4] of vec4: wr[co, n][j] = w[co, 4n + j] with the
 //                                                   PyTorch order n = (ci * KH + ky) * KW + kx (zero past Cout or Cin*KH*KW)
@@ -64,6 +69,43 @@ fn pack_input(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: v
   pi_xq[i] = v;
 }
 
+// ---- pack_taps ----
+struct TapsParams {
+  B: u32, Cin: u32, H: u32, W: u32,
+  KH: u32, KW: u32, sy: u32, sx: u32,
+  py: u32, px: u32, OH: u32, OW: u32,
+  CG: u32, total: u32,
+}
+@group(0) @binding(0) var<uniform> pt: TapsParams;
+@group(0) @binding(1) var<storage, read> pt_x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> pt_xq: array<vec4f>;
+
+fn tap_at(b: u32, oy: u32, ox: u32, t: u32) -> f32 {
+  let kk = pt.KH * pt.KW;
+  if (t >= pt.Cin * kk) { return 0.0; }
+  let ci = t / kk;
+  let r = t - ci * kk;
+  let ky = r / pt.KW;
+  let kx = r - ky * pt.KW;
+  let y = i32(oy * pt.sy + ky) - i32(pt.py);
+  let x = i32(ox * pt.sx + kx) - i32(pt.px);
+  if (y < 0 || y >= i32(pt.H) || x < 0 || x >= i32(pt.W)) { return 0.0; }
+  return pt_x[((b * pt.Cin + ci) * pt.H + u32(y)) * pt.W + u32(x)];
+}
+
+@compute @workgroup_size(WG)
+fn pack_taps(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pt.total) { return; }
+  let t = 4u * (i % pt.CG);
+  var r = i / pt.CG;
+  let ox = r % pt.OW;
+  r = r / pt.OW;
+  let oy = r % pt.OH;
+  let b = r / pt.OH;
+  pt_xq[i] = vec4f(tap_at(b, oy, ox, t), tap_at(b, oy, ox, t + 1u), tap_at(b, oy, ox, t + 2u), tap_at(b, oy, ox, t + 3u));
+}
+
 // ---- pack_weight ----
 struct WeightParams {
   Cout: u32, Cin: u32, KH: u32, KW: u32,
@@ -93,10 +135,16 @@ fn pack_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: 
     ci = 4u * c + j;
     kx = kq;
   }
+  let stride = pw.Cin * pw.KH * pw.KW;
+  var valid = ci < pw.Cin && kx < pw.KW;
+  var w0 = ((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx;
+  if (pw.kxs == 0u) {
+    // taps: k is the PyTorch-order tap index itself
+    valid = k < stride;
+    w0 = co * stride + k;
+  }
   var v = vec4f(0.0);
-  if (ci < pw.Cin && kx < pw.KW) {
-    let stride = pw.Cin * pw.KH * pw.KW;
-    let w0 = ((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx;
+  if (valid) {
     for (var jj = 0u; jj < 4u; jj++) {
       if (co + jj < pw.Cout) { v[jj] = pw_w[w0 + jj * stride]; }
     }
@@ -209,7 +257,10 @@ fn finalize_grad_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgrou
     kq = kx;
     j = ci % 4u;
   }
-  let k = ((ky * pf.KQ + kq) * pf.CG + c) * 4u + j;
+  var k = ((ky * pf.KQ + kq) * pf.CG + c) * 4u + j;
+  if (pf.kxs == 0u) {
+    k = (ci * pf.KH + ky) * pf.KW + kx; // taps: the PyTorch-order tap index
+  }
   var acc = 0.0;
   for (var s = 0u; s < pf.slabs; s++) {
     acc += pf_dwp[s * pf.slabLen + co * pf.rowLen + k];

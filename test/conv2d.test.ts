@@ -23,8 +23,9 @@ import {
 type Shape4 = [number, number, number, number];
 
 /**
- * The configurations every test runs: each kernel variant as chosen for the shape; the gemm variant
- * with and without the subgroup kernels; and two stress plans with the other input packing, small
+ * The configurations every test runs: each kernel variant as chosen for the shape (the gemm packing
+ * is 'taps' for Cin < 4, 'kx' or 'channels' otherwise: all three occur among the shapes below); the
+ * gemm variant with and without the subgroup kernels; and two stress plans with another packing, small
  * tiles, one kernel position per forward split-K dispatch, one image per grad-input group, three
  * grad-weight slabs and chunks of 8 rows: every code path of the gemm kernels (split-K accumulation,
  * groups, slabs, both packings, both register blocks) on every shape. The subgroup configurations
@@ -40,7 +41,7 @@ function stress(subgroups: boolean): Config {
       const small = { wg: subgroups ? 8 : 4, rows: 4 } as const;
       const chosen = chooseConv2dPlan(g, ANY_DEVICE, 'gemm');
       const plan: Partial<Conv2dPlan> = {
-        pack: chosen.pack === 'channels' ? 'kx' : 'channels',
+        pack: chosen.pack === 'channels' ? 'kx' : chosen.pack === 'kx' ? 'channels' : 'kx',
         subgroups,
         forwardTiles: small, gradInputTiles: small, gradWeightTiles: small,
         forwardChunk: 1, gradInputGroup: 1, gradWeightSlabs: 3, gradWeightChunk: 8,
@@ -437,8 +438,10 @@ planning('chooseConv2dPlan: the paper shapes get the gemm variant with the expec
   assert.is(primary.gradInputGroup, 16);
   const conv1 = chooseConv2dPlan(conv2dGeometry([32, 1, 28, 28], [256, 1, 9, 9], [256], { relu: true }), SOFTWARE);
   assert.equal([conv1.forward, conv1.gradInput, conv1.gradWeight], ['gemm', 'gemm', 'gemm']);
-  assert.is(conv1.pack, 'kx', 'Cin = 1: vec4s along kx');
-  assert.is(conv1.forwardChunk, 27, 'the whole reduction (9 x 3 positions) in one dispatch');
+  assert.is(conv1.pack, 'taps', 'Cin = 1: an explicit im2col of the 81 taps (84 slots)');
+  assert.is(conv1.forwardChunk, 1, 'the whole reduction in one dispatch');
+  const kx = chooseConv2dPlan(conv2dGeometry([3, 5, 11, 9], [7, 5, 3, 4], null), SOFTWARE, 'gemm');
+  assert.is(kx.pack, 'kx', 'Cin = 5, KW = 4: along kx wastes nothing, along channels 3 of 8');
   assert.ok(conv1.gradWeightSlabs > 1, 'Conv1 grad weight has few workgroups: parallel slabs');
   assert.equal(chooseConv2dPlan(conv2dGeometry([32, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 }), HARDWARE).forwardTiles, { wg: 64, rows: 4 });
   assert.is(primary.subgroups, false, 'no subgroups of 8 on this device');
@@ -502,7 +505,7 @@ opengl('every variant without subgroups (OpenGL has none), forward and backward,
     assert.is(deviceInfo(ctx).subgroups8, false, 'OpenGL has no subgroups: the subgroup configurations do not apply');
     for (const config of CONFIGS.filter((k) => !k.subgroups)) {
       const variant = config.label;
-      for (const c of [ODD_CASES[1], ODD_CASES[2], ODD_CASES[5]]) {
+      for (const c of [ODD_CASES[1], ODD_CASES[2], ODD_CASES[3], ODD_CASES[5]]) {
         const inp = makeInputs(c);
         compareFull(c, inp, await runGpu(ctx, c, inp, config), `OpenGL ${variant} ${describe(c)}`);
       }

@@ -64,6 +64,7 @@ const KERNELS = {
   directGradWeight: { name: 'conv2d_direct_grad_weight', code: directGradWeightWgsl } as KernelSpec,
   biasGrad: { name: 'conv2d_bias_grad', code: biasGradWgsl } as KernelSpec,
   packInput: { name: 'conv2d_pack.pack_input', code: packWgsl, entryPoint: 'pack_input' } as KernelSpec,
+  packTaps: { name: 'conv2d_pack.pack_taps', code: packWgsl, entryPoint: 'pack_taps' } as KernelSpec,
   packWeight: { name: 'conv2d_pack.pack_weight', code: packWgsl, entryPoint: 'pack_weight' } as KernelSpec,
   packWeightRows: { name: 'conv2d_pack.pack_weight_rows', code: packWgsl, entryPoint: 'pack_weight_rows' } as KernelSpec,
   packGradOut: { name: 'conv2d_pack.pack_grad_out', code: packWgsl, entryPoint: 'pack_grad_out' } as KernelSpec,
@@ -160,8 +161,13 @@ export interface Conv2dPlan {
   forward: Conv2dVariant;
   gradInput: Conv2dVariant;
   gradWeight: Conv2dVariant;
-  /** gemm: vec4s of the packed input run along input channels, or along kx (for Cin < 4, e.g. Conv1). */
-  pack: 'channels' | 'kx';
+  /**
+   * gemm: how the input is packed into vec4s along the reduction: 'channels' (Cin padded to 4), 'kx'
+   * (kernel columns padded to 4), or 'taps' (an explicit im2col of the Cin KH KW taps padded to 4,
+   * for few input channels, e.g. Conv1: 84 slots for 81 taps; the packed input is KH KW / stride^2
+   * times the input).
+   */
+  pack: 'channels' | 'kx' | 'taps';
   /** gemm: use the *_sg kernels (subgroupBroadcast of the shared operand; subgroups of exactly 8, tiles wg = 8). */
   subgroups: boolean;
   forwardTiles: GemmTiles;
@@ -190,7 +196,10 @@ const roundUp = (a: number, b: number) => ceilDiv(a, b) * b;
 
 /** Sizes derived from a geometry and a plan for the gemm kernels (element counts are f32s). */
 export interface GemmLayout {
-  kxs: 1 | 4; CG: number; KQ: number; KP: number; Hp: number; Wp: number;
+  /** Packing mode as the kernels see it: 1 channels, 4 kx, 0 taps. */
+  kxs: 0 | 1 | 4; CG: number; KQ: number; KP: number; Hp: number; Wp: number;
+  /** Strides of the GEMM's row walk over the packed input (1 for taps: one packed pixel per output). */
+  ay: number; ax: number;
   M: number; P: number;
   xqFloats: number;
   // forward
@@ -203,12 +212,16 @@ export interface GemmLayout {
 }
 
 export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
-  const kxs = plan.pack === 'channels' ? 1 : 4;
-  const CG = kxs === 1 ? ceilDiv(g.Cin, 4) : g.Cin;
-  const KQ = kxs === 1 ? g.KW : ceilDiv(g.KW, 4);
-  const KP = g.KH * KQ;
-  const Hp = g.H + 2 * g.py;
-  const Wp = g.W + 2 * g.px;
+  const taps = plan.pack === 'taps';
+  const kxs = taps ? 0 : plan.pack === 'channels' ? 1 : 4;
+  const KK = g.Cin * g.KH * g.KW;
+  // taps: the packed input is an image of OH x OW pixels of ceil(KK / 4) vec4s, seen as a 1x1 convolution.
+  const CG = taps ? ceilDiv(KK, 4) : kxs === 1 ? ceilDiv(g.Cin, 4) : g.Cin;
+  const KQ = taps ? 1 : kxs === 1 ? g.KW : ceilDiv(g.KW, 4);
+  const KP = taps ? 1 : g.KH * KQ;
+  const Hp = taps ? g.OH : g.H + 2 * g.py;
+  const Wp = taps ? g.OW : g.W + 2 * g.px;
+  const [ay, ax] = taps ? [1, 1] : [g.sy, g.sx];
   const P = g.OH * g.OW;
   const M = g.B * P;
   const ft = plan.forwardTiles.wg * plan.forwardTiles.rows;
@@ -216,7 +229,6 @@ export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
   const wt = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
   const N4 = roundUp(g.Cout, 16) / 4;
   const CO4 = ceilDiv(g.Cout, 4);
-  const KK = g.Cin * g.KH * g.KW;
   const wrDirect = g.Cout % 4 === 0 && KK % 16 === 0;
   const NR4 = roundUp(KK, 16) / 4;
   const dpRows = roundUp(M, it) + it;
@@ -227,7 +239,7 @@ export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
   const NK4 = KP * CG;
   const NW4 = roundUp(NK4, 4);
   return {
-    kxs, CG, KQ, KP, Hp, Wp, M, P,
+    kxs, CG, KQ, KP, Hp, Wp, ay, ax, M, P,
     xqFloats: g.B * Hp * Wp * CG * 4,
     N4, wtFloats: KP * CG * 4 * N4 * 4, forwardRowTiles: ceilDiv(M, ft),
     CO4, KK, NR4, wrDirect, wrFloats: wrDirect ? 0 : CO4 * 4 * NR4 * 4, dpRows, dpFloats: dpRows * CO4 * 4,
@@ -268,8 +280,9 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
  * Picks the kernel variant of each pass and the gemm variant's parameters for a shape on a device.
  * - 'direct' below GEMM_MIN_MACS multiply-adds, or when a gemm buffer would not fit in one binding;
  *   'gemm' otherwise (a forced variant is used as is, and checked by conv2d()).
- * - Packing: vec4s along input channels unless padding Cin to 4 wastes more than padding KW to 4
- *   (Conv1, Cin = 1: along kx, 108 reduction slots for 81 taps instead of 324).
+ * - Packing: with Cin < 4 (Conv1), an explicit im2col of the taps ('taps': 84 reduction slots for
+ *   81 taps, instead of 108 along kx or 324 along channels); otherwise vec4s along input channels
+ *   unless padding Cin to 4 wastes more than padding KW to 4 ('kx').
  * - Tiles: on software adapters (llvmpipe, SwiftShader: one invocation per SIMD lane) 8 invocations
  *   x 8 rows, the best measured shape there; on GPUs 64 invocations x 4 rows.
  * - Subgroups: where every subgroup is 8 invocations wide (llvmpipe on Vulkan), the _sg kernels with
@@ -283,12 +296,12 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
   const tiles: GemmTiles = device.isSoftware || subgroups ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
   const channelsWaste = (4 * ceilDiv(g.Cin, 4)) / g.Cin;
   const kxWaste = (4 * ceilDiv(g.KW, 4)) / g.KW;
-  const pack = kxWaste < channelsWaste ? 'kx' : 'channels';
-  const CG = pack === 'channels' ? ceilDiv(g.Cin, 4) : g.Cin;
-  const KP = g.KH * (pack === 'channels' ? g.KW : ceilDiv(g.KW, 4));
+  const KK = g.Cin * g.KH * g.KW;
+  const pack = g.Cin < 4 ? 'taps' : kxWaste < channelsWaste ? 'kx' : 'channels';
+  const CG = pack === 'taps' ? ceilDiv(KK, 4) : pack === 'channels' ? ceilDiv(g.Cin, 4) : g.Cin;
+  const KP = pack === 'taps' ? 1 : g.KH * (pack === 'channels' ? g.KW : ceilDiv(g.KW, 4));
   const P = g.OH * g.OW;
   const M = g.B * P;
-  const KK = g.Cin * g.KH * g.KW;
   const rowBytes = P * roundUp(KK, 16) * 4;
   const budget = Math.min(DCOLS_BUDGET_BYTES, device.maxStorageBufferBindingSize);
   const maxGroup = Math.max(1, Math.floor(budget / rowBytes));
@@ -389,7 +402,12 @@ function scratch(ctx: GpuContext, floats: number, name: string): Tensor {
 function packInput(g: Conv2dGeometry, L: GemmLayout, x: Tensor): Tensor {
   const xq = scratch(x.ctx, L.xqFloats, 'conv2d.xq');
   const total = L.xqFloats / 4;
-  x.ctx.dispatch(KERNELS.packInput, [x.buffer, xq.buffer], [g.B, g.Cin, g.H, g.W, L.Hp, L.Wp, L.CG, L.kxs, g.py, g.px, total], ceilDiv(total, PACK_WG));
+  if (L.kxs === 0) {
+    x.ctx.dispatch(KERNELS.packTaps, [x.buffer, xq.buffer],
+      [g.B, g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.CG, total], ceilDiv(total, PACK_WG));
+  } else {
+    x.ctx.dispatch(KERNELS.packInput, [x.buffer, xq.buffer], [g.B, g.Cin, g.H, g.W, L.Hp, L.Wp, L.CG, L.kxs, g.py, g.px, total], ceilDiv(total, PACK_WG));
+  }
   return xq;
 }
 
@@ -415,7 +433,7 @@ function forwardGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, 
     const kp1 = Math.min(L.KP, kp0 + plan.forwardChunk);
     const flags = (kp0 === 0 ? 1 : 0) | (kp1 === L.KP ? 2 : 0) | (g.relu ? 4 : 0) | (bias ? 8 : 0);
     ctx.dispatch(kernel, [xq.buffer, wt.buffer, (bias ?? w).buffer, out.buffer],
-      [L.M, L.P, g.OW, g.sy, g.sx, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, kp0, kp1, L.N4, g.Cout, flags],
+      [L.M, L.P, g.OW, L.ay, L.ax, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, kp0, kp1, L.N4, g.Cout, flags],
       [L.N4 / 4, L.forwardRowTiles]);
   }
   xq.dispose();
@@ -462,7 +480,7 @@ function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Te
   const tile = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
   for (let chunk0 = 0; chunk0 < L.slab4; chunk0 += L.chunk4) {
     ctx.dispatch(kernel, [dpt.buffer, xq.buffer, dwp.buffer],
-      [L.M, L.P, g.OW, g.sy, g.sx, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0, g.OH],
+      [L.M, L.P, g.OW, L.ay, L.ax, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0, g.OH],
       [L.NW4 / 4, L.rowsPad / tile, plan.gradWeightSlabs]);
   }
   const total = dw.size;
