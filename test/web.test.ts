@@ -18,6 +18,7 @@ import { makeRng, randomNormal, randomUniform } from './helpers/random.ts';
 import { chromiumMissingReason, launchChromium } from './helpers/browser.ts';
 import { skipWithReason } from './helpers/skip.ts';
 import { serveWeb, type WebServer } from './helpers/web-server.ts';
+import { firefoxMissingReason, launchFirefox } from './helpers/web-firefox.ts';
 import { routingForward } from './reference/capsules.ts';
 import { routeOne, routingMaps, vectorLengths } from '../src/web/routing.ts';
 import { argmax, normalizeDrawing, resampleArea } from '../src/web/preprocess.ts';
@@ -485,6 +486,46 @@ if (missing && !process.env.CI) {
       fx!.server.put('/models/index.json', readFileSync(`${webDir}models/index.json`));
     }
   });
+
+  const firefoxMissing = firefoxMissingReason();
+  if (firefoxMissing) {
+    skipWithReason(web, 'Firefox ESR smoke test', firefoxMissing);
+  } else {
+    web('Firefox ESR (lavapipe): the page loads and classifies a test digit with Node\'s lengths', async () => {
+      const firefox = await launchFirefox();
+      try {
+        const page = await firefox.newPage();
+        await page.setViewport({ width: 1280, height: 900 });
+        const problems: string[] = [];
+        page.on('console', (m) => {
+          if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+        });
+        page.on('pageerror', (e) => problems.push(`page error: ${e}`));
+        await page.goto(`${fx!.server.url}/?model=/test/small.safetensors`);
+        await page.waitForFunction('!!window.capsnetApp?.ready', { timeout: 120_000, polling: 200 });
+        const s = JSON.parse(await page.evaluate<string>(`(async () => {
+          const h = window.capsnetApp;
+          await h.ready;
+          await h.idle();
+          const a = h.explorer.state.analysis;
+          return JSON.stringify({ adapter: h.app.ctx.adapter, source: h.explorer.state.source, error: h.explorer.state.error,
+            input: a && Array.from(a.input), lengths: a && Array.from(a.lengths) });
+        })()`)) as { adapter: { name: string; description: string }; source: string; error: string | null; input: number[]; lengths: number[] };
+        process.stdout.write(`  [firefox] ${s.adapter.name} (${s.adapter.description})\n`);
+        assert.is(s.error, null);
+        assert.is(s.source, 'test #0');
+        const digit0 = testImage(fx!.test, 0);
+        assertClose(s.input, digit0, { atol: 0, rtol: 0 }, 'Firefox feeds test digit #0');
+        const node = await analyse(fx!.model, digit0);
+        assertClose(s.lengths, node.lengths, PAGE_VS_NODE, 'lengths of test digit #0, Firefox vs Node');
+        assert.is(argmax(s.lengths), argmax(node.lengths), 'prediction');
+        await page.screenshot({ path: screenshotPath('web-firefox.png'), fullPage: true });
+        assert.equal(problems, [], 'no console errors in Firefox');
+      } finally {
+        await firefox.close();
+      }
+    });
+  }
 
   web('without WebGPU the page says what the browser needs', async () => {
     const { page, problems } = await openPage('/', { noGpu: true });

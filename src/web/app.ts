@@ -125,7 +125,9 @@ async function main(): Promise<void> {
   }
   const gpuChip = byId('gpu-chip');
   const a = app.ctx.adapter;
-  gpuChip.textContent = a.isSoftware ? `${a.name} · software GPU` : a.name;
+  // Some browsers (Firefox) do not name their adapter.
+  const named = a.description !== 'unknown adapter';
+  gpuChip.textContent = `${named ? a.name : 'WebGPU'}${a.isSoftware ? ' · software GPU' : ''}`;
   gpuChip.className = `chip ${a.isSoftware ? 'warn' : 'ok'}`;
   gpuChip.title = `WebGPU adapter: ${a.description} (${a.vendor || 'unknown vendor'}, ${a.featureLevel})${a.isSoftware ? '. A software adapter: everything works, only slower.' : ''}`;
   const busy = byId('busy-chip');
