@@ -9,7 +9,9 @@
 // test-output/web-*.png.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { BrowserContext, Page } from 'playwright-core';
 import { gpu } from './helpers/gpu.ts';
@@ -19,6 +21,7 @@ import { chromiumMissingReason, launchChromium } from './helpers/browser.ts';
 import { skipWithReason } from './helpers/skip.ts';
 import { serveWeb, type WebServer } from './helpers/web-server.ts';
 import { firefoxMissingReason, launchFirefox } from './helpers/web-firefox.ts';
+import { runCli } from './helpers/cli.ts';
 import { routingForward } from './reference/capsules.ts';
 import { routeOne, routingMaps, vectorLengths } from '../src/web/routing.ts';
 import { argmax, normalizeDrawing, resampleArea } from '../src/web/preprocess.ts';
@@ -26,6 +29,7 @@ import { PRESETS } from '../src/web/models.ts';
 import { analyse, reconstruct } from '../src/web/inference.ts';
 import { CapsNet } from '../src/model/capsnet.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/io/checkpoint.ts';
+import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { loadMnist } from '../src/io/idx-file.ts';
 import { parseImages, parseLabels } from '../src/data/idx.ts';
 import type { Dataset } from '../src/data/dataset.ts';
@@ -387,11 +391,21 @@ if (missing && !process.env.CI) {
       await page.click('#gallery button[data-index="0"]');
       await pageState(page);
       await page.screenshot({ path: screenshotPath('web-explore.png'), fullPage: true });
-      await page.setViewportSize({ width: 390, height: 844 });
-      await page.screenshot({ path: screenshotPath('web-explore-phone.png'), fullPage: true });
       assert.equal(problems, [], 'no console errors');
     } finally {
       await page.close();
+    }
+    // At phone width (a page opened at that size: resizing one before a full-page capture leaves
+    // stale tiles in headless Chromium's screenshot).
+    const phone = await openPage('/?model=/test/small.safetensors', { viewport: { width: 390, height: 844 } });
+    try {
+      await pageState(phone.page);
+      const overflow = await phone.page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `the page fits a 390-pixel-wide phone (${overflow} pixels too wide)`);
+      await phone.page.screenshot({ path: screenshotPath('web-explore-phone.png'), fullPage: true });
+      assert.equal(phone.problems, [], 'no console errors at phone width');
+    } finally {
+      await phone.page.close();
     }
   });
 
@@ -444,6 +458,18 @@ if (missing && !process.env.CI) {
         }
       } finally {
         trained.dispose();
+      }
+
+      // And `capsnet train --resume` continues the page's run in Node.
+      const dir = mkdtempSync(join(tmpdir(), 'capsnet-web-resume-'));
+      try {
+        writeFileSync(join(dir, 'checkpoint.safetensors'), bytes);
+        const r = await runCli(['train', '--out', dir, '--resume', '--steps', String(run.step + 2), '--no-eval'], { timeoutMs: 120_000 });
+        assert.is(r.code, 0, r.stderr);
+        assert.match(r.stderr, new RegExp(`steps ${run.step + 1}\\.\\.${run.step + 2} \\(resumed\\)`));
+        assert.is((await loadCheckpoint(join(dir, 'checkpoint.safetensors'))).step, run.step + 2);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
       assert.equal(problems, [], 'no console errors');
     } finally {

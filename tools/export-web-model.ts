@@ -79,9 +79,9 @@ if (values.eval) {
     const order = Uint32Array.from({ length: n }, (_, i) => i);
     const started = performance.now();
     const result = await evaluate(model, n, Math.min(batchSize, n), (start, images, labels) => fillBatch(test, order, start, images, labels), (done) => {
-      process.stdout.write(`\rexport-web-model: testing ${done}/${n}`);
+      if (process.stdout.isTTY) process.stdout.write(`\rexport-web-model: testing ${done}/${n}`);
     });
-    process.stdout.write('\n');
+    if (process.stdout.isTTY) process.stdout.write('\n');
     info.testAccuracy = result.accuracy;
     info.testCount = n;
     console.log(`export-web-model: test accuracy of the F16 model ${(result.accuracy * 100).toFixed(2)}% on ${n} images (${ctx.adapter.name}, ${((performance.now() - started) / 1000).toFixed(0)} s)`);

@@ -40,6 +40,7 @@ export class App {
   readonly queue = new GpuQueue();
   private current: ModelEntry | null = null;
   private readonly listeners: Array<(entry: ModelEntry) => void> = [];
+  private readonly infoListeners: Array<(entry: ModelEntry) => void> = [];
   /** Called before the model is replaced (a training run stops and lets go of it). */
   private readonly releasers: Array<() => Promise<void>> = [];
 
@@ -60,6 +61,12 @@ export class App {
     if (this.current) listener(this.current);
   }
 
+  /** Listens to changes of the current model's description only (its name, steps): cheap to follow. */
+  onInfo(listener: (entry: ModelEntry) => void): void {
+    this.infoListeners.push(listener);
+    if (this.current) listener(this.current);
+  }
+
   onRelease(release: () => Promise<void>): void {
     this.releasers.push(release);
   }
@@ -76,6 +83,12 @@ export class App {
   /** Tells the listeners that the current model changed (its weights or its description). */
   changed(): void {
     const entry = this.current;
-    if (entry) for (const listener of this.listeners) listener(entry);
+    if (entry) for (const listener of [...this.listeners, ...this.infoListeners]) listener(entry);
+  }
+
+  /** Tells the info listeners that the description changed (e.g. one more training step). */
+  described(): void {
+    const entry = this.current;
+    if (entry) for (const listener of this.infoListeners) listener(entry);
   }
 }

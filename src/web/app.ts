@@ -145,7 +145,7 @@ async function main(): Promise<void> {
   const explorer = new Explorer(app);
   trainPanel = new TrainPanel(app);
   const modelPanel = new ModelPanel(app);
-  app.onModel((entry) => {
+  app.onInfo((entry) => {
     modelChip.textContent = `${entry.name} · ${entry.trained ? `step ${entry.step.toLocaleString('en-US')}` : 'untrained'}`;
     modelChip.className = `chip ${entry.trained ? 'ok' : 'warn'}`;
     showNotice(entry, select, loadError);

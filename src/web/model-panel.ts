@@ -11,7 +11,7 @@ import { fillBatch } from '../data/dataset.ts';
 
 export class ModelPanel {
   constructor(private readonly app: App) {
-    app.onModel(() => this.render());
+    app.onInfo(() => this.render());
     byId('model-download').addEventListener('click', () => void this.download());
     byId('model-eval').addEventListener('click', () => void this.test());
     const file = byId<HTMLInputElement>('model-file');

@@ -20,13 +20,13 @@ export function colour(t: number): [number, number, number] {
   return [0, 1, 2].map((i) => Math.round(a[i] + f * (b[i] - a[i]))) as [number, number, number];
 }
 
-function paint(canvas: HTMLCanvasElement, map: Float64Array, grid: number, uniform: number, scale: number): void {
+function paint(canvas: HTMLCanvasElement, map: Float64Array, grid: number, scaled: (c: number) => number): void {
   canvas.width = grid;
   canvas.height = grid;
   const g = canvas.getContext('2d')!;
   const image = g.createImageData(grid, grid);
   for (let k = 0; k < grid * grid; k++) {
-    const [r, gg, b] = colour((map[k] - uniform) / scale);
+    const [r, gg, b] = colour(scaled(map[k]));
     image.data.set([r, gg, b, 255], 4 * k);
   }
   g.putImageData(image, 0, 0);
@@ -46,9 +46,17 @@ export function renderRouting(root: HTMLElement, legend: HTMLElement, data: Rout
   // Colours show c - 1/J (the uniform start), scaled by the largest deviation in the view: routing
   // in a barely trained model moves c by little, a trained one by a lot; the legend gives the range.
   const uniform = 1 / Math.max(J, 1);
-  let deviation = 0;
-  for (const row of maps.coupling) for (const m of row) for (const v of m) deviation = Math.max(deviation, Math.abs(v - uniform));
-  const scale = Math.max(deviation, 1e-4);
+  let [above, below] = [1e-4, 1e-4];
+  for (const row of maps.coupling) {
+    for (const m of row) {
+      for (const v of m) {
+        above = Math.max(above, v - uniform);
+        below = Math.max(below, uniform - v);
+      }
+    }
+  }
+  // Red reaches full strength at the largest c in the view, blue at the smallest.
+  const scaled = (c: number) => (c >= uniform ? (c - uniform) / above : (c - uniform) / below);
   const r = maps.coupling.length;
   root.replaceChildren();
   // Each cell knows its place in both layouts: iterations as rows (wide screens) or as columns
@@ -73,7 +81,7 @@ export function renderRouting(root: HTMLElement, legend: HTMLElement, data: Rout
         role: 'img',
         'aria-label': `iteration ${t + 1}, digit ${j}: ${(maps.share[t][j] * 100).toFixed(1)}% of the votes`,
       });
-      paint(canvas, map, maps.grid, uniform, scale);
+      paint(canvas, map, maps.grid, scaled);
       root.append(at(el('figure', { className: j === winner ? 'win' : '' }, canvas, el('figcaption', { text: `${(maps.share[t][j] * 100).toFixed(1)}%` })), t + 1, j + 1));
     });
   });
@@ -84,7 +92,7 @@ export function renderRouting(root: HTMLElement, legend: HTMLElement, data: Rout
   g.putImageData(image, 0, 0);
   const fmt = (v: number) => v.toPrecision(3);
   legend.replaceChildren(
-    el('span', { className: 'scale' }, el('span', { text: `c = ${fmt(Math.max(0, uniform - scale))}` }), bar, el('span', { text: fmt(uniform + scale) })),
+    el('span', { className: 'scale' }, el('span', { text: `c = ${fmt(uniform - below)}` }), bar, el('span', { text: fmt(uniform + above) })),
     el('span', { text: `grey: the uniform ${fmt(uniform)}; red: more to that digit; blue: less` }),
   );
 }

@@ -6,8 +6,8 @@
 
 import type { App } from './app-state.ts';
 import { ModelEntry, PRESETS, type PresetName, checkExplorable } from './models.ts';
-import { byId, breathe, downloadBytes, errorText, formatCount } from './dom.ts';
-import { trainSet, testSet } from './mnist.ts';
+import { byId, breathe, downloadBytes, drawGray, el, errorText, formatCount } from './dom.ts';
+import { exampleImage, trainSet, testSet } from './mnist.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
 import { Adam } from '../optim/adam.ts';
@@ -15,7 +15,7 @@ import { staircaseDecay } from '../optim/schedule.ts';
 import { TrainingBatches } from '../train/batches.ts';
 import { NonFiniteError, Trainer, evaluate, type StepRecord } from '../train/trainer.ts';
 import { type Dataset, fillBatch } from '../data/dataset.ts';
-import { lineChartSvg } from '../io/plot.ts';
+import { legendHtml, liveChartSvg, type LiveSeries } from './chart.ts';
 
 /** The options `capsnet train` stores in a checkpoint (src/cli/train.ts RunOptions), so Node can resume. */
 export interface WebRunOptions {
@@ -49,6 +49,8 @@ interface Run {
   error: string | null;
 }
 
+/** Test digits shown with their predictions in the progress card. */
+const SAMPLES = 16;
 const DECAY_RATE = 0.96;
 const DECAY_STEPS = 2000;
 /** Steps between refreshes of the explorer's view while training runs. */
@@ -68,7 +70,7 @@ export class TrainPanel {
     byId('train-model').addEventListener('change', () => this.describe());
     byId('train-batch').addEventListener('change', () => this.describe());
     app.onRelease(() => this.endRun());
-    app.onModel(() => this.describe());
+    app.onInfo(() => this.describe());
     this.renderCharts();
   }
 
@@ -81,6 +83,7 @@ export class TrainPanel {
       this.train = await trainSet();
       status.textContent = `${formatCount(this.train.count)} MNIST training images loaded (the first ${formatCount(this.train.count)} of the 60,000), shifted by up to the chosen number of pixels, as in the paper.`;
       this.describe();
+      if (!this.run) void testSet().then((test) => this.renderSamples(test, null, null), () => {});
       return this.train;
     } catch (error) {
       status.textContent = `Could not load the training images: ${errorText(error)}`;
@@ -231,6 +234,7 @@ export class TrainPanel {
         const steps = run.entry.step;
         if (f.evalEvery > 0 && steps % f.evalEvery === 0) await this.test();
         if (steps % EXPLORER_REFRESH_STEPS === 0) this.app.changed();
+        else this.app.described();
         this.renderStats();
         await breathe();
       }
@@ -261,6 +265,7 @@ export class TrainPanel {
       );
       run.tests.push([run.entry.step, result.accuracy]);
       run.entry.testAccuracy = { accuracy: result.accuracy, count: n };
+      this.renderSamples(test, result.predictions, run.entry.step);
       this.renderStats(true);
       return result.accuracy;
     } catch (error) {
@@ -304,6 +309,22 @@ export class TrainPanel {
     }
   }
 
+  /** The first test digits with the model's predictions (green: right, red: wrong). */
+  private renderSamples(test: Dataset, predictions: Int32Array | null, step: number | null): void {
+    const n = Math.min(SAMPLES, test.count);
+    byId('train-samples').replaceChildren(
+      ...Array.from({ length: n }, (_, k) => {
+        const canvas = el('canvas');
+        drawGray(canvas, exampleImage(test, k), test.width, test.height);
+        const p = predictions && k < predictions.length ? predictions[k] : null;
+        const verdict = p === null ? 'unknown' : p === test.labels[k] ? 'right' : 'wrong';
+        return el('figure', { className: verdict, title: p === null ? `label ${test.labels[k]}` : `label ${test.labels[k]}, predicted ${p}` },
+          canvas, el('figcaption', { text: p === null ? '?' : String(p) }));
+      }),
+    );
+    byId('samples-step').textContent = step === null ? 'predictions appear at each test' : `predictions at step ${formatCount(step)}`;
+  }
+
   private renderStats(force = false): void {
     const run = this.run;
     if (!run) return;
@@ -330,27 +351,19 @@ export class TrainPanel {
     const tests = this.run?.tests ?? [];
     const losses = records.map((r) => r.loss);
     const avg = smooth(losses, 10);
-    byId('chart-loss').innerHTML = lineChartSvg({
-      xLabel: 'step',
-      yLabel: 'loss',
-      width: 640,
-      height: 300,
-      series: [
-        { name: 'per step', points: records.map((r, k) => [r.step, losses[k]]), color: '#c7cbe0' },
-        { name: 'moving average', points: records.map((r, k) => [r.step, avg[k]]), color: '#4f46e5' },
-      ],
-    });
+    const lossSeries: LiveSeries[] = [
+      { name: 'each step', points: records.map((r, k) => [r.step, losses[k]]), color: '#c7cbe0', width: 1.5 },
+      { name: 'moving average (10 steps)', points: records.map((r, k) => [r.step, avg[k]]), color: '#4f46e5', width: 2.5 },
+    ];
+    byId('chart-loss').innerHTML = liveChartSvg({ xLabel: 'step', yLabel: 'loss (log scale)', logY: true, series: lossSeries });
+    byId('legend-loss').innerHTML = legendHtml(lossSeries);
     const acc = smooth(records.map((r) => r.accuracy), 20);
-    byId('chart-acc').innerHTML = lineChartSvg({
-      xLabel: 'step',
-      yLabel: 'accuracy (%)',
-      width: 640,
-      height: 300,
-      series: [
-        { name: 'training batches', points: records.map((r, k) => [r.step, acc[k] * 100]), color: '#4f46e5' },
-        { name: 'test images', points: tests.map(([s, a]) => [s, a * 100]), color: '#D55E00' },
-      ],
-    });
+    const accSeries: LiveSeries[] = [
+      { name: 'training batches (moving average)', points: records.map((r, k) => [r.step, acc[k] * 100]), color: '#4f46e5', width: 2.5 },
+      { name: 'test images', points: tests.map(([st, a]) => [st, a * 100]), color: '#D55E00', dots: true },
+    ];
+    byId('chart-acc').innerHTML = liveChartSvg({ xLabel: 'step', yLabel: 'accuracy (%)', yRange: [0, 100], series: accSeries });
+    byId('legend-acc').innerHTML = legendHtml(accSeries);
   }
 }
 
