@@ -32,7 +32,11 @@ import { decodeCheckpoint, encodeCheckpoint } from '../src/io/checkpoint.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { loadMnist } from '../src/io/idx-file.ts';
 import { parseImages, parseLabels } from '../src/data/idx.ts';
-import type { Dataset } from '../src/data/dataset.ts';
+import { type Dataset, subset } from '../src/data/dataset.ts';
+import { Adam } from '../src/optim/adam.ts';
+import { staircaseDecay } from '../src/optim/schedule.ts';
+import { Trainer } from '../src/train/trainer.ts';
+import { TrainingBatches } from '../src/train/batches.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const webDir = `${root}dist/web/`;
@@ -260,12 +264,24 @@ if (missing && !process.env.CI) {
     const small = encodeCheckpoint({ config: model.config, params: await model.exportParams(), step: 0 });
     const f16 = encodeCheckpoint({ config: shippedSource.config, params: await shippedSource.exportParams(), step: 1234 }, { half: true });
     shippedSource.dispose();
+    // A checkpoint with Adam's state and run options, as `capsnet train` writes: two steps in Node.
+    const mnist = loadMnist();
+    const resumable = CapsNet.create(ctx, PRESETS.small, 5);
+    const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: 1e-3 }) });
+    const trainer = new Trainer(ctx, resumable, adam, new TrainingBatches(subset(mnist.train, 10000), 4, 3, 2), 2);
+    await trainer.run(0, 2);
+    trainer.dispose();
+    const options = { seed: 3, batchSize: 4, lr: 1e-3, decayRate: 0.96, decaySteps: 2000, maxShift: 2, limit: 10000, validation: 0, data: null, totalSteps: 2500 };
+    const withAdam = encodeCheckpoint({ config: resumable.config, params: await resumable.exportParams(), step: 2, optimizer: await adam.exportState(), training: { options } });
+    adam.dispose();
+    resumable.dispose();
     const shippedCkpt = decodeCheckpoint(f16, 'f16 copy');
     const shipped = new CapsNet(ctx, shippedCkpt.config, shippedCkpt.params);
     const server = await serveWeb(webDir);
     server.put('/test/small.safetensors', small);
+    server.put('/test/with-adam.safetensors', withAdam);
     const { context, close } = await launchChromium();
-    fx = { server, context, close, model, shipped, f16, test: loadMnist().test };
+    fx = { server, context, close, model, shipped, f16, test: mnist.test };
   });
 
   web.after(async () => {
@@ -471,6 +487,31 @@ if (missing && !process.env.CI) {
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
+      assert.equal(problems, [], 'no console errors');
+    } finally {
+      await page.close();
+    }
+  });
+
+  web('a checkpoint of `capsnet train` continues training in the page with its Adam state and settings', async () => {
+    const { page, problems } = await openPage('/?model=/test/with-adam.safetensors#train');
+    try {
+      await page.waitForFunction(() => /training images loaded/.test(document.querySelector('#data-status')?.textContent ?? ''), null, { timeout: 60_000 });
+      await page.selectOption('#train-model', 'current');
+      assert.is(await page.inputValue('#train-batch'), '4', 'the batch size comes from the checkpoint');
+      assert.is(await page.inputValue('#train-seed'), '3', 'the seed comes from the checkpoint');
+      await page.fill('#train-eval-every', '0');
+      await page.click('#train-start');
+      await page.waitForFunction(() => ((window as any).capsnetApp.trainPanel.run?.records.length ?? 0) >= 2, null, { timeout: 120_000 });
+      await page.click('#train-pause');
+      await page.evaluate(() => (window as any).capsnetApp.trainPanel.run.loop);
+      const r = await page.evaluate(() => {
+        const run = (window as any).capsnetApp.trainPanel.run;
+        return { step: run.entry.step as number, first: run.records[0].step as number, adamStep: run.adam.stepCount as number };
+      });
+      assert.is(r.first, 3, 'the first step in the page is the checkpoint\'s step 3');
+      assert.is(r.adamStep, r.step, 'Adam continues from the checkpoint\'s step count');
+      assert.match((await page.textContent('#train-message'))!, /Continuing from step 2 with the checkpoint's Adam state/);
       assert.equal(problems, [], 'no console errors');
     } finally {
       await page.close();

@@ -67,7 +67,10 @@ export class TrainPanel {
     byId('train-reset').addEventListener('click', () => void this.endRun());
     byId('train-eval').addEventListener('click', () => void this.test());
     byId('train-download').addEventListener('click', () => void this.download());
-    byId('train-model').addEventListener('change', () => this.describe());
+    byId('train-model').addEventListener('change', () => {
+      this.fillFromCheckpoint();
+      this.describe();
+    });
     byId('train-batch').addEventListener('change', () => this.describe());
     app.onRelease(() => this.endRun());
     app.onInfo(() => this.describe());
@@ -116,6 +119,25 @@ export class TrainPanel {
       (steps ? ` · ${formatCount(steps)} steps per epoch at batch ${f.batchSize}` : '');
     const current = byId<HTMLSelectElement>('train-model').querySelector('option[value="current"]') as HTMLOptionElement;
     current.textContent = entry ? `continue the current model (${entry.name}, step ${entry.step})` : 'continue the current model';
+  }
+
+  /** Continuing a checkpoint of `capsnet train` (or of this page): start from its run's settings. */
+  private fillFromCheckpoint(): void {
+    if (byId<HTMLSelectElement>('train-model').value !== 'current') return;
+    const options = (this.app.entry?.training as { options?: Partial<WebRunOptions> } | null)?.options;
+    if (!options) return;
+    const set = (id: string, v: unknown) => {
+      if (typeof v === 'number' && Number.isFinite(v)) byId<HTMLInputElement>(id).value = String(v);
+    };
+    const batch = byId<HTMLSelectElement>('train-batch');
+    if (typeof options.batchSize === 'number' && !Array.from(batch.options).some((o) => o.value === String(options.batchSize))) {
+      batch.append(new Option(String(options.batchSize)));
+    }
+    set('train-batch', options.batchSize);
+    set('train-lr', options.lr);
+    set('train-shift', options.maxShift);
+    set('train-seed', options.seed);
+    this.setMessage('Settings taken from the checkpoint\'s run.');
   }
 
   private setMessage(text: string, error = false): void {
