@@ -5,7 +5,7 @@
 // Tests: test/web.test.ts drives this page in Chromium; window.capsnetApp is its handle.
 
 import './styles.css';
-import { acquireGpu } from '../gpu/browser.ts';
+import { BROWSER_HINT, acquireGpu } from '../gpu/browser.ts';
 import { App } from './app-state.ts';
 import { Explorer } from './explorer.ts';
 import { TrainPanel } from './train-panel.ts';
@@ -45,7 +45,8 @@ function setupTabs(onOpen: (tab: Tab) => void): (tab: Tab) => void {
 }
 
 function showNoWebGpu(reason: string): void {
-  byId('no-webgpu-reason').textContent = reason;
+  // The library's message ends with the same advice as the list on the page: keep only the cause.
+  byId('no-webgpu-reason').textContent = reason.replace(BROWSER_HINT, '').trim();
   byId('no-webgpu').hidden = false;
   for (const t of TABS) byId(`panel-${t}`).hidden = true;
   byId('notice').hidden = true;
@@ -72,7 +73,7 @@ function showNotice(entry: ModelEntry | null, select: (tab: Tab) => void, error:
     el('p', {},
       el('b', { text: 'This model is untrained. ' }),
       `It was just created with random weights (${entry.name}), so its answers are guesses; the capsules, the routing and the reconstructions still show how the network works. ` +
-        'Load a trained checkpoint, or train one right here (a small model learns in a few minutes, even without a GPU).'),
+        'Load a trained checkpoint, or train one right here: a small model gets most digits right after some 3,000 training images, a few minutes even without a GPU.'),
     el('button', { type: 'button', className: 'primary', onclick: () => select('train') }, 'Train in the page'),
     el('button', { type: 'button', onclick: () => select('model') }, 'Load a checkpoint'),
   );
