@@ -440,6 +440,8 @@ planning('chooseConv2dPlan: the paper shapes get the gemm variant with the expec
   assert.equal([conv1.forward, conv1.gradInput, conv1.gradWeight], ['gemm', 'gemm', 'gemm']);
   assert.is(conv1.pack, 'taps', 'Cin = 1: an explicit im2col of the 81 taps (84 slots)');
   assert.is(conv1.forwardChunk, 1, 'the whole reduction in one dispatch');
+  // At batch 1,024 the taps' im2col of a 28x28 image (400 x 84 floats per image, 137 MB) would not fit in 128 MiB: along kx.
+  assert.is(chooseConv2dPlan(conv2dGeometry([1024, 1, 28, 28], [16, 1, 9, 9], null), SOFTWARE).pack, 'kx');
   const kx = chooseConv2dPlan(conv2dGeometry([3, 5, 11, 9], [7, 5, 3, 4], null), SOFTWARE, 'gemm');
   assert.is(kx.pack, 'kx', 'Cin = 5, KW = 4: along kx wastes nothing, along channels 3 of 8');
   assert.ok(conv1.gradWeightSlabs > 1, 'Conv1 grad weight has few workgroups: parallel slabs');

@@ -281,8 +281,8 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
  * - 'direct' below GEMM_MIN_MACS multiply-adds, or when a gemm buffer would not fit in one binding;
  *   'gemm' otherwise (a forced variant is used as is, and checked by conv2d()).
  * - Packing: with Cin < 4 (Conv1), an explicit im2col of the taps ('taps': 84 reduction slots for
- *   81 taps, instead of 108 along kx or 324 along channels); otherwise vec4s along input channels
- *   unless padding Cin to 4 wastes more than padding KW to 4 ('kx').
+ *   81 taps, instead of 108 along kx or 324 along channels) if it fits in one binding; otherwise
+ *   vec4s along input channels unless padding Cin to 4 wastes more than padding KW to 4 ('kx').
  * - Tiles: on software adapters (llvmpipe, SwiftShader: one invocation per SIMD lane) 8 invocations
  *   x 8 rows, the best measured shape there; on GPUs 64 invocations x 4 rows.
  * - Subgroups: where every subgroup is 8 invocations wide (llvmpipe on Vulkan), the _sg kernels with
@@ -292,43 +292,46 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
  * - Grad input: groups of images whose column gradient fits in 64 MiB (and the binding limit).
  */
 export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, force?: Conv2dVariant): Conv2dPlan {
-  const subgroups = device.subgroups8 === true;
-  const tiles: GemmTiles = device.isSoftware || subgroups ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
   const channelsWaste = (4 * ceilDiv(g.Cin, 4)) / g.Cin;
   const kxWaste = (4 * ceilDiv(g.KW, 4)) / g.KW;
+  const implicit = kxWaste < channelsWaste ? 'kx' : 'channels';
+  const limit = device.maxStorageBufferBindingSize;
+  const maxGroups = device.maxComputeWorkgroupsPerDimension;
+  let plan = gemmPlan(g, device, g.Cin < 4 ? 'taps' : implicit);
+  // The taps' im2col is KH KW / (sy sx) times the input: when it does not fit, pack implicitly.
+  if (plan.pack === 'taps' && oversizedBuffers(g, plan, limit, maxGroups).length > 0) plan = gemmPlan(g, device, implicit);
+  if (force) return { ...plan, forward: force, gradInput: force, gradWeight: force };
+  const macs = g.B * g.Cout * g.OH * g.OW * g.Cin * g.KH * g.KW;
+  if (macs < GEMM_MIN_MACS) return { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct' };
+  for (const pass of ['forward', 'gradInput', 'gradWeight'] as const) {
+    const only = { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct', [pass]: 'gemm' } as Conv2dPlan;
+    if (oversizedBuffers(g, only, limit, maxGroups).length > 0) plan[pass] = 'direct';
+  }
+  return plan;
+}
+
+/** The all-gemm plan for a packing: tiles, split-K chunks, groups and slabs as described above. */
+function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan['pack']): Conv2dPlan {
+  const subgroups = device.subgroups8 === true;
+  const tiles: GemmTiles = device.isSoftware || subgroups ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
   const KK = g.Cin * g.KH * g.KW;
-  const pack = g.Cin < 4 ? 'taps' : kxWaste < channelsWaste ? 'kx' : 'channels';
   const CG = pack === 'taps' ? ceilDiv(KK, 4) : pack === 'channels' ? ceilDiv(g.Cin, 4) : g.Cin;
   const KP = pack === 'taps' ? 1 : g.KH * (pack === 'channels' ? g.KW : ceilDiv(g.KW, 4));
-  const P = g.OH * g.OW;
-  const M = g.B * P;
-  const rowBytes = P * roundUp(KK, 16) * 4;
+  const M = g.B * g.OH * g.OW;
+  const rowBytes = g.OH * g.OW * roundUp(KK, 16) * 4;
   const budget = Math.min(DCOLS_BUDGET_BYTES, device.maxStorageBufferBindingSize);
-  const maxGroup = Math.max(1, Math.floor(budget / rowBytes));
-  const groups = ceilDiv(g.B, maxGroup);
-  const wt = tiles.wg * tiles.rows;
-  const weightWorkgroups = ceilDiv(g.Cout, wt) * ceilDiv(KP * CG, 4);
-  const slabs = Math.max(1, Math.min(ceilDiv(TARGET_WORKGROUPS, weightWorkgroups), Math.floor(M / 256)));
-  const plan: Conv2dPlan = {
+  const groups = ceilDiv(g.B, Math.max(1, Math.floor(budget / rowBytes)));
+  const weightWorkgroups = ceilDiv(g.Cout, tiles.wg * tiles.rows) * ceilDiv(KP * CG, 4);
+  return {
     forward: 'gemm', gradInput: 'gemm', gradWeight: 'gemm',
     pack,
     subgroups,
     forwardTiles: tiles, gradInputTiles: tiles, gradWeightTiles: tiles,
     forwardChunk: Math.max(1, Math.min(KP, Math.round(SPLIT_K_TARGET / (4 * CG)))),
     gradInputGroup: ceilDiv(g.B, groups),
-    gradWeightSlabs: slabs,
+    gradWeightSlabs: Math.max(1, Math.min(ceilDiv(TARGET_WORKGROUPS, weightWorkgroups), Math.floor(M / 256))),
     gradWeightChunk: SPLIT_K_TARGET,
   };
-  if (force) return { ...plan, forward: force, gradInput: force, gradWeight: force };
-  const macs = g.B * g.Cout * P * KK;
-  if (macs < GEMM_MIN_MACS) return { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct' };
-  const limit = device.maxStorageBufferBindingSize;
-  const maxGroups = device.maxComputeWorkgroupsPerDimension;
-  for (const pass of ['forward', 'gradInput', 'gradWeight'] as const) {
-    const only = { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct', [pass]: 'gemm' } as Conv2dPlan;
-    if (oversizedBuffers(g, only, limit, maxGroups).length > 0) plan[pass] = 'direct';
-  }
-  return plan;
 }
 
 function validatePlan(plan: Conv2dPlan, device: Conv2dDeviceInfo): void {
