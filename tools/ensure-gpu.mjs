@@ -26,6 +26,7 @@ async function hasAdapter() {
 const missing = [];
 if (!(await hasAdapter())) missing.push('a WebGPU adapter');
 if (wantBrowser && !existsSync('/usr/bin/chromium')) missing.push("Debian's Chromium");
+if (wantBrowser && !existsSync('/usr/bin/firefox-esr')) missing.push("Debian's Firefox ESR");
 if (missing.length === 0) process.exit(0);
 
 const command = `sudo bash tools/install-software-gpu.sh${wantBrowser ? '' : ' --no-browser'}`;

@@ -3,7 +3,7 @@
 #   - Mesa's Vulkan driver (lavapipe) from bookworm-backports: Dawn rejects bookworm's Mesa 22.3
 #     for Vulkan, so we take Mesa 25 from backports;
 #   - Mesa's EGL/GL (llvmpipe), the OpenGL fallback;
-#   - Debian's Chromium, for the browser tests (never a downloaded browser).
+#   - Debian's Chromium and Firefox ESR, for the browser tests (never a downloaded browser).
 # Idempotent: each step checks first and says what it does. Needs root (or sudo).
 # Usage: tools/install-software-gpu.sh [--no-browser]
 set -euo pipefail
@@ -78,6 +78,14 @@ if [ "$want_browser" = 1 ]; then
     say "installing chromium (Debian's package)"
     apt_install chromium chromium-common fonts-liberation
     say "installed $(/usr/bin/chromium --version 2>/dev/null | head -1)"
+  fi
+  if [ -x /usr/bin/firefox-esr ]; then
+    say "Firefox ESR present ($(/usr/bin/firefox-esr --version 2>/dev/null | head -1))"
+  else
+    apt_update
+    say "installing firefox-esr (Debian's package; WebGPU on lavapipe)"
+    apt_install firefox-esr
+    say "installed $(/usr/bin/firefox-esr --version 2>/dev/null | head -1)"
   fi
 fi
 say "done"

@@ -1,7 +1,7 @@
 // Debian's Firefox ESR driven by puppeteer-core (WebDriver BiDi; never a downloaded browser), with
-// WebGPU enabled by the prefs of ../shared/SOFTWARE_GPU.md (it runs on lavapipe). puppeteer-core is
-// not a dependency of the project yet: it is found in node_modules, or where CAPSNET_PUPPETEER points
-// (a folder holding node_modules/puppeteer-core).
+// WebGPU enabled by the prefs of ../shared/SOFTWARE_GPU.md (it runs on lavapipe). puppeteer-core is a
+// devDependency (found in node_modules), or where CAPSNET_PUPPETEER points (a folder holding
+// node_modules/puppeteer-core).
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ function puppeteerEntry(): string | null {
 
 export function firefoxMissingReason(): string | null {
   if (!existsSync(FIREFOX)) return `${FIREFOX} not found (apt-get install -y firefox-esr)`;
-  if (!puppeteerEntry()) return 'puppeteer-core is not installed (not a devDependency yet; or set CAPSNET_PUPPETEER to a folder that has it)';
+  if (!puppeteerEntry()) return 'puppeteer-core is not installed (run `npm ci`; or set CAPSNET_PUPPETEER to a folder that has it)';
   return null;
 }
 
