@@ -15,12 +15,13 @@
 // which other load disturbs less. Compare figures from the same run. Nothing here is a test.
 
 import { parseArgs } from 'node:util';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
 import { type Tensor, empty, fromArray, parameter } from '../src/tensor.ts';
 import { capsPredict, routing, type RoutingGradMode } from '../src/ops/capsules.ts';
 import { conv2dForwardInto, conv2dGeometry, conv2dGradInputInto, conv2dGradWeightInto, conv2dPlan } from '../src/ops/conv2d.ts';
 import { makeRng } from '../test/helpers/random.ts';
+import { median, workerCpuMs } from './bench/lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -50,25 +51,6 @@ function random(n: number, seed: number, scale: number): Float32Array {
   const rng = makeRng(seed);
   return Float32Array.from({ length: n }, () => (2 * rng() - 1) * scale);
 }
-
-/** CPU milliseconds used so far by this process's threads other than the main one (null off Linux). */
-function workerCpuMs(): number | null {
-  if (!existsSync('/proc/self/task')) return null;
-  let ticks = 0;
-  for (const tid of readdirSync('/proc/self/task')) {
-    if (tid === String(process.pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]); // utime + stime
-    } catch {
-      // the thread ended
-    }
-  }
-  return ticks * 10; // USER_HZ = 100
-}
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface Sample { ms: number; cpuMs: number | null }
 class Phases {

@@ -13,6 +13,7 @@ import type { GpuContext } from '../src/gpu/context.ts';
 import { type Tensor, parameter, fromArray, tidy } from '../src/tensor.ts';
 import { type DenseTiles, chooseDenseTiles, dense, setDenseTiles } from '../src/ops/dense.ts';
 import { backward, noGrad } from '../src/autograd/tape.ts';
+import { median, randomData as rand } from './bench/lib.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -30,21 +31,6 @@ const LAYERS = [
   { In: 1024, Out: 784, act: 'sigmoid' },
 ] as const;
 const MACS_PER_EXAMPLE = LAYERS.reduce((s, l) => s + l.In * l.Out, 0);
-
-function rand(n: number, seed: number, scale: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    out[i] = ((a / 2 ** 32) * 2 - 1) * scale;
-  }
-  return out;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 let lastMin = 0;
 
