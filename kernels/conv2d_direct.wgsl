@@ -49,6 +49,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       }
     }
   }
-  if (p.relu != 0u) { acc = max(acc, 0.0); }
+  // select, not max: llvmpipe's max(NaN, 0) is 0, which would hide a NaN from the training monitor.
+  if (p.relu != 0u) { acc = select(acc, 0.0, acc < 0.0); }
   out[i] = acc;
 }

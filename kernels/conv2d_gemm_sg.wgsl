@@ -78,7 +78,7 @@ fn write_out(m: u32, ob: u32, n4: u32, v: vec4f) {
     if ((p.flags & 1u) == 0u) {
       s += out[i];
     }
-    if ((p.flags & 6u) == 6u) { s = max(s, 0.0); }
+    if ((p.flags & 6u) == 6u) { s = select(s, 0.0, s < 0.0); } // not max: max(NaN, 0) is 0 on llvmpipe
     out[i] = s;
   }
 }

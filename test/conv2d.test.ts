@@ -310,6 +310,26 @@ variants('the sampled comparison fails on a wrong result (it can fail)', async (
   }
 });
 
+for (const config of CONFIGS) {
+  testConfig(variants, config, `${config.label}: a NaN in the input stays NaN through the fused ReLU`, async () => {
+    const ctx = await gpu();
+    // 1 -> 4 channels, 3x3 kernel, 6x6 input with a NaN at (2, 2): every output window covering it is NaN.
+    const xs = new Float32Array(36).fill(0.5);
+    xs[2 * 6 + 2] = NaN;
+    const out = tidy(() => {
+      const x = fromArray(ctx, [1, 1, 6, 6], xs);
+      const w = fromArray(ctx, [4, 1, 3, 3], new Float32Array(36).fill(-1)); // negative: ReLU would zero the rest
+      return conv2d(x, w, null, { relu: true, ...config.options(conv2dGeometry([1, 1, 6, 6], [4, 1, 3, 3], null, { relu: true })) });
+    });
+    const values = await out.read();
+    out.dispose();
+    let nans = 0;
+    for (const v of values) if (Number.isNaN(v)) nans++;
+    assert.is(nans, 4 * 9, `NaN outputs (4 channels x 9 windows over the NaN): ${nans}`);
+    assert.ok(values.every((v) => Number.isNaN(v) || v === 0), 'the others are 0 after the ReLU');
+  });
+}
+
 const gradients = suite('conv2d backward');
 
 gradients('reference backward matches central finite differences (tiny shape, stride 2, padding 1, relu)', () => {
