@@ -49,7 +49,7 @@ function batchFor(config: BaselineConfig, B: number, seed: number) {
 function scaled(ref: ArrayLike<number>, rel = 1e-4): Tolerance {
   let m = 0;
   for (let i = 0; i < ref.length; i++) m = Math.max(m, Math.abs(ref[i]));
-  return { atol: rel * m + 1e-7, rtol: 1e-3 };
+  return { atol: rel * m + 1e-9, rtol: 1e-4 };
 }
 
 /** One training step with dropout (seed `seed`) on the GPU and in the reference; everything compared. */
@@ -90,7 +90,7 @@ async function compareOneStep(config: BaselineConfig, B: number, seed: number, t
   return { ctx, model, values, images, labels, ref };
 }
 
-const SMALL_TOL = { logits: { atol: 1e-5, rtol: 1e-4 }, gradRel: 1e-4 };
+const TOL = { logits: { atol: 1e-5, rtol: 1e-4 }, gradRel: 1e-4 };
 
 test('parameter count: the paper model has 35,445,522 parameters (the paper: 35.4M); names and PyTorch shapes', async () => {
   const config = makeBaselineConfig();
@@ -161,7 +161,7 @@ test('reference model backward vs finite differences (tiny config, fixed dropout
 });
 
 test('small odd config (11x11, channels 5/7/3, FC 13/6, 4 classes), batch 3: logits, loss, every gradient', async () => {
-  const { model } = await compareOneStep(makeBaselineConfig(SMALL), 3, 3, SMALL_TOL);
+  const { model } = await compareOneStep(makeBaselineConfig(SMALL), 3, 3, TOL);
   model.dispose();
 });
 
@@ -171,7 +171,7 @@ test("small configs with 'valid' padding, stride 2, 3-channel input and no dropo
     [{ ...SMALL, convPadding: 'valid', convStride: 2, convKernel: 3, inputSize: 21 }, 2],
     [{ ...SMALL, inputChannels: 3, convChannels: [4, 6], dropout: 0 }, 5],
   ] as const) {
-    const { model } = await compareOneStep(makeBaselineConfig(over as Partial<BaselineConfig>), B, 11, SMALL_TOL);
+    const { model } = await compareOneStep(makeBaselineConfig(over as Partial<BaselineConfig>), B, 11, TOL);
     model.dispose();
   }
 });
@@ -238,7 +238,7 @@ test('on the OpenGL adapter (compatibility level): the small config matches the 
   const gl = await acquireGpu({ backend: 'opengl' });
   try {
     assert.is(gl.adapter.featureLevel, 'compatibility');
-    const { model } = await compareOneStep(makeBaselineConfig(SMALL), 3, 13, SMALL_TOL, gl);
+    const { model } = await compareOneStep(makeBaselineConfig(SMALL), 3, 13, TOL, gl);
     model.dispose();
   } finally {
     gl.destroy();
@@ -246,9 +246,10 @@ test('on the OpenGL adapter (compatibility level): the small config matches the 
 });
 
 test('the paper model at full size (28x28, 35.4M parameters), batch 2: logits, loss and every gradient match the reference', async () => {
-  // Full-size reductions: conv2 sums 6,400 products per output, fc1 100,352 per output.
+  // The same tolerances as the small configs, although conv2 sums 6,400 products per output and fc1
+  // 100,352: measured, the worst gradient error is 7.5e-6 of its tensor's largest entry (fc2.weight).
   const started = performance.now();
-  const { model } = await compareOneStep(makeBaselineConfig(), 2, 7, { logits: { atol: 1e-4, rtol: 1e-3 }, gradRel: 2e-4 });
+  const { model } = await compareOneStep(makeBaselineConfig(), 2, 7, TOL);
   console.log(`  full size, batch 2, GPU + f64 reference: ${((performance.now() - started) / 1000).toFixed(1)} s`);
   model.dispose();
 });
