@@ -22,7 +22,7 @@ import { dirname } from 'node:path';
 import type { GpuContext } from '../src/gpu/context.ts';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
 import { type Tensor, fromArray, parameter, tidy, zeros } from '../src/tensor.ts';
-import { backward, noGrad } from '../src/autograd/tape.ts';
+import { noGrad } from '../src/autograd/tape.ts';
 import { deviceInfo } from '../src/ops/conv2d.ts';
 import { capsPredict, capsuleLengths, maskCapsules, primaryCaps, routing } from '../src/ops/capsules.ts';
 import { dense } from '../src/ops/dense.ts';
@@ -30,6 +30,7 @@ import { marginLoss, reconstructionLoss } from '../src/ops/losses.ts';
 import { CapsNet, oneHotTargets } from '../src/model/capsnet.ts';
 import { Adam } from '../src/optim/adam.ts';
 import { type Case, type Row, type TimingMethod, convLayerCases, matmulCase, measure, median, randomData } from './bench/lib.ts';
+import { syntheticBatch, trainingSetup } from './bench/model.ts';
 import { type BenchReport, type ProfileRow, type TrainingRow, ceilingOf, compareReports, formatComparison, formatReport, parseReport } from './bench/report.ts';
 
 const { values: args } = parseArgs({
@@ -82,7 +83,7 @@ const rand = (shape: readonly number[], seed: number, scale = 1) => randomData(s
 
 // ---- 3 + 4: the whole model first, so that its first step compiles every pipeline ----------------
 
-const labelsOf = (B: number) => Int32Array.from({ length: B }, (_, b) => b % 10);
+const labelsOf = (B: number) => syntheticBatch(B).labels;
 
 async function wallMs(fn: () => void): Promise<number> {
   await ctx.sync();
@@ -93,23 +94,12 @@ async function wallMs(fn: () => void): Promise<number> {
 }
 
 async function wholeModel(ctx: GpuContext): Promise<{ training: TrainingRow[]; startup: BenchReport['startup'] }> {
-  const model = CapsNet.create(ctx, {}, 1);
-  const adam = new Adam(ctx);
-  const params = model.parameterList();
   const training: TrainingRow[] = [];
   let startup: BenchReport['startup'] | null = null;
   for (const B of trainBatches) {
-    const images = rand([B, 1, 28, 28], 7 + B, 0.5).map((v) => v + 0.5);
-    const labels = labelsOf(B);
-    // One training step as src/train/trainer.ts records it (without the monitor's statistics).
-    const step = () => tidy(() => {
-      const x = fromArray(ctx, [B, 1, 28, 28], images);
-      const y = fromArray(ctx, [B], Float32Array.from(labels));
-      const out = model.loss(x, y, oneHotTargets(ctx, labels, 10));
-      backward(out.loss);
-      adam.step(params);
-      adam.zeroGrad(params);
-    });
+    // A fresh model per batch (Adam's first steps are no slower than later ones); pipelines are
+    // cached by the context, so only the first batch compiles them.
+    const { model, step, batch: { images }, dispose } = trainingSetup(ctx, B);
     const infer = () => noGrad(() => tidy(() => void model.forward(fromArray(ctx, [B, 1, 28, 28], images))));
     const pipelines0 = ctx.counters.pipelinesCreated;
     const first = await wallMs(step);
@@ -132,10 +122,9 @@ async function wholeModel(ctx: GpuContext): Promise<{ training: TrainingRow[]; s
       batch: B, stepMs, trainImagesPerSecond: (1000 * B) / stepMs, inferMs, inferImagesPerSecond: (1000 * B) / inferMs,
       napkinTrainImagesPerSecond: 0, steadyBuffersCreated, peakBytes: ctx.poolStats().peakBytes,
     });
+    dispose();
     console.log(`whole model, batch ${B}: step ${stepMs.toFixed(1)} ms, inference ${inferMs.toFixed(1)} ms${startup.batch === B ? ` (first step ${first.toFixed(0)} ms, ${pipelines} pipelines)` : ''}`);
   }
-  model.dispose();
-  adam.dispose();
   return { training, startup: startup! };
 }
 
@@ -143,24 +132,14 @@ async function wholeModel(ctx: GpuContext): Promise<{ training: TrainingRow[]; s
 
 async function profileStep(ctx: GpuContext, B: number): Promise<BenchReport['profile']> {
   if (!ctx.canProfile) return null;
-  const model = CapsNet.create(ctx, {}, 1);
-  const adam = new Adam(ctx);
-  const params = model.parameterList();
-  const images = rand([B, 1, 28, 28], 11, 0.5).map((v) => v + 0.5);
-  const labels = labelsOf(B);
-  const step = () => tidy(() => {
-    const out = model.loss(fromArray(ctx, [B, 1, 28, 28], images), fromArray(ctx, [B], Float32Array.from(labels)), oneHotTargets(ctx, labels, 10));
-    backward(out.loss);
-    adam.step(params);
-    adam.zeroGrad(params);
-  });
+  const { step, dispose } = trainingSetup(ctx, B);
   step();
   await ctx.sync();
   const steps = quick ? 1 : 2;
   ctx.beginProfile();
   for (let k = 0; k < steps; k++) step();
   const profile = await ctx.endProfile();
-  model.dispose();
+  dispose();
   const rows = [...profile].map(([name, p]) => ({ name, ms: p.ms / steps, count: p.count / steps })).sort((a, b) => b.ms - a.ms);
   const totalMs = rows.reduce((s, r) => s + r.ms, 0);
   const caps = rows.filter((r) => /^(predict|routing)[/:]/.test(r.name)).reduce((s, r) => s + r.ms, 0);

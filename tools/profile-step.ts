@@ -1,30 +1,16 @@
 // Where the time of one CapsNet training step goes: every kernel timed with timestamp queries
-// (adapters that have them: Vulkan, Chromium). Usage:
+// (adapters that have them: Vulkan, Chromium). `npm run bench` prints the top of the same list. Usage:
 //   node --import ./tools/register-ts.mjs tools/profile-step.ts [--batch 32] [--backend vulkan] [--steps 3]
 import { parseArgs } from 'node:util';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
-import { CapsNet, oneHotTargets } from '../src/model/capsnet.ts';
-import { Adam } from '../src/optim/adam.ts';
-import { fromArray, tidy } from '../src/tensor.ts';
-import { backward } from '../src/autograd/tape.ts';
+import { trainingSetup } from './bench/model.ts';
 
 const { values } = parseArgs({ options: { batch: { type: 'string' }, backend: { type: 'string' }, steps: { type: 'string' } } });
 const B = Number(values.batch ?? 32);
 const steps = Number(values.steps ?? 3);
 const ctx = await acquireGpu({ backend: values.backend === undefined ? undefined : resolveBackend(values.backend) });
 try {
-  const model = CapsNet.create(ctx, {}, 1);
-  const adam = new Adam(ctx);
-  const images = Float32Array.from({ length: B * 784 }, (_, i) => ((i * 2654435761) % 1000) / 1000);
-  const labels = Int32Array.from({ length: B }, (_, b) => b % 10);
-  const step = () => tidy(() => {
-    const x = fromArray(ctx, [B, 1, 28, 28], images);
-    const y = fromArray(ctx, [B], Float32Array.from(labels));
-    const out = model.loss(x, y, oneHotTargets(ctx, labels, 10));
-    backward(out.loss);
-    adam.step(model.parameterList());
-    adam.zeroGrad(model.parameterList());
-  });
+  const { step } = trainingSetup(ctx, B);
   step(); // warm-up: compiles every pipeline
   await ctx.sync();
   const wall = performance.now();

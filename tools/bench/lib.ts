@@ -24,7 +24,12 @@ export function randomData(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
-export const median = (v: readonly number[]): number => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+/** The median (the mean of the two middle values for an even count). */
+export function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const h = Math.floor(s.length / 2);
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
 
 /** CPU milliseconds used so far by this process's threads other than the main one (null off Linux). */
 export function workerCpuMs(): number | null {
