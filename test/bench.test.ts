@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Row, ceilingOf, formatRows, makeRow, median, randomData } from '../tools/bench/lib.ts';
-import { type BenchReport, compareReports, formatComparison, formatReport, parseReport, reportMetrics } from '../tools/bench/report.ts';
+import { type BenchReport, compareReports, formatComparison, formatReport, parseReport, reportMetrics, targetLines } from '../tools/bench/report.ts';
 
 const bench = suite('bench');
 
@@ -70,6 +70,20 @@ bench('formatReport names the adapter and the timing method and prints every sec
   const cpu = formatReport({ ...r, method: 'cpu', profile: null }).join('\n');
   assert.ok(cpu.includes('queue completion'));
   assert.ok(cpu.includes('no timestamp queries'));
+});
+
+bench("targetLines checks issue 7's targets", () => {
+  const r = madeUpReport();
+  r.layers.push(row('caps predict forward', 32, 300, 1e9, 0), row('routing (r = 3) backward', 32, 500, 1e9, 0));
+  const lines = targetLines(r);
+  // PrimaryCaps forward: 2 x 32 x 191e6 flops in 200 ms = 61 GFLOP/s against the GEMM ceiling of 122 GFLOP/s: 50%.
+  assert.match(lines.find((l) => l.includes('PrimaryCaps forward'))!, /^MISSED .*50% of the ceiling/);
+  assert.match(lines.find((l) => l.includes('predict + routing @32'))!, /^MISSED .*20\.0% of the training step/); // 800 of 4000 ms
+  assert.match(lines.find((l) => l.includes('kernel profile'))!, /^ok .*10\.0%/);
+  assert.match(lines.find((l) => l.includes('training @32'))!, /^ok .*80% of the napkin/); // 8 of 10 images/s
+  assert.match(lines.find((l) => l.includes('steady-state'))!, /^ok .*created 0 GPU buffers/);
+  r.training[0].steadyBuffersCreated = 3;
+  assert.match(targetLines(r).find((l) => l.includes('steady-state'))!, /^MISSED .*created 3/);
 });
 
 bench('reportMetrics names every figure; compareReports matches by name and knows which way is better', () => {

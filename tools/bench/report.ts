@@ -69,6 +69,7 @@ export function formatReport(r: BenchReport): string[] {
   out.push('', `start-up: first training step at batch ${s.batch} ${s.firstStepMs.toFixed(0)} ms, steady ${s.steadyStepMs.toFixed(0)} ms: ` +
     `~${s.compileMs.toFixed(0)} ms of pipeline compilation (${s.pipelines} pipelines). ${s.note}`);
   out.push(`peak GPU memory held by the pool: ${(r.memory.peakBytes / MB).toFixed(1)} MiB`);
+  out.push('', "== issue 7's targets ==", ...targetLines(r));
   if (r.profile) {
     const p = r.profile;
     out.push('', `== top kernels of a training step at batch ${p.batch} (timestamp queries; ${p.totalMs.toFixed(1)} ms of kernels; predict + routing ${(100 * p.capsuleShare).toFixed(1)}%) ==`);
@@ -76,6 +77,35 @@ export function formatReport(r: BenchReport): string[] {
   } else {
     out.push('', 'no kernel profile: this adapter has no timestamp queries');
   }
+  return out;
+}
+
+/**
+ * Issue 7's targets checked on a report: PrimaryCaps' three passes at >= 70% of the ceiling,
+ * prediction + routing (forward and backward) under 15% of the training step, training at the
+ * largest batch >= 60% of the napkin rate, no buffer created in the steady state.
+ */
+export function targetLines(r: BenchReport): string[] {
+  const out: string[] = [];
+  const mark = (ok: boolean) => (ok ? 'ok    ' : 'MISSED');
+  for (const row of r.layers.filter((l) => /^PrimaryCaps (forward|grad input|grad weight)$/.test(l.what))) {
+    const share = row.gflops / r.ceiling.gflops;
+    out.push(`${mark(share >= 0.7)} ${row.what} @${row.batch}: ${(100 * share).toFixed(0)}% of the ceiling (target >= 70%)`);
+  }
+  for (const t of r.training) {
+    const caps = r.layers.filter((l) => l.batch === t.batch && /^(caps predict|routing)/.test(l.what));
+    if (caps.length === 0) continue;
+    const share = caps.reduce((s, l) => s + l.ms, 0) / t.stepMs;
+    out.push(`${mark(share < 0.15)} predict + routing @${t.batch}: ${(100 * share).toFixed(1)}% of the training step (layer times / step wall time; target < 15%)`);
+  }
+  if (r.profile) out.push(`${mark(r.profile.capsuleShare < 0.15)} predict + routing in the kernel profile @${r.profile.batch}: ${(100 * r.profile.capsuleShare).toFixed(1)}% (target < 15%)`);
+  const largest = r.training.reduce<TrainingRow | null>((a, t) => (a && a.batch >= t.batch ? a : t), null);
+  if (largest) {
+    const share = largest.trainImagesPerSecond / largest.napkinTrainImagesPerSecond;
+    out.push(`${mark(share >= 0.6)} training @${largest.batch}: ${largest.trainImagesPerSecond.toFixed(2)} images/s, ${(100 * share).toFixed(0)}% of the napkin ${largest.napkinTrainImagesPerSecond.toFixed(2)} (target >= 60%)`);
+  }
+  const allocs = r.training.reduce((s, t) => s + t.steadyBuffersCreated, 0);
+  out.push(`${mark(allocs === 0)} steady-state training created ${allocs} GPU buffers (target 0)`);
   return out;
 }
 
