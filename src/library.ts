@@ -12,3 +12,15 @@ export {
 export { Tensor, empty, zeros, fromArray, parameter, tidy, untrack } from './tensor.ts';
 export { backward, noGrad } from './autograd/tape.ts';
 export * as ops from './ops/index.ts';
+export { CapsNet, initialParameters, oneHotTargets } from './model/capsnet.ts';
+export type { CapsNetOutput, CapsNetLoss } from './model/capsnet.ts';
+export { PAPER_CONFIG, makeConfig, parameterShapes, parameterCount, geometry } from './model/config.ts';
+export type { CapsNetConfig } from './model/config.ts';
+export { BaselineCNN, makeBaselineConfig, baselineParameterShapes, BASELINE_PAPER_CONFIG } from './model/baseline.ts';
+export type { BaselineConfig } from './model/baseline.ts';
+export { Adam } from './optim/adam.ts';
+export { staircaseDecay, learningRate, constantLr } from './optim/schedule.ts';
+export { encodeCheckpoint, decodeCheckpoint } from './io/checkpoint.ts';
+export type { Checkpoint } from './io/checkpoint.ts';
+export { Trainer, evaluate, NonFiniteError } from './train/trainer.ts';
+export { TrainingBatches } from './train/batches.ts';
