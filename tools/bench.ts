@@ -281,8 +281,11 @@ async function ceilingAndLayers(ctx: GpuContext): Promise<{ ceilingRows: Row[]; 
     // The ceiling cases, interleaved with the layers of the same batch: square matmuls (first batch
     // only; 2 n^3 flops) and PrimaryCaps' forward GEMM shape (M = B x 36 rounded up to the kernel's
     // 64 rows, N = 256, K = 20,736, split-K 2048 as the conv does), plain and with subgroups.
+    // A of B x 36 rows x 20,736 must fit one storage binding (128 MiB here: 1,600 rows, batch 44);
+    // past that the ceiling GEMM keeps one binding's worth of rows, as the conv splits its batch.
     const ceiling: Case[] = [];
-    const M = roundUp(B * 36, 64);
+    const maxRows = Math.floor(ctx.limits.maxStorageBufferBindingSize / (4 * 20736) / 64) * 64;
+    const M = Math.min(roundUp(B * 36, 64), maxRows);
     for (const variant of sg ? [false, true] : [false]) {
       if (k === 0) for (const n of matmulSizes) ceiling.push(matmulCase(ctx, n, n, n, 0, variant));
       ceiling.push(matmulCase(ctx, M, 256, 20736, 2048, variant, `matmul PrimaryCaps GEMM ${M}x256x20736${variant ? ' subgroups' : ''}`));
