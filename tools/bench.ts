@@ -13,6 +13,7 @@
 //
 //   npm run bench -- [--backend auto|default|vulkan|opengl] [--quick] [--json FILE] [--compare FILE]
 //                    [--runs N] [--warmup N] [--layer-batch 32,128] [--train-batch 1,32,128] [--matmul 512,1024]
+//   npm run bench -- --show FILE [--compare FILE]     (prints a saved report; no GPU)
 //
 // Not a test: nothing is asserted about speed. The machine may be shared: compare figures of one run.
 
@@ -44,8 +45,17 @@ const { values: args } = parseArgs({
     'layer-batch': { type: 'string' },
     'train-batch': { type: 'string' },
     matmul: { type: 'string' },
+    show: { type: 'string' },
   },
 });
+
+if (args.show) {
+  // Prints a report written earlier (and its comparison with --compare), without touching the GPU.
+  const report = parseReport(readFileSync(args.show, 'utf8'), args.show);
+  for (const line of formatReport(report)) console.log(line);
+  if (args.compare) for (const line of formatComparison(compareReports(report, parseReport(readFileSync(args.compare, 'utf8'), args.compare)), args.compare)) console.log(line);
+  process.exit(0);
+}
 
 const quick = args.quick!;
 const list = (s: string | undefined, fallback: number[]) => (s === undefined ? fallback : s.split(',').filter(Boolean).map(Number));
