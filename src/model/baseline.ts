@@ -25,7 +25,8 @@
 // Reference: test/reference/baseline.ts. Tests: test/baseline.test.ts.
 
 import type { GpuContext } from '../gpu/context.ts';
-import { type Tensor, parameter } from '../tensor.ts';
+import type { Tensor } from '../tensor.ts';
+import { ParameterSet } from './parameters.ts';
 import { reshape } from '../ops/elementwise.ts';
 import { conv2d } from '../ops/conv2d.ts';
 import { dense } from '../ops/dense.ts';
@@ -193,32 +194,18 @@ export interface BaselineLoss {
   logits: Tensor;
 }
 
-export class BaselineCNN {
+export class BaselineCNN extends ParameterSet {
   readonly config: BaselineConfig;
-  /** By checkpoint name; each requires a gradient. */
-  readonly params: Record<string, Tensor> = {};
 
-  constructor(
-    readonly ctx: GpuContext,
-    config: Partial<BaselineConfig>,
-    values: Record<string, Float32Array>,
-  ) {
-    this.config = makeBaselineConfig(config);
-    for (const [name, shape] of Object.entries(baselineParameterShapes(this.config))) {
-      const data = values[name];
-      if (!data) throw new Error(`BaselineCNN: no values for parameter '${name}' [${shape.join(', ')}]`);
-      this.params[name] = parameter(ctx, shape, data, name);
-    }
+  constructor(ctx: GpuContext, config: Partial<BaselineConfig>, values: Record<string, Float32Array>) {
+    const full = makeBaselineConfig(config);
+    super(ctx, 'BaselineCNN', baselineParameterShapes(full), values);
+    this.config = full;
   }
 
   static create(ctx: GpuContext, config: Partial<BaselineConfig> = {}, seed = 1): BaselineCNN {
     const full = makeBaselineConfig(config);
     return new BaselineCNN(ctx, full, baselineInitialParameters(full, seed));
-  }
-
-  /** The parameters in a fixed order (the checkpoint's). */
-  parameterList(): Tensor[] {
-    return Object.values(this.params);
   }
 
   /** Images [B, C, S, S] (pixel / 255) -> logits [B, classes]. */
@@ -267,25 +254,5 @@ export class BaselineCNN {
     const logits = this.forward(images, { ...options, training: options.training ?? true });
     const loss = this.ctx.scoped('loss', () => softmaxCrossEntropy(logits, labels));
     return { loss, logits };
-  }
-
-  /** Every parameter read back, by checkpoint name (PyTorch layouts). */
-  async exportParams(): Promise<Record<string, Float32Array>> {
-    const out: Record<string, Float32Array> = {};
-    for (const [name, t] of Object.entries(this.params)) out[name] = await t.read();
-    return out;
-  }
-
-  /** Replaces every parameter's values (same config). */
-  importParams(values: Record<string, Float32Array>): void {
-    for (const [name, t] of Object.entries(this.params)) {
-      const data = values[name];
-      if (!data || data.length !== t.size) throw new Error(`BaselineCNN.importParams: '${name}' needs ${t.size} values, got ${data?.length ?? 'none'}`);
-    }
-    for (const [name, t] of Object.entries(this.params)) this.ctx.upload(t.buffer, values[name]);
-  }
-
-  dispose(): void {
-    for (const t of Object.values(this.params)) t.dispose();
   }
 }

@@ -7,7 +7,8 @@
 // Reference: test/reference/capsnet.ts. Tests: test/capsnet.test.ts.
 
 import type { GpuContext } from '../gpu/context.ts';
-import { Tensor, fromArray, parameter } from '../tensor.ts';
+import { Tensor, fromArray } from '../tensor.ts';
+import { ParameterSet } from './parameters.ts';
 import { add, reshape } from '../ops/elementwise.ts';
 import { conv2d } from '../ops/conv2d.ts';
 import { capsPredict, capsuleLengths, maskCapsules, primaryCaps, routing } from '../ops/capsules.ts';
@@ -70,32 +71,18 @@ export function initialParameters(config: CapsNetConfig, seed: number, digitWStd
   return out;
 }
 
-export class CapsNet {
+export class CapsNet extends ParameterSet {
   readonly config: CapsNetConfig;
-  /** By checkpoint name; each requires a gradient. */
-  readonly params: Record<string, Tensor> = {};
 
-  constructor(
-    readonly ctx: GpuContext,
-    config: Partial<CapsNetConfig>,
-    values: Record<string, Float32Array>,
-  ) {
-    this.config = makeConfig(config);
-    for (const [name, shape] of Object.entries(parameterShapes(this.config))) {
-      const data = values[name];
-      if (!data) throw new Error(`CapsNet: no values for parameter '${name}' [${shape.join(', ')}]`);
-      this.params[name] = parameter(ctx, shape, data, name);
-    }
+  constructor(ctx: GpuContext, config: Partial<CapsNetConfig>, values: Record<string, Float32Array>) {
+    const full = makeConfig(config);
+    super(ctx, 'CapsNet', parameterShapes(full), values);
+    this.config = full;
   }
 
   static create(ctx: GpuContext, config: Partial<CapsNetConfig> = {}, seed = 1): CapsNet {
     const full = makeConfig(config);
     return new CapsNet(ctx, full, initialParameters(full, seed));
-  }
-
-  /** The parameters in a fixed order (the checkpoint's). */
-  parameterList(): Tensor[] {
-    return Object.values(this.params);
   }
 
   /** Images [B, C, H, W] -> digit capsules and their lengths. */
@@ -156,26 +143,6 @@ export class CapsNet {
     const recon = reconstructionLoss(reconstruction, flat, this.config.reconWeight);
     tap('reconstruction loss', recon);
     return { ...out, loss: add(margin, recon), margin, reconstructionLoss: recon, reconstruction };
-  }
-
-  /** Every parameter read back, by checkpoint name (PyTorch layouts). */
-  async exportParams(): Promise<Record<string, Float32Array>> {
-    const out: Record<string, Float32Array> = {};
-    for (const [name, t] of Object.entries(this.params)) out[name] = await t.read();
-    return out;
-  }
-
-  /** Replaces every parameter's values (same config). */
-  importParams(values: Record<string, Float32Array>): void {
-    for (const [name, t] of Object.entries(this.params)) {
-      const data = values[name];
-      if (!data || data.length !== t.size) throw new Error(`CapsNet.importParams: '${name}' needs ${t.size} values, got ${data?.length ?? 'none'}`);
-      this.ctx.upload(t.buffer, data);
-    }
-  }
-
-  dispose(): void {
-    for (const t of Object.values(this.params)) t.dispose();
   }
 }
 
