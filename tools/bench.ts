@@ -49,11 +49,20 @@ const { values: args } = parseArgs({
   },
 });
 
+function printComparison(report: BenchReport, file: string): void {
+  const before = parseReport(readFileSync(file, 'utf8'), file);
+  if (before.method !== report.method || before.adapter.name !== report.adapter.name) {
+    console.log(`note: ${file} is from ${before.adapter.name} timed by '${before.method}', this run ${report.adapter.name} by '${report.method}': ` +
+      'small kernels compare launch overheads, not kernels');
+  }
+  for (const line of formatComparison(compareReports(report, before), file)) console.log(line);
+}
+
 if (args.show) {
   // Prints a report written earlier (and its comparison with --compare), without touching the GPU.
   const report = parseReport(readFileSync(args.show, 'utf8'), args.show);
   for (const line of formatReport(report)) console.log(line);
-  if (args.compare) for (const line of formatComparison(compareReports(report, parseReport(readFileSync(args.compare, 'utf8'), args.compare)), args.compare)) console.log(line);
+  if (args.compare) printComparison(report, args.compare);
   process.exit(0);
 }
 
@@ -335,9 +344,8 @@ try {
   writeFileSync(jsonFile, JSON.stringify(report, null, 2));
   console.log(`\nwrote ${jsonFile}`);
   if (args.compare) {
-    const before = parseReport(readFileSync(args.compare, 'utf8'), args.compare);
     console.log('');
-    for (const line of formatComparison(compareReports(report, before), args.compare)) console.log(line);
+    printComparison(report, args.compare);
   }
 } finally {
   ctx.destroy();
