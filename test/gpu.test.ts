@@ -140,6 +140,24 @@ layer('the profiler times every dispatch by kernel name (timestamp queries)', as
   out.dispose();
 });
 
+layer('a buffer the pool gives up while recorded commands still use it is destroyed only after the submit', async () => {
+  const ctx = await gpu();
+  const saved = ctx.pool.maxFreeBytes;
+  ctx.pool.maxFreeBytes = 0; // every release is over budget: the pool destroys instead of keeping
+  try {
+    const out = tidy(() => {
+      const a = fromArray(ctx, [1000], new Float32Array(1000).fill(2));
+      const b = add(a, a); // recorded, not submitted
+      return add(b, a); // a and b are released when tidy ends, before anything is submitted
+    });
+    assert.equal(Array.from((await out.read()).subarray(0, 3)), [6, 6, 6]); // fails with "used in submit while destroyed" otherwise
+    out.dispose();
+    await ctx.sync();
+  } finally {
+    ctx.pool.maxFreeBytes = saved;
+  }
+});
+
 layer('an unknown backend name is refused with the list of valid ones', () => {
   assert.throws(() => resolveBackend('metal'), (e: Error) => e instanceof GpuUnavailableError && /auto, default, vulkan, opengl/.test(e.message));
   assert.is(resolveBackend('opengl'), 'opengl');

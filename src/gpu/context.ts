@@ -59,6 +59,8 @@ export class GpuContext {
   private uniformUsed = 0;
   private uniformBuffer: GPUBuffer | null = null;
   private readonly uniformAlign: number;
+  /** Buffers released while the open encoder may still use them: destroyed right after its submit. */
+  private destroyAfterSubmit: GPUBuffer[] = [];
   /** Errors reported by error scopes, awaited at the next sync point. */
   private pendingChecks: Promise<Error | null>[] = [];
   private lostError: GpuDeviceLostError | null = null;
@@ -73,7 +75,10 @@ export class GpuContext {
     private readonly owner: unknown = null,
   ) {
     this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
-    this.pool = new BufferPool((size, usage, label) => this.createBuffer(size, usage, label));
+    this.pool = new BufferPool(
+      (size, usage, label) => this.createBuffer(size, usage, label),
+      (buffer) => (this.encoder ? this.destroyAfterSubmit.push(buffer) : buffer.destroy()),
+    );
     device.lost.then((info) => {
       if (this.destroyed) return;
       this.lostError = new GpuDeviceLostError(
@@ -250,6 +255,9 @@ export class GpuContext {
     this.profiler?.resolve(this.encoder);
     const commands = this.encoder.finish();
     this.device.queue.submit([commands]);
+    // Destroying after the submit is valid: WebGPU keeps a buffer alive for work already submitted.
+    for (const b of this.destroyAfterSubmit) b.destroy();
+    this.destroyAfterSubmit = [];
     const what = `running kernels [${summarize(this.encoded)}]`;
     this.watch(this.device.popErrorScope(), what);
     this.watch(this.device.popErrorScope(), what);

@@ -29,7 +29,13 @@ export class BufferPool {
 
   constructor(
     private readonly create: (size: number, usage: GPUBufferUsageFlags, label: string) => GPUBuffer,
-    private readonly maxFreeBytes = 1 << 30,
+    /**
+     * Frees a buffer the pool gives up. Commands recorded but not yet submitted may still use it,
+     * so the context destroys it only after its next submit (destroying earlier is a validation error).
+     */
+    private readonly destroy: (buffer: GPUBuffer) => void = (b) => b.destroy(),
+    /** Free buffers kept for reuse at most; beyond it, released buffers are destroyed. */
+    public maxFreeBytes = 1 << 30,
   ) {}
 
   acquire(bytes: number, usage: GPUBufferUsageFlags, label = 'tensor'): GPUBuffer {
@@ -58,7 +64,7 @@ export class BufferPool {
     this.stats.inUse--;
     this.stats.inUseBytes -= buffer.size;
     if (this.stats.freeBytes + buffer.size > this.maxFreeBytes) {
-      buffer.destroy();
+      this.destroy(buffer);
       this.stats.allocatedBytes -= buffer.size;
       return;
     }
@@ -73,7 +79,7 @@ export class BufferPool {
     for (const list of this.free.values()) {
       for (const b of list) {
         this.stats.allocatedBytes -= b.size;
-        b.destroy();
+        this.destroy(b);
       }
     }
     this.free.clear();
