@@ -27,7 +27,8 @@ import { routeOne, routingMaps, vectorLengths } from '../src/web/routing.ts';
 import { argmax, normalizeDrawing, resampleArea } from '../src/web/preprocess.ts';
 import { PRESETS } from '../src/web/models.ts';
 import { analyse, reconstruct } from '../src/web/inference.ts';
-import { CapsNet } from '../src/model/capsnet.ts';
+import { CapsNet, initialParameters } from '../src/model/capsnet.ts';
+import { makeConfig } from '../src/model/config.ts';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/io/checkpoint.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { loadMnist } from '../src/io/idx-file.ts';
@@ -259,7 +260,9 @@ if (missing && !process.env.CI) {
     const ctx = await gpu();
     // The checkpoints the page loads: a small model (seed 7) in F32, and an F16 copy of another one
     // (seed 9) served as the shipped model.
-    const model = CapsNet.create(ctx, PRESETS.small, 7);
+    // digit.W wider than the default init (std 0.5, not 0.01) so that this untrained model's
+    // capsule lengths differ clearly and comparing predictions with Node means something.
+    const model = new CapsNet(ctx, PRESETS.small, initialParameters(makeConfig(PRESETS.small), 7, 0.5));
     const shippedSource = CapsNet.create(ctx, PRESETS.small, 9);
     const small = encodeCheckpoint({ config: model.config, params: await model.exportParams(), step: 0 });
     const f16 = encodeCheckpoint({ config: shippedSource.config, params: await shippedSource.exportParams(), step: 1234 }, { half: true });
