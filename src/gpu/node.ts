@@ -23,10 +23,14 @@ interface Attempt {
   featureLevel: string;
 }
 
+// Dawn rounds timestamps down to 65.536 us by default (a browser's defence against timing
+// attacks); a profiler of one process needs the real resolution, or short kernels time as 0 ms.
+const COMMON_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+
 const ATTEMPTS: Record<Exclude<NodeBackend, 'auto'>, Attempt> = {
-  default: { backend: 'default', flags: [], featureLevel: 'core' },
-  vulkan: { backend: 'vulkan', flags: ['backend=vulkan'], featureLevel: 'core' },
-  opengl: { backend: 'opengl', flags: ['backend=opengl'], featureLevel: 'compatibility' },
+  default: { backend: 'default', flags: [...COMMON_FLAGS], featureLevel: 'core' },
+  vulkan: { backend: 'vulkan', flags: ['backend=vulkan', ...COMMON_FLAGS], featureLevel: 'core' },
+  opengl: { backend: 'opengl', flags: ['backend=opengl', ...COMMON_FLAGS], featureLevel: 'compatibility' },
 };
 
 /** Mesa wants these before its drivers load: a private runtime folder, and EGL without a display. */
