@@ -1,10 +1,12 @@
 // Checkpoints: safetensors files (so PyTorch and other tools read them) holding the model's
 // parameters in PyTorch layouts under the names of DESIGN.md, Adam's moments as adam.m.<name> and
-// adam.v.<name>, and in __metadata__ the model config, the step and the training state as JSON.
+// adam.v.<name>, and in __metadata__ the model kind ('capsnet' when absent, or 'baseline': the
+// paper's baseline CNN), the model config, the step and the training state as JSON.
 // Pure (bytes in, bytes out): the browser uses it too. Files: src/io/checkpoint-file.ts.
 
 import { decodeSafetensors, encodeSafetensors, type TensorToEncode } from './safetensors.ts';
 import { makeConfig, parameterShapes, type CapsNetConfig } from '../model/config.ts';
+import { makeBaselineConfig, baselineParameterShapes, type BaselineConfig } from '../model/baseline-config.ts';
 
 export const CHECKPOINT_FORMAT = 'capsnet-webgpu/1';
 
@@ -15,7 +17,13 @@ export interface OptimizerState {
   v: Record<string, Float32Array>;
 }
 
+/** Which network a checkpoint holds (__metadata__.model). */
+export type ModelKind = 'capsnet' | 'baseline';
+export const MODEL_KINDS: readonly ModelKind[] = ['capsnet', 'baseline'];
+
 export interface Checkpoint {
+  /** Absent or 'capsnet': a CapsNet. */
+  model?: 'capsnet';
   config: CapsNetConfig;
   /** By checkpoint name, in PyTorch layouts (parameterShapes gives each shape). */
   params: Record<string, Float32Array>;
@@ -26,13 +34,21 @@ export interface Checkpoint {
   training?: Record<string, unknown>;
 }
 
+/** A checkpoint of the paper's baseline CNN (src/model/baseline.ts); the same layout otherwise. */
+export interface BaselineCheckpoint extends Omit<Checkpoint, 'model' | 'config'> {
+  model: 'baseline';
+  config: BaselineConfig;
+}
+
+export type AnyCheckpoint = Checkpoint | BaselineCheckpoint;
+
 export interface EncodeOptions {
   /** Store parameters as F16 (half the size; for shipping models, not for resuming training). */
   half?: boolean;
 }
 
-export function encodeCheckpoint(ckpt: Checkpoint, options: EncodeOptions = {}): Uint8Array {
-  const shapes = parameterShapes(ckpt.config);
+export function encodeCheckpoint(ckpt: AnyCheckpoint, options: EncodeOptions = {}): Uint8Array {
+  const shapes = ckpt.model === 'baseline' ? baselineParameterShapes(ckpt.config) : parameterShapes(ckpt.config);
   const tensors: Record<string, TensorToEncode> = {};
   for (const [name, shape] of Object.entries(shapes)) {
     const data = ckpt.params[name];
@@ -41,6 +57,7 @@ export function encodeCheckpoint(ckpt: Checkpoint, options: EncodeOptions = {}):
   }
   const metadata: Record<string, string> = {
     format: CHECKPOINT_FORMAT,
+    model: ckpt.model ?? 'capsnet',
     config: JSON.stringify(ckpt.config),
     step: String(ckpt.step),
   };
@@ -81,22 +98,38 @@ function parseCount(text: string | undefined, source: string, field: string): nu
 }
 
 /**
- * Reads a checkpoint and checks it against the config it declares (the paper's config when the
- * metadata has none, as in a file written by another tool with only the model tensors). Every
- * mismatch is listed: missing, unexpected or wrongly shaped tensors, dtypes, metadata fields.
+ * Reads a CapsNet checkpoint (see decodeAnyCheckpoint); a baseline CNN checkpoint is refused with a
+ * message saying what it is.
  */
 export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint {
+  const ckpt = decodeAnyCheckpoint(bytes, source);
+  if (ckpt.model === 'baseline') throw new Error(`${source}: __metadata__.model is 'baseline' (the baseline CNN), expected a CapsNet checkpoint`);
+  return ckpt;
+}
+
+/**
+ * Reads a checkpoint of either model (__metadata__.model; CapsNet when absent) and checks it
+ * against the config it declares (the paper's config when the metadata has none, as in a file
+ * written by another tool with only the model tensors). Every mismatch is listed: missing,
+ * unexpected or wrongly shaped tensors, dtypes, metadata fields.
+ */
+export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheckpoint {
   const file = decodeSafetensors(bytes, source);
   const meta = file.metadata;
   if (meta.format !== undefined && meta.format !== CHECKPOINT_FORMAT) {
     throw new Error(`${source}: __metadata__.format is '${meta.format}', expected '${CHECKPOINT_FORMAT}'`);
   }
+  const model = (meta.model ?? 'capsnet') as ModelKind;
+  if (!MODEL_KINDS.includes(model)) throw new Error(`${source}: __metadata__.model is '${meta.model}', expected one of ${MODEL_KINDS.map((k) => `'${k}'`).join(', ')}`);
   const declared = parseJsonField(meta.config, source, 'config');
   if (declared !== undefined && (typeof declared !== 'object' || declared === null || Array.isArray(declared))) {
     throw new Error(`${source}: __metadata__.config must be a JSON object`);
   }
-  const config = makeConfig((declared ?? {}) as Partial<CapsNetConfig>, `${source}: __metadata__.config`);
-  const shapes = parameterShapes(config);
+  const configSource = `${source}: __metadata__.config`;
+  const config = model === 'baseline'
+    ? makeBaselineConfig((declared ?? {}) as Partial<BaselineConfig>, configSource)
+    : makeConfig((declared ?? {}) as Partial<CapsNetConfig>, configSource);
+  const shapes = model === 'baseline' ? baselineParameterShapes(config as BaselineConfig) : parameterShapes(config as CapsNetConfig);
   const problems: string[] = [];
   const params: Record<string, Float32Array> = {};
   const take = (name: string, shape: number[]): Float32Array | null => {
@@ -144,7 +177,7 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint 
   const training = parseJsonField(meta.training, source, 'training');
   if (training !== undefined && (typeof training !== 'object' || training === null)) throw new Error(`${source}: __metadata__.training must be a JSON object`);
   return {
-    config,
+    ...(model === 'baseline' ? { model, config: config as BaselineConfig } : { config: config as CapsNetConfig }),
     params,
     optimizer,
     step: parseCount(meta.step, source, 'step') ?? 0,
