@@ -81,14 +81,39 @@ function checkSize(data: Float32Array | undefined, shape: number[], what: string
   }
 }
 
-function parseJsonField(text: string | undefined, source: string, field: string): unknown {
+/** Longest __metadata__.config accepted: a real one is a few hundred bytes; bounds what a hostile one makes us build. */
+export const MAX_CONFIG_JSON_BYTES = 65_536;
+/** Deepest nesting accepted in a metadata JSON value: deeper values overflow the stack of JSON.stringify (in error messages, logs). */
+export const MAX_JSON_DEPTH = 32;
+
+function parseJsonField(text: string | undefined, source: string, field: string, maxLength = Infinity): unknown {
   if (text === undefined) return undefined;
+  if (text.length > maxLength) throw new Error(`${source}: __metadata__.${field} is ${text.length} characters long, more than the ${maxLength} accepted`);
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch (error) {
     throw new Error(`${source}: __metadata__.${field} is not valid JSON (${(error as Error).message})`);
   }
+  if (jsonDepth(value) > MAX_JSON_DEPTH) throw new Error(`${source}: __metadata__.${field} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return value;
 }
+
+/** Nesting depth of a parsed JSON value (iterative: JSON.parse accepts any depth, recursion here would not). */
+function jsonDepth(root: unknown): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[root, 0]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (depth + 1 > deepest) deepest = depth + 1;
+    if (deepest > MAX_JSON_DEPTH) return deepest;
+    for (const child of Object.values(value)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+const MAX_PROBLEMS_LISTED = 40;
 
 function parseCount(text: string | undefined, source: string, field: string): number | undefined {
   if (text === undefined) return undefined;
@@ -121,7 +146,7 @@ export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheck
   }
   const model = (meta.model ?? 'capsnet') as ModelKind;
   if (!MODEL_KINDS.includes(model)) throw new Error(`${source}: __metadata__.model is '${meta.model}', expected one of ${MODEL_KINDS.map((k) => `'${k}'`).join(', ')}`);
-  const declared = parseJsonField(meta.config, source, 'config');
+  const declared = parseJsonField(meta.config, source, 'config', MAX_CONFIG_JSON_BYTES);
   if (declared !== undefined && (typeof declared !== 'object' || declared === null || Array.isArray(declared))) {
     throw new Error(`${source}: __metadata__.config must be a JSON object`);
   }
@@ -172,7 +197,9 @@ export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheck
     if (!known.has(name)) problems.push(`unexpected tensor '${name}' (not part of this model config)`);
   }
   if (problems.length > 0) {
-    throw new Error(`${source}: not a checkpoint of this model (config ${declared ? 'from the file' : 'assumed: the paper\'s'}):\n  ${problems.join('\n  ')}`);
+    // At most MAX_PROBLEMS_LISTED lines: a file with thousands of stray tensors still gives a readable message.
+    const listed = problems.length > MAX_PROBLEMS_LISTED ? [...problems.slice(0, MAX_PROBLEMS_LISTED), `... and ${problems.length - MAX_PROBLEMS_LISTED} more`] : problems;
+    throw new Error(`${source}: not a checkpoint of this model (config ${declared ? 'from the file' : 'assumed: the paper\'s'}):\n  ${listed.join('\n  ')}`);
   }
   const training = parseJsonField(meta.training, source, 'training');
   if (training !== undefined && (typeof training !== 'object' || training === null)) throw new Error(`${source}: __metadata__.training must be a JSON object`);
