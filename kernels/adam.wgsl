@@ -12,8 +12,12 @@
 // elements past n are written back unchanged. The grid may be folded into x and y.
 // A NaN or infinite gradient is not absorbed: it makes m, v and that parameter NaN
 // (test/adam.test.ts shows it).
-// The op dispatches this kernel once per parameter tensor (4 storage buffers: within WebGPU's
-// minimum limit, even in compatibility mode), all in the same command encoder.
+// Skipping a bad step without a readback: `flags[flagIndex]` is read first, and when it is not +-0
+// (NaN included) the invocation returns before writing anything, so param, m and v stay bitwise as they were. The
+// training monitor writes that flag on the GPU (kernels/step_stats.wgsl: 1 when any monitored
+// tensor of the step holds a NaN or infinity); without a monitor the op binds a zero.
+// The op dispatches this kernel once per parameter tensor (5 storage buffers: within WebGPU's
+// limit of 8 per stage), all in the same command encoder.
 // Reference: test/reference/adam.ts (adamStep). Test: test/adam.test.ts.
 
 struct Params {
@@ -25,6 +29,7 @@ struct Params {
   oneMinusBeta2: f32,
   invSqrtC2: f32,
   eps: f32,
+  flagIndex: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -32,6 +37,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> grad: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> m: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> v: array<vec4f>;
+@group(0) @binding(5) var<storage, read> flags: array<f32>;
 
 override WG: u32 = 64;
 
@@ -39,6 +45,8 @@ override WG: u32 = 64;
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.x + wid.y * nwg.x) * WG + lid;
   if (i * 4u >= params.n) { return; }
+  // Tested on the bits: llvmpipe folds `NaN != 0.0` to false, and a NaN flag must skip too.
+  if ((bitcast<u32>(flags[params.flagIndex]) & 0x7fffffffu) != 0u) { return; }
   let inside = vec4u(i * 4u) + vec4u(0u, 1u, 2u, 3u) < vec4u(params.n);
   let g = grad[i];
   let m0 = m[i];

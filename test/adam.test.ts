@@ -1,7 +1,8 @@
 // Adam and the learning-rate schedule: three GPU steps vs the f64 reference (tight tolerance), a
 // schedule crossing a decay boundary, the staircase at 0, 1999, 2000, 4000, a tensor large enough
-// to fold the grid, NaN/infinite gradients (propagate, never absorbed), state export/import
-// (resuming is bitwise identical), and errors before any dispatch.
+// to fold the grid, NaN/infinite gradients (propagate, never absorbed), the GPU skip flag (a skipped
+// update changes no bit), state export/import (resuming is bitwise identical), and errors before
+// any dispatch.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
@@ -123,6 +124,49 @@ adam('export, import into a new optimizer, continue: bitwise identical to an uni
     return out;
   };
   assert.equal(await run(true), await run(false));
+});
+
+adam('a skip flag on the GPU: not 0 leaves parameters, m and v bitwise as they were; 0 updates as without a flag', async () => {
+  const ctx = await gpu();
+  const init = f32(randomUniform(37, 5, -1, 1));
+  const grads = [0, 1, 2].map((s) => f32(randomUniform(37, 60 + s, -1, 1)));
+  // flags[1] = 0 (go), flags[2] = 1 (skip), flags[3] = NaN (not 0: skip too).
+  const flags = fromArray(ctx, [4], [7, 0, 1, NaN], 'flags');
+  const run = async (flagAt: Array<number | null>) => {
+    const p = parameter(ctx, [37], init, 'w');
+    const opt = new Adam(ctx);
+    const snapshots: Array<{ p: Float32Array; m: Float32Array; v: Float32Array }> = [];
+    for (let s = 0; s < grads.length; s++) {
+      setGrad(ctx, p, grads[s]);
+      const index = flagAt[s];
+      opt.step([p], index === null ? {} : { skipFlag: { buffer: flags.buffer, index } });
+      const state = await opt.exportState();
+      snapshots.push({ p: await p.read(), m: state.m.w, v: state.v.w });
+    }
+    opt.dispose();
+    p.dispose();
+    return snapshots;
+  };
+  const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  const plain = await run([null, null, null]);
+  const go = await run([1, 1, 1]);
+  for (let s = 0; s < 3; s++) assert.ok(bytes(go[s].p).equals(bytes(plain[s].p)), `flag 0 at step ${s} differs from no flag`);
+  for (const skipIndex of [2, 3]) {
+    const skipped = await run([1, skipIndex, 1]);
+    // Step 1 skipped: everything equals the state after step 0, bit for bit.
+    for (const k of ['p', 'm', 'v'] as const) {
+      assert.ok(bytes(skipped[1][k]).equals(bytes(skipped[0][k])), `${k} changed on a skipped step (flag index ${skipIndex})`);
+    }
+    assert.not.ok(bytes(skipped[2].p).equals(bytes(skipped[1].p)), 'the step after the skipped one updates again');
+  }
+  const p = parameter(ctx, [3], [1, 2, 3], 'w');
+  setGrad(ctx, p, [1, 1, 1]);
+  const opt = new Adam(ctx);
+  assert.throws(() => opt.step([p], { skipFlag: { buffer: flags.buffer, index: flags.buffer.size / 4 } }), (e: Error) => e instanceof ShapeError && /skip flag index \d+ is outside buffer/.test(e.message));
+  assert.is(opt.stepCount, 0, 'a refused step changes nothing');
+  opt.dispose();
+  p.dispose();
+  flags.dispose();
 });
 
 adam('importState refuses missing, mis-sized and unknown names, and changes nothing', async () => {

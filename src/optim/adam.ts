@@ -2,10 +2,16 @@
 // WGSL kernel (kernels/adam.wgsl, vec4 loads) dispatched once per parameter tensor, all recorded
 // into the open command encoder: no readback, ~10 dispatches per step for CapsNet. Why not one dispatch over all
 // parameters packed in one buffer: Tensors own whole pooled buffers (no views), gradients arrive
-// as separate tensors from the tape, and per-tensor dispatches need only 4 storage bindings (the
-// minimum any adapter offers) while costing ~0.02-0.05 ms each on llvmpipe.
+// as separate tensors from the tape, and per-tensor dispatches need only 5 storage bindings (param,
+// grad, m, v, skip flag: within WebGPU's default of 8 per stage) while costing ~0.02-0.05 ms each on
+// llvmpipe.
 // The learning rate (and bias correction) is computed on the host in f64 each step and passed as a
 // uniform: a schedule costs nothing on the GPU.
+// Skipping an update on the GPU: step(params, {skipFlag}) makes the kernel read one f32 of a GPU
+// buffer (the training monitor's "this step saw a NaN or infinity" flag) and leave every parameter,
+// m and v untouched when it is not 0: a bad step is dropped without waiting for a readback. The step
+// count still advances (it is the index into the learning-rate schedule and the data order, which a
+// skipped batch also moves past), so a resumed run makes the same decisions.
 // State per parameter name: m and v (GPU tensors), and the step count; export/import as
 // Float32Arrays for checkpoints (src/io/checkpoint.ts stores them as adam.m.<name>, adam.v.<name>).
 // Reference: test/reference/adam.ts. Test: test/adam.test.ts.
@@ -36,6 +42,17 @@ export interface AdamState {
 }
 
 export const ADAM_KERNEL: KernelSpec = { name: 'adam', code: adamWgsl };
+
+/** A GPU flag that cancels an update: the f32 at `index` of `buffer`; not 0 means skip. */
+export interface SkipFlag {
+  buffer: GPUBuffer;
+  index: number;
+}
+
+export interface AdamStepOptions {
+  /** Read on the GPU by every update kernel: when the flag is not 0, nothing is written. */
+  skipFlag?: SkipFlag;
+}
 const WG = 64;
 
 interface Moments {
@@ -51,6 +68,8 @@ export class Adam {
   readonly schedule: LrSchedule;
   private steps = 0;
   private readonly state = new Map<string, Moments>();
+  /** A one-element zero buffer bound as the skip flag when the caller gives none. */
+  private neverSkip: Tensor | null = null;
 
   constructor(readonly ctx: GpuContext, options: AdamOptions = {}) {
     const { lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8 } = options;
@@ -105,8 +124,12 @@ export class Adam {
    * dispatches into the open encoder (nothing is read back). Gradients are left as they are:
    * call zeroGrad() before the next backward().
    */
-  step(params: readonly Tensor[]): void {
+  step(params: readonly Tensor[], options: AdamStepOptions = {}): void {
     this.checkParams(params, 'Adam.step', true);
+    const flag = options.skipFlag;
+    if (flag && !(Number.isInteger(flag.index) && flag.index >= 0 && (flag.index + 1) * 4 <= flag.buffer.size)) {
+      throw new ShapeError(`Adam.step: skip flag index ${flag.index} is outside buffer '${flag.buffer.label}' of ${flag.buffer.size} bytes`);
+    }
     const lr = this.schedule(this.steps);
     if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`Adam.step: the schedule gave learning rate ${lr} at step ${this.steps}`);
     const t = this.steps + 1;
@@ -121,10 +144,13 @@ export class Adam {
         if (b && (b.size < bytes || b.size % 16 !== 0)) throw new Error(`Adam.step: buffer '${b.label}' of ${b.size} bytes cannot be read as ${Math.ceil(p.size / 4)} vec4`);
       }
     }
+    this.neverSkip ??= untrack(zeros(this.ctx, [1], 'adam.never-skip'));
+    const flagBuffer = flag?.buffer ?? this.neverSkip.buffer;
+    const flagIndex = flag?.index ?? 0;
     for (const p of params) {
       const { m, v } = this.moments(p);
       if (p.size === 0) continue;
-      this.ctx.dispatch(ADAM_KERNEL, [p.buffer, p.grad!.buffer, m.buffer, v.buffer], [p.size, ...uniforms], Math.ceil(p.size / 4 / WG));
+      this.ctx.dispatch(ADAM_KERNEL, [p.buffer, p.grad!.buffer, m.buffer, v.buffer, flagBuffer], [p.size, ...uniforms, flagIndex], Math.ceil(p.size / 4 / WG));
     }
     this.steps = t;
   }
@@ -189,6 +215,8 @@ export class Adam {
   /** Frees the moments on the GPU. */
   dispose(): void {
     this.disposeState();
+    this.neverSkip?.dispose();
+    this.neverSkip = null;
   }
 }
 
