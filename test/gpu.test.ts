@@ -8,6 +8,7 @@ import { sizeClass } from '../src/gpu/pool.ts';
 import { GpuDeviceLostError, GpuUnavailableError, GpuValidationError, GpuOutOfMemoryError, fromGpuError } from '../src/gpu/errors.ts';
 import { KERNELS } from '../src/ops/elementwise.ts';
 import { fromArray, tidy, empty } from '../src/tensor.ts';
+import { type GpuContext, f32 } from '../src/gpu/context.ts';
 import { add } from '../src/ops/elementwise.ts';
 
 const layer = suite('gpu layer');
@@ -158,9 +159,144 @@ layer('a buffer the pool gives up while recorded commands still use it is destro
   }
 });
 
+// Textures: kernels write them through write-only storage textures and read them through read-only
+// storage textures (where the WGSL feature exists) or textureLoad on a texture_2d<f32>.
+const TEXTURE_KERNELS = {
+  // t[x, y] = (x, y, x * y, -1) + offset, for a w x h texture
+  fill: {
+    name: 'test_texture_fill',
+    code: `struct P { w: u32, h: u32, offset: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var t: texture_storage_2d<rgba32float, write>;
+@compute @workgroup_size(8, 8) fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= p.w || id.y >= p.h) { return; }
+  textureStore(t, vec2i(id.xy), vec4f(f32(id.x), f32(id.y), f32(id.x * id.y), -1.0) + p.offset);
+}`,
+  },
+  // out[y w + x] = t[x, y] (read-only storage texture)
+  readStorage: {
+    name: 'test_texture_read_storage',
+    code: `struct P { w: u32, h: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var t: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4f>;
+@compute @workgroup_size(8, 8) fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= p.w || id.y >= p.h) { return; }
+  out[id.y * p.w + id.x] = textureLoad(t, vec2i(id.xy));
+}`,
+  },
+  // the same through a sampled texture_2d<f32>
+  readSampled: {
+    name: 'test_texture_read_sampled',
+    code: `struct P { w: u32, h: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var t: texture_2d<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<vec4f>;
+@compute @workgroup_size(8, 8) fn main(@builtin(global_invocation_id) id: vec3u) {
+  if (id.x >= p.w || id.y >= p.h) { return; }
+  out[id.y * p.w + id.x] = textureLoad(t, vec2i(id.xy), 0);
+}`,
+  },
+};
+
+/** Writes, reads back and reads through kernels a w x h texture on `ctx`; checks every texel. */
+async function checkTextureRoundTrip(ctx: GpuContext, w: number, h: number): Promise<void> {
+  const expected = new Float32Array(w * h * 4);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) expected.set([x + 0.5, y + 0.5, x * y + 0.5, -0.5], (y * w + x) * 4);
+  const t = ctx.acquireTexture(w, h, 'round trip');
+  ctx.dispatch(TEXTURE_KERNELS.fill, [t], [w, h, f32(0.5)], [Math.ceil(w / 8), Math.ceil(h / 8)]);
+  assert.equal(await ctx.readTexture(t), expected, 'readTexture after a kernel wrote it');
+  const kernels = ctx.hasReadOnlyStorageTextures ? [TEXTURE_KERNELS.readStorage, TEXTURE_KERNELS.readSampled] : [TEXTURE_KERNELS.readSampled];
+  for (const kernel of kernels) {
+    const out = empty(ctx, [w * h * 4]);
+    ctx.dispatch(kernel, [t, out.buffer], [w, h], [Math.ceil(w / 8), Math.ceil(h / 8)]);
+    assert.equal(await out.read(), expected, `${kernel.name} on ${ctx.adapter.name}`);
+    out.dispose();
+  }
+  const uploaded = expected.map((v) => v * 3);
+  ctx.writeTexture(t, uploaded);
+  assert.equal(await ctx.readTexture(t), uploaded, 'writeTexture then readTexture');
+  ctx.releaseTexture(t);
+}
+
+const textures = suite('gpu textures');
+
+textures('kernels write textures and read them as read-only storage and sampled textures (odd sizes, rows not 256-byte aligned)', async () => {
+  const ctx = await gpu();
+  assert.ok(ctx.maxTextureSize >= 8192, `maxTextureDimension2D was raised to the adapter's (${ctx.maxTextureSize})`);
+  if (ctx.adapter.isSoftware) assert.ok(ctx.hasReadOnlyStorageTextures, 'Dawn on Mesa offers read-only storage textures');
+  await checkTextureRoundTrip(ctx, 13, 7);
+  await checkTextureRoundTrip(ctx, 1, 300);
+});
+
+textures('the same on the OpenGL adapter (compatibility mode)', async () => {
+  let ctx: GpuContext;
+  try {
+    ctx = await acquireGpu({ backend: 'opengl' });
+  } catch (error) {
+    throw new Error(`the OpenGL adapter is required for this test (tools/install-software-gpu.sh): ${(error as Error).message}`);
+  }
+  try {
+    assert.is(ctx.adapter.featureLevel, 'compatibility');
+    assert.ok(ctx.hasReadOnlyStorageTextures);
+    await checkTextureRoundTrip(ctx, 21, 5);
+  } finally {
+    ctx.destroy();
+  }
+});
+
+textures('pooled textures are reused by shape and counted in the pool statistics', async () => {
+  const ctx = await gpu();
+  await ctx.sync();
+  const before = ctx.poolStats();
+  const a = ctx.acquireTexture(17, 3, 'a');
+  const b = ctx.acquireTexture(17, 4, 'b');
+  let stats = ctx.poolStats();
+  assert.is(stats.texturesCreated - before.texturesCreated, 2);
+  assert.is(stats.textureBytes - before.textureBytes, (17 * 3 + 17 * 4) * 16);
+  assert.is(stats.inUse - before.inUse, 2);
+  ctx.releaseTexture(a);
+  const again = ctx.acquireTexture(17, 3, 'a again');
+  assert.is(again, a, 'same shape: the free texture comes back');
+  stats = ctx.poolStats();
+  assert.is(stats.texturesCreated - before.texturesCreated, 2, 'nothing new created');
+  ctx.releaseTexture(again);
+  ctx.releaseTexture(b);
+  assert.throws(() => ctx.releaseTexture(b), /not in use/);
+  assert.is(ctx.poolStats().inUse, before.inUse);
+});
+
+textures('a texture the pool gives up while recorded commands still use it is destroyed only after the submit', async () => {
+  const ctx = await gpu();
+  const saved = ctx.pool.maxFreeBytes;
+  ctx.pool.maxFreeBytes = 0;
+  try {
+    const t = ctx.acquireTexture(8, 8, 'short-lived');
+    const out = empty(ctx, [8 * 8 * 4]);
+    ctx.dispatch(TEXTURE_KERNELS.fill, [t], [8, 8, f32(0)], [1, 1]);
+    ctx.dispatch(TEXTURE_KERNELS.readSampled, [t, out.buffer], [8, 8], [1, 1]);
+    const allocated = ctx.poolStats().allocatedBytes;
+    ctx.releaseTexture(t); // over budget: destroyed, but only after the submit below
+    assert.is(ctx.poolStats().allocatedBytes, allocated - 8 * 8 * 16);
+    const values = await out.read();
+    assert.equal(Array.from(values.subarray(4 * 9, 4 * 10)), [1, 1, 1, -1], 'texel (1, 1)');
+    out.dispose();
+  } finally {
+    ctx.pool.maxFreeBytes = saved;
+  }
+});
+
+textures('a texture past maxTextureDimension2D is refused with the limit named', async () => {
+  const ctx = await gpu();
+  const max = ctx.maxTextureSize;
+  assert.throws(() => ctx.acquireTexture(max + 1, 1, 'too wide'), (e: Error) => /too wide/.test(e.message) && e.message.includes(String(max)) && /maxTextureDimension2D/.test(e.message));
+  assert.throws(() => ctx.acquireTexture(4, 0, 'empty'), /maxTextureDimension2D/);
+});
+
 layer('an unknown backend name is refused with the list of valid ones', () => {
   assert.throws(() => resolveBackend('metal'), (e: Error) => e instanceof GpuUnavailableError && /auto, default, vulkan, opengl/.test(e.message));
   assert.is(resolveBackend('opengl'), 'opengl');
 });
 
 layer.run();
+textures.run();

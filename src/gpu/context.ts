@@ -3,7 +3,7 @@
 // so a training step is a handful of submits, not one per kernel. Errors from WebGPU are caught
 // with error scopes around each submit and reported at the next sync point (read, sync).
 
-import { BufferPool, type PoolStats } from './pool.ts';
+import { BufferPool, type PoolStats, type PooledTexture } from './pool.ts';
 import { GpuDeviceLostError, fromGpuError } from './errors.ts';
 
 /** What a user (and `capsnet doctor`) wants to know about the adapter in use. */
@@ -36,6 +36,19 @@ export const i32 = (value: number): Param => ({ i32: value });
 /** A storage binding: a whole buffer or a byte range of one. */
 export type BufferBinding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
+export type { PooledTexture } from './pool.ts';
+
+/**
+ * A binding of a dispatch: a storage buffer (or a range of one), a pooled texture (its view is
+ * bound: a storage texture or a sampled texture, as the kernel declares it), or any texture view.
+ */
+export type Binding = BufferBinding | PooledTexture | GPUTextureView;
+
+/** The texture format of every pooled texture: one vec4 of f32 per texel. */
+export const TEXTURE_FORMAT: GPUTextureFormat = 'rgba32float';
+// STORAGE_BINDING | TEXTURE_BINDING | COPY_SRC | COPY_DST
+const TEXTURE_USAGE = 0x08 | 0x04 | 0x01 | 0x02;
+
 export const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
 const READBACK_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
@@ -59,8 +72,8 @@ export class GpuContext {
   private uniformUsed = 0;
   private uniformBuffer: GPUBuffer | null = null;
   private readonly uniformAlign: number;
-  /** Buffers released while the open encoder may still use them: destroyed right after its submit. */
-  private destroyAfterSubmit: GPUBuffer[] = [];
+  /** Buffers and textures released while the open encoder may still use them: destroyed right after its submit. */
+  private destroyAfterSubmit: { destroy(): void }[] = [];
   /** Errors reported by error scopes, awaited at the next sync point. */
   private pendingChecks: Promise<Error | null>[] = [];
   private lostError: GpuDeviceLostError | null = null;
@@ -73,11 +86,16 @@ export class GpuContext {
     readonly adapter: AdapterSummary,
     /** Keeps alive whatever owns the device (dawn.node's GPU object crashes the process if collected). */
     private readonly owner: unknown = null,
+    /** The WGSL language features of the implementation (navigator.gpu.wgslLanguageFeatures). */
+    readonly wgslFeatures: ReadonlySet<string> = new Set(),
   ) {
     this.uniformAlign = device.limits.minUniformBufferOffsetAlignment;
+    const later = (resource: { destroy(): void }) => (this.encoder ? this.destroyAfterSubmit.push(resource) : resource.destroy());
     this.pool = new BufferPool(
       (size, usage, label) => this.createBuffer(size, usage, label),
-      (buffer) => (this.encoder ? this.destroyAfterSubmit.push(buffer) : buffer.destroy()),
+      later,
+      undefined,
+      { create: (width, height, label) => this.createTexture(width, height, label), destroy: (t) => later(t.texture) },
     );
     device.lost.then((info) => {
       if (this.destroyed) return;
@@ -115,6 +133,77 @@ export class GpuContext {
     this.watch(this.device.popErrorScope(), what);
     this.watch(this.device.popErrorScope(), what);
     return buffer;
+  }
+
+  /**
+   * Kernels can read textures through `texture_storage_2d<rgba32float, read>` (the WGSL language
+   * feature readonly_and_readwrite_storage_textures); without it they can still textureLoad from a
+   * `texture_2d<f32>` and write through write-only storage textures.
+   */
+  get hasReadOnlyStorageTextures(): boolean {
+    return this.wgslFeatures.has('readonly_and_readwrite_storage_textures');
+  }
+
+  /** The largest width or height of a 2-D texture on this device. */
+  get maxTextureSize(): number {
+    return this.device.limits.maxTextureDimension2D;
+  }
+
+  /**
+   * A width x height rgba32float texture outside the pool (the pool itself uses this): usable as a
+   * storage texture (read or write), a sampled texture and a copy source or destination. Sizes past
+   * maxTextureDimension2D are refused here with the limit named (callers fold their shapes below it).
+   */
+  createTexture(width: number, height: number, label: string): PooledTexture {
+    this.checkAlive();
+    const max = this.maxTextureSize;
+    if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 1 && height >= 1 && width <= max && height <= max)) {
+      throw new Error(`texture '${label}': ${width} x ${height} texels is not within 1 .. ${max} (maxTextureDimension2D) on each axis`);
+    }
+    this.device.pushErrorScope('out-of-memory');
+    this.device.pushErrorScope('validation');
+    const texture = this.device.createTexture({ size: [width, height], format: TEXTURE_FORMAT, usage: TEXTURE_USAGE, label });
+    const view = texture.createView({ label });
+    const what = `creating texture '${label}' of ${width} x ${height} texels`;
+    this.watch(this.device.popErrorScope(), what);
+    this.watch(this.device.popErrorScope(), what);
+    return { texture, view, width, height };
+  }
+
+  /** A pooled width x height rgba32float texture; give it back with releaseTexture once its dispatches are recorded. */
+  acquireTexture(width: number, height: number, label = 'texture'): PooledTexture {
+    return this.pool.acquireTexture(width, height, label);
+  }
+
+  releaseTexture(texture: PooledTexture): void {
+    this.pool.releaseTexture(texture);
+  }
+
+  /** Writes rows of texels (`data` holds height x width x 4 floats) into a texture, after everything recorded so far. */
+  writeTexture(texture: PooledTexture, data: Float32Array, width = texture.width, height = texture.height): void {
+    this.checkAlive();
+    if (data.length !== width * height * 4) throw new Error(`writeTexture: ${data.length} floats for ${width} x ${height} texels (expected ${width * height * 4})`);
+    if (this.encoder) this.flush();
+    this.device.queue.writeTexture({ texture: texture.texture }, data.buffer, { offset: data.byteOffset, bytesPerRow: width * 16, rowsPerImage: height }, [width, height]);
+  }
+
+  /** Copies a whole texture back to the host: height x width x 4 floats, row by row (after everything recorded so far). */
+  async readTexture(texture: PooledTexture): Promise<Float32Array> {
+    const { width, height } = texture;
+    const rowBytes = Math.ceil((width * 16) / 256) * 256; // copies need rows aligned to 256 bytes
+    const staging = this.pool.acquire(rowBytes * height, STORAGE_USAGE, 'texture readback');
+    try {
+      const encoder = this.ensureEncoder();
+      this.endPass();
+      encoder.copyTextureToBuffer({ texture: texture.texture }, { buffer: staging, bytesPerRow: rowBytes, rowsPerImage: height }, [width, height]);
+      this.encoded.push('copy texture');
+      const raw = new Float32Array(await this.readBuffer(staging, rowBytes * height));
+      const out = new Float32Array(width * height * 4);
+      for (let y = 0; y < height; y++) out.set(raw.subarray((y * rowBytes) / 4, (y * rowBytes) / 4 + width * 4), y * width * 4);
+      return out;
+    } finally {
+      this.pool.release(staging);
+    }
   }
 
   private watch(scope: Promise<GPUError | null>, doing: string): void {
@@ -185,11 +274,11 @@ export class GpuContext {
 
   /**
    * Records one kernel launch. Bindings: the uniform parameters (if any) at binding 0, then the
-   * storage buffers at bindings 1, 2, ... in order. `workgroups` may be a count above the 65,535
+   * storage buffers and textures at bindings 1, 2, ... in order. `workgroups` may be a count above the 65,535
    * per-dimension limit: it is folded into x and y, and the kernel must compute its linear
    * workgroup index as wid.x + wid.y * num_workgroups.x and skip indices past the end.
    */
-  dispatch(kernel: KernelSpec, buffers: readonly BufferBinding[], params: readonly Param[] | null, workgroups: number | readonly [number, number?, number?]): void {
+  dispatch(kernel: KernelSpec, buffers: readonly Binding[], params: readonly Param[] | null, workgroups: number | readonly [number, number?, number?]): void {
     const pipeline = this.pipeline(kernel);
     const [x, y, z] = typeof workgroups === 'number' ? this.fold(workgroups) : [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
@@ -203,7 +292,7 @@ export class GpuContext {
       entries.push({ binding: 0, resource: { buffer: this.uniformBuffer, offset, size } });
     }
     buffers.forEach((b, k) => {
-      entries.push({ binding: k + 1, resource: 'buffer' in b ? b : { buffer: b } });
+      entries.push({ binding: k + 1, resource: bindingResource(b) });
     });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const label = this.scope ? `${this.scope}/${kernel.name}` : kernel.name;
@@ -411,6 +500,13 @@ class Profiler {
     this.querySet.destroy();
     return out;
   }
+}
+
+function bindingResource(b: Binding): GPUBindingResource {
+  if ('view' in b) return b.view; // a pooled texture
+  if ('buffer' in b) return b; // a buffer range
+  // A GPUBuffer has a size (on its prototype); a GPUTextureView has none.
+  return 'size' in b ? { buffer: b as GPUBuffer } : (b as GPUTextureView);
 }
 
 function summarize(names: string[]): string {

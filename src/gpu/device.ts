@@ -47,5 +47,7 @@ export async function createContext(adapter: GPUAdapter, backend: string, owner:
   }
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'capsnet' });
-  return new GpuContext(device, describeAdapter(adapter, backend), owner);
+  // The GPU object (navigator.gpu, or dawn.node's) lists the WGSL language features, e.g. read-only storage textures.
+  const wgsl = (owner as { wgslLanguageFeatures?: Iterable<string> } | null)?.wgslLanguageFeatures;
+  return new GpuContext(device, describeAdapter(adapter, backend), owner, new Set(wgsl ?? []));
 }
