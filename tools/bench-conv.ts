@@ -17,8 +17,8 @@
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
-import { type Conv2dVariant, deviceInfo } from '../src/ops/conv2d.ts';
-import { type Row, convLayerCases, matmulCase, measure, printTable } from './bench/lib.ts';
+import type { Conv2dVariant } from '../src/ops/conv2d.ts';
+import { type Row, convLayerCases, matmulCase, matmulOperands, measure, printTable } from './bench/lib.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -45,9 +45,10 @@ const all: Row[] = [];
 try {
   for (const B of batches) {
     // The ceiling: a square matmul, and one of PrimaryCaps' forward GEMM size at batch 32 (split-K as
-    // the conv); with subgroups of 8, the same with the subgroup kernel. The best of them is the ceiling.
-    const cases = [matmulCase(ctx, 1024, 1024, 1024, 0), matmulCase(ctx, 32 * 36, 256, 20736, 2048)];
-    if (deviceInfo(ctx).subgroups8) cases.push(matmulCase(ctx, 1024, 1024, 1024, 0, true), matmulCase(ctx, 32 * 36, 256, 20736, 2048, true));
+    // the conv), with buffer operands, subgroups (where subgroups are 8 wide) and texture operands
+    // (where read-only storage textures exist). The best of them is the ceiling.
+    const cases = [];
+    for (const operands of matmulOperands(ctx)) cases.push(matmulCase(ctx, 1024, 1024, 1024, 0, operands), matmulCase(ctx, 32 * 36, 256, 20736, 2048, operands));
     for (const key of args.layers!.split(',')) cases.push(...convLayerCases(ctx, key, B, variant));
     const rows = await measure(ctx, cases, { runs, warmup });
     cases.forEach((c) => c.dispose());

@@ -24,13 +24,12 @@ import type { GpuContext } from '../src/gpu/context.ts';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
 import { type Tensor, fromArray, parameter, tidy, zeros } from '../src/tensor.ts';
 import { noGrad } from '../src/autograd/tape.ts';
-import { deviceInfo } from '../src/ops/conv2d.ts';
 import { capsPredict, capsuleLengths, maskCapsules, primaryCaps, routing } from '../src/ops/capsules.ts';
 import { dense } from '../src/ops/dense.ts';
 import { marginLoss, reconstructionLoss } from '../src/ops/losses.ts';
 import { CapsNet, oneHotTargets } from '../src/model/capsnet.ts';
 import { Adam } from '../src/optim/adam.ts';
-import { type Case, type Row, type TimingMethod, convLayerCases, matmulCase, measure, median, randomData } from './bench/lib.ts';
+import { type Case, type Row, type TimingMethod, convLayerCases, matmulCase, matmulOperands, measure, median, randomData } from './bench/lib.ts';
 import { syntheticBatch, trainingSetup } from './bench/model.ts';
 import { type BenchReport, type ProfileRow, type TrainingRow, ceilingOf, compareReports, formatComparison, formatReport, parseReport } from './bench/report.ts';
 
@@ -293,21 +292,24 @@ function adamCase(): Case {
 const roundUp = (n: number, m: number) => Math.ceil(n / m) * m;
 
 async function ceilingAndLayers(ctx: GpuContext): Promise<{ ceilingRows: Row[]; layers: Row[] }> {
-  const sg = deviceInfo(ctx).subgroups8;
   const ceilingRows: Row[] = [];
   const layers: Row[] = [];
   for (const [k, B] of layerBatches.entries()) {
     // The ceiling cases, interleaved with the layers of the same batch: square matmuls (first batch
     // only; 2 n^3 flops) and PrimaryCaps' forward GEMM shape (M = B x 36 rounded up to the kernel's
-    // 64 rows, N = 256, K = 20,736, split-K 2048 as the conv does), plain and with subgroups.
-    // A of B x 36 rows x 20,736 must fit one storage binding (128 MiB here: 1,600 rows, batch 44);
-    // past that the ceiling GEMM keeps one binding's worth of rows, as the conv splits its batch.
+    // 64 rows, N = 256, K = 20,736, split-K 2048 as the conv does), with each operand kind the
+    // device has (buffers; subgroups; read-only storage textures).
+    // Buffer operands: A of B x 36 rows x 20,736 must fit one storage binding (128 MiB here: 1,600
+    // rows, batch 44); past that the ceiling GEMM keeps one binding's worth of rows, as the conv
+    // splits its batch. Texture operands: A is 5,184 texels wide and M high (up to maxTextureDimension2D).
     const ceiling: Case[] = [];
     const maxRows = Math.floor(ctx.limits.maxStorageBufferBindingSize / (4 * 20736) / 64) * 64;
-    const M = Math.min(roundUp(B * 36, 64), maxRows);
-    for (const variant of sg ? [false, true] : [false]) {
-      if (k === 0) for (const n of matmulSizes) ceiling.push(matmulCase(ctx, n, n, n, 0, variant));
-      ceiling.push(matmulCase(ctx, M, 256, 20736, 2048, variant, `matmul PrimaryCaps GEMM ${M}x256x20736${variant ? ' subgroups' : ''}`));
+    for (const operands of matmulOperands(ctx)) {
+      const limit = operands === 'texture' ? Math.floor(ctx.maxTextureSize / 64) * 64 : maxRows;
+      const M = Math.min(roundUp(B * 36, 64), limit);
+      const label = operands === 'buffer' ? '' : operands === 'subgroups' ? ' subgroups' : ' textures';
+      if (k === 0) for (const n of matmulSizes) ceiling.push(matmulCase(ctx, n, n, n, 0, operands));
+      ceiling.push(matmulCase(ctx, M, 256, 20736, 2048, operands, `matmul PrimaryCaps GEMM ${M}x256x20736${label}`));
     }
     for (const c of ceiling) c.batch = c.what.includes('PrimaryCaps') ? B : null;
     const cases = [...ceiling, ...layerCases(B)];

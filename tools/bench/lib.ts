@@ -6,11 +6,12 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import ceilingWgsl from '../../kernels/conv2d_ceiling_matmul.wgsl';
 import ceilingSgWgsl from '../../kernels/conv2d_ceiling_matmul_sg.wgsl';
-import type { GpuContext, KernelSpec } from '../../src/gpu/context.ts';
+import ceilingTexWgsl from '../../kernels/conv2d_ceiling_matmul_tex.wgsl';
+import type { Binding, GpuContext, KernelSpec } from '../../src/gpu/context.ts';
 import { type Tensor, empty, fromArray } from '../../src/tensor.ts';
 import {
   type Conv2dGeometry, type Conv2dOptions, type Conv2dVariant, conv2dForwardInto, conv2dGeometry, conv2dGradInputInto,
-  conv2dGradWeightInto, conv2dPlan,
+  conv2dGradWeightInto, conv2dPlan, deviceInfo,
 } from '../../src/ops/conv2d.ts';
 
 /** Seeded uniform values in [-scale, scale) (an LCG: fast enough for 100 MB of operands). */
@@ -142,28 +143,58 @@ export async function measure(ctx: GpuContext, cases: Case[], options: MeasureOp
   return rows;
 }
 
+/** Which operands and kernel the ceiling matmul uses: storage buffers, buffers + subgroupBroadcast, or read-only storage textures. */
+export type MatmulOperands = 'buffer' | 'subgroups' | 'texture';
+
+const CEILING_KERNELS: Record<MatmulOperands, KernelSpec> = {
+  buffer: { name: 'conv2d_ceiling_matmul', code: ceilingWgsl, constants: { WG: 8, ROWS: 8 } },
+  subgroups: { name: 'conv2d_ceiling_matmul_sg', code: ceilingSgWgsl, constants: { WG: 8, ROWS: 8 } },
+  texture: { name: 'conv2d_ceiling_matmul_tex', code: ceilingTexWgsl, constants: { WG: 8, ROWS: 8 } },
+};
+
 /**
- * C = A B with the ceiling kernel (its subgroup variant if `sg`), split-K in chunks of `chunk` (0:
- * none); checks a few elements after timing. M must be a multiple of 64, N of 16, K of 4.
+ * C = A B with the ceiling kernel of `operands`, split-K in chunks of `chunk` (0: none); checks a
+ * few elements after timing. M must be a multiple of 64, N of 16, K of 4. Texture operands are
+ * uploaded in the layout of kernels/conv2d_ceiling_matmul_tex.wgsl (not timed).
  * Napkin: 2 M N K flops; bytes = A + B + C once (4 (M K + K N + M N)), the least any matmul moves.
  */
-export function matmulCase(ctx: GpuContext, M: number, N: number, K: number, chunk: number, sg = false, what?: string): Case {
-  const kernel: KernelSpec = sg
-    ? { name: 'conv2d_ceiling_matmul_sg', code: ceilingSgWgsl, constants: { WG: 8, ROWS: 8 } }
-    : { name: 'conv2d_ceiling_matmul', code: ceilingWgsl, constants: { WG: 8, ROWS: 8 } };
+export function matmulCase(ctx: GpuContext, M: number, N: number, K: number, chunk: number, operands: MatmulOperands = 'buffer', what?: string): Case {
+  const kernel = CEILING_KERNELS[operands];
   const A = randomData(M * K, 1);
   const B = randomData(K * N, 2);
-  const [a, b, c] = [fromArray(ctx, [M * K], A), fromArray(ctx, [K * N], B), empty(ctx, [M * N])];
+  const c = empty(ctx, [M * N]);
+  let a: Binding;
+  let b: Binding;
+  let free: () => void;
+  if (operands === 'texture') {
+    const [ta, tb] = [ctx.acquireTexture(K / 4, M, 'ceiling A'), ctx.acquireTexture(N, K / 4, 'ceiling B')];
+    ctx.writeTexture(ta, A);
+    // texel (4 n4 + i, k4) = B[4 k4 + i, 4 n4 .. 4 n4 + 3]
+    const Bt = new Float32Array(K * N);
+    for (let k4 = 0; k4 < K / 4; k4++) {
+      for (let n4 = 0; n4 < N / 4; n4++) {
+        for (let i = 0; i < 4; i++) Bt.set(B.subarray((4 * k4 + i) * N + 4 * n4, (4 * k4 + i) * N + 4 * n4 + 4), (k4 * N + 4 * n4 + i) * 4);
+      }
+    }
+    ctx.writeTexture(tb, Bt);
+    [a, b] = [ta, tb];
+    free = () => [ta, tb].forEach((t) => ctx.releaseTexture(t));
+  } else {
+    const [ba, bb] = [fromArray(ctx, [M * K], A), fromArray(ctx, [K * N], B)];
+    [a, b] = [ba.buffer, bb.buffer];
+    free = () => [ba, bb].forEach((t) => t.dispose());
+  }
   const step = chunk || K;
+  const label = operands === 'buffer' ? '' : operands === 'subgroups' ? ' subgroups' : ' textures';
   return {
-    what: what ?? `matmul ${M}x${N}x${K}${chunk ? ` (split-K ${chunk})` : ''}${sg ? ' subgroups' : ''}`,
+    what: what ?? `matmul ${M}x${N}x${K}${chunk ? ` (split-K ${chunk})` : ''}${label}`,
     batch: null,
     flops: 2 * M * N * K,
     bytes: 4 * (M * K + K * N + M * N),
     note: 'ceiling',
     run: () => {
       for (let k0 = 0; k0 < K; k0 += step) {
-        ctx.dispatch(kernel, [a.buffer, b.buffer, c.buffer], [M, N / 4, K / 4, k0, Math.min(K, k0 + step), k0 > 0 ? 1 : 0], [N / 16, M / 64]);
+        ctx.dispatch(kernel, [a, b, c.buffer], [M, N / 4, K / 4, k0, Math.min(K, k0 + step), k0 > 0 ? 1 : 0], [N / 16, M / 64]);
       }
     },
     check: async () => {
@@ -171,10 +202,13 @@ export function matmulCase(ctx: GpuContext, M: number, N: number, K: number, chu
       for (const [i, j] of [[0, 0], [M - 1, N - 1], [Math.floor(M / 3), Math.floor(N / 2)]]) {
         let ref = 0;
         for (let k = 0; k < K; k++) ref += A[i * K + k] * B[k * N + j];
-        if (Math.abs(C[i * N + j] - ref) > 1e-3 * Math.sqrt(K)) throw new Error(`ceiling matmul wrong at [${i}, ${j}]: ${C[i * N + j]} vs ${ref}`);
+        if (Math.abs(C[i * N + j] - ref) > 1e-3 * Math.sqrt(K)) throw new Error(`ceiling matmul (${operands}) wrong at [${i}, ${j}]: ${C[i * N + j]} vs ${ref}`);
       }
     },
-    dispose: () => [a, b, c].forEach((t) => t.dispose()),
+    dispose: () => {
+      free();
+      c.dispose();
+    },
   };
 }
 
@@ -248,4 +282,12 @@ export function printTable(rows: Row[]): void {
   const ceiling = ceilingOf(rows);
   for (const line of formatRows(rows, ceiling)) console.log(line);
   console.log(`ceiling = the best matmul of this table: ${ceiling.gflops.toFixed(1)} GFLOP/s wall-clock, ${ceiling.cpuGflops.toFixed(1)} GFLOP per worker CPU-second\n`);
+}
+
+/** The ceiling matmul variants this device can run: buffers, subgroups (subgroups of exactly 8), textures (read-only storage textures). */
+export function matmulOperands(ctx: GpuContext): MatmulOperands[] {
+  const out: MatmulOperands[] = ['buffer'];
+  if (deviceInfo(ctx).subgroups8) out.push('subgroups');
+  if (ctx.hasReadOnlyStorageTextures) out.push('texture');
+  return out;
 }
