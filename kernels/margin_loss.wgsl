@@ -6,7 +6,13 @@
 // (the op takes the batch mean with the sum op). Entry `backward` (one invocation per element):
 //   d_lengths[b, k] = (g / B) (-2 T_k max(0, m+ - L_k) + 2 lambda (1 - T_k) max(0, L_k - m-)).
 // NaN lengths give NaN (max(0, NaN) is written as a select that keeps it).
-// Reference: test/reference/losses.ts (marginLoss, marginLossBackward). Test: test/losses.test.ts.
+// Entry `correct` (one invocation per example, no gradient): per_example[b] = 1 when the K longest
+// capsules are exactly the K target classes (K = the number of T_k > 0.5; MultiMNIST's "both of the
+// two longest capsules are the two labels"), else 0. Capsules rank by length, the lower index first
+// on ties (tf.nn.top_k's order, and longestCapsule's for K = 1). A row without targets, or holding
+// a NaN length, counts as wrong.
+// Reference: test/reference/losses.ts (marginLoss, marginLossBackward), test/reference/multimnist.ts
+// (topKCorrect). Tests: test/losses.test.ts, test/multimnist.test.ts.
 
 struct Params { B: u32, J: u32, mPlus: f32, mMinus: f32, lambda: f32 }
 
@@ -47,4 +53,28 @@ fn backward(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec
   let present = relu_nan(params.mPlus - L);
   let absent = relu_nan(L - params.mMinus);
   d_lengths[i] = (grad_out[0] / f32(params.B)) * (-2.0 * T * present + 2.0 * params.lambda * (1.0 - T) * absent);
+}
+
+@compute @workgroup_size(64)
+fn correct(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let b = (wid.x + wid.y * nwg.x) * 64u + lid;
+  if (b >= params.B) { return; }
+  let row = b * params.J;
+  var ok = true;
+  var K = 0u;
+  for (var j = 0u; j < params.J; j++) {
+    // NaN test on the bits: comparisons with NaN may be folded away by a shader compiler.
+    if ((bitcast<u32>(lengths[row + j]) & 0x7fffffffu) > 0x7f800000u) { ok = false; }
+  }
+  for (var a = 0u; a < params.J; a++) {
+    if (!(targets[row + a] > 0.5)) { continue; }
+    K++;
+    let La = lengths[row + a];
+    for (var k = 0u; k < params.J; k++) {
+      if (targets[row + k] > 0.5) { continue; }
+      let Lk = lengths[row + k];
+      if (!(La > Lk || (La == Lk && a < k))) { ok = false; }
+    }
+  }
+  per_example[b] = select(0.0, 1.0, ok && K > 0u);
 }

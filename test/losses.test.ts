@@ -9,7 +9,8 @@ import { makeRng, randomUniform } from './helpers/random.ts';
 import * as ref from './reference/losses.ts';
 import { gradcheck } from './reference/gradcheck.ts';
 import { fromArray, parameter, tidy } from '../src/tensor.ts';
-import { marginLoss, reconstructionLoss, softmaxCrossEntropy } from '../src/ops/losses.ts';
+import { marginLoss, reconstructionLoss, softmaxCrossEntropy, topKCorrect } from '../src/ops/losses.ts';
+import { topKCorrect as topKCorrectRef } from './reference/multimnist.ts';
 import { backward } from '../src/autograd/tape.ts';
 import { fill, mul, sum } from '../src/ops/elementwise.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
@@ -205,6 +206,7 @@ errors('mismatched shapes are refused before any dispatch', async () => {
   assert.throws(() => marginLoss(a, b), isShape(/lengths \[2, 10\] and targets \[2, 9\] must have the same shape/));
   assert.throws(() => marginLoss(flat, flat), isShape(/must have shape \[batch, n\]/));
   assert.throws(() => marginLoss(a, a, { lambda: NaN }), isShape(/lambda must be a finite number/));
+  assert.throws(() => topKCorrect(a, b), isShape(/topKCorrect: lengths \[2, 10\] and targets \[2, 9\] must have the same shape/));
   assert.throws(() => reconstructionLoss(a, b), isShape(/reconstruction \[2, 10\] and images \[2, 9\]/));
   assert.throws(() => softmaxCrossEntropy(a, lab), isShape(/labels \[3\] must have shape \[2\]/));
   assert.throws(() => softmaxCrossEntropy(flat, lab), isShape(/logits \[20\] must have shape \[batch, classes\]/));
@@ -235,6 +237,16 @@ errors('all three losses on the OpenGL adapter (compatibility level)', async () 
     const m = await lossAndGrad(gl, [B, J], L, (p) => marginLoss(p, t));
     assertClose(m.loss, [ref.marginLoss(L, T, B, J).loss], F32_TOLERANCE, 'GL margin loss');
     assertClose(m.grad, ref.marginLossBackward(L, T, B, J), F32_TOLERANCE, 'GL margin gradient');
+    // The two-of-two correctness entry point of margin_loss.wgsl, on coarse lengths (ties); the
+    // targets of even rows are lengthened so that both outcomes occur.
+    const coarse = Float32Array.from(L, (v, k) => Math.round(v * 4) / 4 + (Math.floor(k / J) % 2 === 0 ? T[k] : 0));
+    const lc = fromArray(gl, [B, J], coarse);
+    const correct = topKCorrect(lc, t);
+    const expected = Array.from(topKCorrectRef(coarse, T, B, J));
+    assert.equal(Array.from(await correct.read()), expected, 'GL topKCorrect');
+    assert.ok(expected.includes(0) && expected.includes(1), `both outcomes: ${expected}`);
+    lc.dispose();
+    correct.dispose();
     const R = f32(randomUniform(B * P, 3, 0, 1));
     const X = f32(randomUniform(B * P, 4, 0, 1));
     const images = fromArray(gl, [B, P], X);

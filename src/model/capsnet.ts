@@ -2,6 +2,10 @@
 //   images [B, C, H, W] -> Conv1 + ReLU -> PrimaryCaps conv (stride 2) -> regroup + squash
 //   -> u_hat = W u (1152 x 10 pairs of 16x8) -> dynamic routing -> v [B, 10, 16] -> lengths [B, 10]
 //   decoder: v masked to one capsule [B, 160] -> FC 512 ReLU -> FC 1024 ReLU -> FC 784 sigmoid
+// Both convolutions take config.convPadding ('same' for CIFAR-10; geometry() gives the padding).
+// MultiMNIST (two digits per image): lossWithTargets() takes multi-hot margin targets and one
+// reconstruction target per digit; the decoder runs once per target, each time masked by that
+// target's class, and the squared errors against each digit's own image are summed.
 // Parameters live on the GPU in the checkpoint's names and PyTorch layouts (the ops take those
 // layouts directly), so saving and loading is a plain copy.
 // Reference: test/reference/capsnet.ts. Tests: test/capsnet.test.ts.
@@ -14,6 +18,7 @@ import { conv2d } from '../ops/conv2d.ts';
 import { capsPredict, capsuleLengths, maskCapsules, primaryCaps, routing } from '../ops/capsules.ts';
 import { dense } from '../ops/dense.ts';
 import { marginLoss, reconstructionLoss } from '../ops/losses.ts';
+import { ShapeError } from '../gpu/errors.ts';
 import { Rng } from '../data/rng.ts';
 import { type CapsNetConfig, geometry, makeConfig, parameterShapes } from './config.ts';
 
@@ -34,6 +39,26 @@ export interface CapsNetLoss extends CapsNetOutput {
   /** Present when the config has a decoder. */
   reconstructionLoss: Tensor | null;
   reconstruction: Tensor | null;
+}
+
+/** One image the decoder learns to reproduce: which capsule it sees, and the image. */
+export interface ReconstructionTarget {
+  /** The capsule of each example the decoder sees: [B] class indices as f32 on the GPU, or an Int32Array (-1: none). */
+  classes: Tensor | Int32Array;
+  /** What it must reproduce: [B, pixels] or [B, C, H, W], pixel / 255. */
+  images: Tensor;
+}
+
+export interface CapsNetMultiLoss extends CapsNetOutput {
+  /** mean over the batch of (margin + the sum of the reconstruction losses), [1]. */
+  loss: Tensor;
+  margin: Tensor;
+  /** The sum over the targets of their (weighted, batch-mean) reconstruction losses, [1]; null without a decoder or targets. */
+  reconstructionLoss: Tensor | null;
+  /** One [1] loss per reconstruction target, in the order given. */
+  reconstructionLosses: Tensor[];
+  /** One reconstruction [B, pixels] per target, in the order given. */
+  reconstructions: Tensor[];
 }
 
 /**
@@ -95,9 +120,11 @@ export class CapsNet extends ParameterSet {
     }
     const ctx = this.ctx;
     tap('images', images);
-    const conv1 = ctx.scoped('conv1', () => conv2d(images, p['conv1.weight'], p['conv1.bias'], { relu: true }));
+    const g = geometry(c);
+    const conv1 = ctx.scoped('conv1', () => conv2d(images, p['conv1.weight'], p['conv1.bias'], { relu: true, padding: g.conv1Padding }));
     tap('conv1', conv1);
-    const primary = ctx.scoped('primary', () => conv2d(conv1, p['primary.weight'], p['primary.bias'], { stride: c.primaryStride }));
+    const primary = ctx.scoped('primary', () =>
+      conv2d(conv1, p['primary.weight'], p['primary.bias'], { stride: c.primaryStride, padding: g.primaryPadding }));
     tap('primary conv', primary);
     const u = ctx.scoped('primary', () => primaryCaps(primary, { types: c.primaryTypes, dim: c.primaryDim }));
     tap('primary capsules', u);
@@ -113,15 +140,16 @@ export class CapsNet extends ParameterSet {
   /**
    * The decoder's reconstruction [B, pixels] from the capsule of `selected` per example: the
    * labels in training (a [B] tensor of class indices as f32, or an Int32Array), 'longest' at test.
+   * `tapSuffix` is appended to the names given to `tap` (the second target of MultiMNIST).
    */
-  decode(v: Tensor, selected: Tensor | Int32Array | 'longest', tap: LayerTap = () => {}): Tensor {
+  decode(v: Tensor, selected: Tensor | Int32Array | 'longest', tap: LayerTap = () => {}, tapSuffix = ''): Tensor {
     if (!this.config.decoder) throw new Error('CapsNet: this model has no decoder (config.decoder is false)');
     return this.ctx.scoped('decoder', () => {
       let h = maskCapsules(v, selected);
       const layers = this.config.decoderHidden.length + 1;
       for (let l = 1; l <= layers; l++) {
         h = dense(h, this.params[`decoder.fc${l}.weight`], this.params[`decoder.fc${l}.bias`], l < layers ? 'relu' : 'sigmoid');
-        tap(`decoder fc${l}`, h);
+        tap(`decoder fc${l}${tapSuffix}`, h);
       }
       return h;
     });
@@ -133,16 +161,50 @@ export class CapsNet extends ParameterSet {
    * as f32), both averaged over the batch.
    */
   loss(images: Tensor, labels: Tensor, targets: Tensor, tap: LayerTap = () => {}): CapsNetLoss {
+    const out = this.lossWithTargets(images, targets, this.config.decoder ? [{ classes: labels, images }] : [], tap);
+    return {
+      v: out.v, lengths: out.lengths, loss: out.loss, margin: out.margin,
+      reconstructionLoss: out.reconstructionLoss, reconstruction: out.reconstructions[0] ?? null,
+    };
+  }
+
+  /**
+   * The training loss with any number of reconstruction targets (MultiMNIST: one per digit):
+   *   mean over the batch of [ margin(lengths, targets)
+   *                            + sum_k reconWeight * sum_p (decode(v, classes_k) - images_k)^2 ].
+   * targets [B, J] multi-hot (two-hot for MultiMNIST). The decoder runs once per target, masked by
+   * that target's classes; its gradients from all targets add up. With one target whose images are
+   * the input, this is loss(). An empty `recon` (or a model without a decoder) gives the margin loss.
+   */
+  lossWithTargets(images: Tensor, targets: Tensor, recon: readonly ReconstructionTarget[], tap: LayerTap = () => {}): CapsNetMultiLoss {
+    if (recon.length > 0 && !this.config.decoder) {
+      throw new Error(`CapsNet: ${recon.length} reconstruction target(s) given, but this model has no decoder (config.decoder is false)`);
+    }
+    const g = geometry(this.config);
+    const B = images.shape[0];
+    recon.forEach((r, k) => {
+      if (r.images.shape[0] !== B || r.images.size !== B * g.pixels) {
+        throw new ShapeError(`CapsNet: reconstruction target ${k + 1}: images must be [${B}, ${g.pixels}] (or [${B}, C, H, W] of that size), got ${r.images.describe()}`);
+      }
+    });
     const out = this.forward(images, tap);
     const margin = marginLoss(out.lengths, targets);
     tap('margin loss', margin);
-    if (!this.config.decoder) return { ...out, loss: margin, margin, reconstructionLoss: null, reconstruction: null };
-    const reconstruction = this.decode(out.v, labels, tap);
-    const g = geometry(this.config);
-    const flat = reshape(images, [images.shape[0], g.pixels]);
-    const recon = reconstructionLoss(reconstruction, flat, this.config.reconWeight);
-    tap('reconstruction loss', recon);
-    return { ...out, loss: add(margin, recon), margin, reconstructionLoss: recon, reconstruction };
+    const reconstructions: Tensor[] = [];
+    const reconstructionLosses: Tensor[] = [];
+    let reconTotal: Tensor | null = null;
+    recon.forEach((r, k) => {
+      const suffix = recon.length > 1 ? ` (target ${k + 1})` : '';
+      const reconstruction = this.decode(out.v, r.classes, tap, suffix);
+      const flat = r.images.shape.length === 2 ? r.images : reshape(r.images, [B, g.pixels]);
+      const loss = reconstructionLoss(reconstruction, flat, this.config.reconWeight);
+      tap(`reconstruction loss${suffix}`, loss);
+      reconstructions.push(reconstruction);
+      reconstructionLosses.push(loss);
+      reconTotal = reconTotal ? add(reconTotal, loss) : loss;
+    });
+    const total = reconTotal ? add(margin, reconTotal) : margin;
+    return { ...out, loss: total, margin, reconstructionLoss: reconTotal, reconstructionLosses, reconstructions };
   }
 }
 

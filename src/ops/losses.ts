@@ -4,7 +4,8 @@
 // Targets live on the GPU: multi-hot [B, J] f32 for the margin loss, class indices [B] stored as
 // f32 for the cross-entropy. Targets and images never receive a gradient; they are listed as inputs
 // on the tape so that backward() refuses to run if they were disposed in between.
-// Kernels: kernels/margin_loss.wgsl, recon_loss.wgsl, softmax_xent.wgsl.
+// Kernels: kernels/margin_loss.wgsl (+ the top-K correctness of MultiMNIST), recon_loss.wgsl,
+// softmax_xent.wgsl.
 // Reference: test/reference/losses.ts. Tests: test/losses.test.ts.
 
 import marginWgsl from '../../kernels/margin_loss.wgsl';
@@ -32,6 +33,7 @@ const k = (name: string, code: string, entryPoint: string): KernelSpec => ({ nam
 export const LOSS_KERNELS = {
   marginForward: k('margin_loss', marginWgsl, 'forward'),
   marginBackward: k('margin_loss', marginWgsl, 'backward'),
+  topKCorrect: k('margin_loss', marginWgsl, 'correct'),
   reconForward: k('recon_loss', reconWgsl, 'forward'),
   reconBackward: k('recon_loss', reconWgsl, 'backward'),
   xentForward: k('softmax_xent', xentWgsl, 'forward'),
@@ -80,6 +82,53 @@ export function marginLoss(lengths: Tensor, targets: Tensor, options: MarginLoss
     ctx.dispatch(LOSS_KERNELS.marginBackward, [lengths.buffer, targets.buffer, g.buffer, d.buffer], params, Math.ceil((B * J) / 64));
     accumulateGrad(lengths, d);
   });
+}
+
+/**
+ * Which predictions are right, for one or several targets per example: lengths, targets [B, J]
+ * (multi-hot) -> [B], 1 where the K longest capsules are exactly the K target classes (K = that
+ * example's number of targets), else 0. For MultiMNIST (two-hot) that is the paper's measure: both
+ * of the two longest capsules are the two labels; for one-hot targets it is "the longest capsule is
+ * the label". Ranking by length, the lower index first on ties (as tf.nn.top_k and longestCapsule).
+ * A row without targets (a padding example) counts as wrong. No gradient. `sum()` of it gives the
+ * batch's count without a readback.
+ */
+export function topKCorrect(lengths: Tensor, targets: Tensor): Tensor {
+  const [B, J] = checkPair('topKCorrect', lengths, 'lengths', targets, 'targets');
+  const ctx = lengths.ctx;
+  const out = empty(ctx, [B], 'topKCorrect');
+  ctx.dispatch(LOSS_KERNELS.topKCorrect, [lengths.buffer, targets.buffer, out.buffer], [B, J, f32(0), f32(0), f32(0)], Math.ceil(B / 64));
+  return out;
+}
+
+/**
+ * The CPU twin of topKCorrect, for lengths already read back (evaluation): how many of `classes`
+ * (K distinct class indices) are among the K longest capsules of `row` (the lower index first on
+ * ties). K hits: right (MultiMNIST's measure); at least one: "almost right" (the official code's
+ * second measure). A row holding a NaN scores 0 hits (topKCorrect also counts it as wrong).
+ */
+export function topKHits(row: ArrayLike<number>, classes: ArrayLike<number>): number {
+  const J = row.length;
+  const K = classes.length;
+  const isTarget = new Uint8Array(J);
+  for (let t = 0; t < K; t++) {
+    const c = classes[t];
+    if (!Number.isInteger(c) || c < 0 || c >= J) throw new Error(`topKHits: class ${c} is not in [0, ${J})`);
+    if (isTarget[c]) throw new Error(`topKHits: class ${c} given twice; the targets must be distinct`);
+    isTarget[c] = 1;
+  }
+  for (let j = 0; j < J; j++) if (Number.isNaN(row[j])) return 0;
+  // Capsule a is among the K longest when fewer than K capsules rank above it.
+  let hits = 0;
+  for (let t = 0; t < K; t++) {
+    const a = classes[t];
+    let above = 0;
+    for (let j = 0; j < J; j++) {
+      if (j !== a && (row[j] > row[a] || (row[j] === row[a] && j < a))) above++;
+    }
+    if (above < K) hits++;
+  }
+  return hits;
 }
 
 /**
