@@ -2,7 +2,7 @@
 // layer that went bad without reading the tensors back. Tested by the exponent bits, not x != x,
 // which a compiler assuming finite math may fold away.
 // One workgroup (strided loop + tree reduction): a few milliseconds for the largest activation.
-// Used by src/train/monitor.ts. Test: test/trainer.test.ts.
+// Used by src/train/monitor.ts. Test: test/nonfinite.test.ts.
 
 struct Params { n: u32, offset: u32 }
 

@@ -1,17 +1,23 @@
 // `capsnet eval`: test accuracy, error and confusion matrix of a checkpoint (ours, or any file with
-// the model tensors in the layout of DESIGN.md), and optionally every image's capsule lengths.
+// the model tensors in the layout of DESIGN.md; CapsNet or the baseline CNN, as its metadata says),
+// and optionally every image's class scores (capsule lengths, or the baseline's logits).
 
 import { writeFileAtomic } from '../io/files.ts';
-import { loadCheckpoint } from '../io/checkpoint-file.ts';
+import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { loadMnist } from '../io/idx-file.ts';
 import { subset } from '../data/dataset.ts';
 import { acquireGpu, resolveBackend } from '../gpu/node.ts';
 import { CapsNet } from '../model/capsnet.ts';
+import { BaselineCNN } from '../model/baseline.ts';
+import { classCount, type TrainableModel } from '../train/trainer.ts';
+import { BatchTooLargeError, checkBatchSize, memoryDevice } from '../train/memory.ts';
 import { UsageError, intFlag, parseFlags } from './args.ts';
 import { evaluateDataset } from './train.ts';
 
 export interface EvalReport {
   checkpoint: string;
+  /** 'capsnet' or 'baseline'. */
+  model: string;
   step: number;
   adapter: string;
   count: number;
@@ -19,7 +25,8 @@ export interface EvalReport {
   error: number;
   /** confusion[label][prediction] */
   confusion: number[][];
-  images?: Array<{ label: number; prediction: number; lengths: number[] }>;
+  /** Per image: CapsNet's capsule `lengths`, or the baseline's `logits`. */
+  images?: Array<{ label: number; prediction: number; lengths?: number[]; logits?: number[] }>;
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {
@@ -37,7 +44,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const backend = values.backend === undefined ? undefined : resolveBackend(values.backend);
   let ckpt;
   try {
-    ckpt = await loadCheckpoint(values.checkpoint);
+    ckpt = await loadAnyCheckpoint(values.checkpoint);
   } catch (error) {
     throw new UsageError(`capsnet eval: ${(error as Error).message}`);
   }
@@ -51,13 +58,24 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (test.channels !== ckpt.config.inputChannels || test.height !== ckpt.config.inputSize) {
     throw new UsageError(`capsnet eval: the data's images are ${test.channels}x${test.height}x${test.width}, the model expects ${ckpt.config.inputChannels}x${ckpt.config.inputSize}x${ckpt.config.inputSize}`);
   }
+  const kind = ckpt.model ?? 'capsnet';
   const ctx = await acquireGpu({ backend });
   try {
-    const model = new CapsNet(ctx, ckpt.config, ckpt.params);
-    const result = await evaluateDataset(model, test, Math.min(batchSize, test.count), 'eval');
+    const batch = Math.min(batchSize, test.count);
+    try {
+      const spec = ckpt.model === 'baseline' ? { kind: 'baseline' as const, config: ckpt.config } : { kind: 'capsnet' as const, config: ckpt.config };
+      checkBatchSize(spec, batch, 'eval', memoryDevice(ctx), { flag: '--batch-size', adapter: ctx.adapter.name });
+    } catch (error) {
+      if (error instanceof BatchTooLargeError) throw new UsageError(`capsnet eval: ${error.message}`);
+      throw error;
+    }
+    const model: TrainableModel = ckpt.model === 'baseline' ? new BaselineCNN(ctx, ckpt.config, ckpt.params) : new CapsNet(ctx, ckpt.config, ckpt.params);
+    const result = await evaluateDataset(model, test, batch, 'eval');
+    const J = classCount(model);
     model.dispose();
     const report: EvalReport = {
       checkpoint: values.checkpoint,
+      model: kind,
       step: ckpt.step,
       adapter: ctx.adapter.name,
       count: result.count,
@@ -65,14 +83,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
       error: 1 - result.accuracy,
       confusion: result.confusion,
     };
-    console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%  error ${(100 * (1 - result.accuracy)).toFixed(2)}%  (${result.count} test images, step ${ckpt.step})`);
+    console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%  error ${(100 * (1 - result.accuracy)).toFixed(2)}%  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} test images, step ${ckpt.step})`);
     console.log(formatConfusion(result.confusion));
     if (values.output) {
-      const J = ckpt.config.digitCaps;
+      const scoreName = kind === 'baseline' ? 'logits' : 'lengths';
       report.images = Array.from({ length: result.count }, (_, i) => ({
         label: test.labels[i],
         prediction: result.predictions[i],
-        lengths: Array.from(result.lengths.subarray(i * J, (i + 1) * J)),
+        [scoreName]: Array.from(result.scores.subarray(i * J, (i + 1) * J)),
       }));
       await writeFileAtomic(values.output, new TextEncoder().encode(JSON.stringify(report) + '\n'));
       console.log(`wrote ${values.output}`);

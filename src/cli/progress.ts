@@ -88,6 +88,19 @@ export class ProgressBar {
     }
   }
 
+  /**
+   * A message on a line of its own (a skipped step, a warning): on a terminal it replaces the bar's
+   * line and the bar is redrawn at the next update; elsewhere it is one more line of the log.
+   */
+  note(text: string): void {
+    if (this.isTTY && !this.finished) {
+      this.stream.write(`\r${text}\x1b[K\n`);
+      this.lastDraw = -Infinity;
+    } else {
+      this.stream.write(`${text}\n`);
+    }
+  }
+
   /** Ends the bar with one final line: count, total time, average rate and `summary` fields. Idempotent. */
   finish(summary: ProgressFields = {}): void {
     if (this.finished) return;

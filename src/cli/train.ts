@@ -1,30 +1,45 @@
-// `capsnet train`: the paper's recipe on MNIST (or any IDX folder), with a progress bar, a JSON-lines
-// metrics log, checkpoints every N steps and at the end, exact resume (also after Ctrl-C or a
-// kill), and a stop with the step and layer when a NaN appears (keeping the last good checkpoint).
+// `capsnet train`: the paper's recipe on MNIST (or any IDX folder), for CapsNet or the paper's
+// baseline CNN (--model baseline), with a progress bar, a JSON-lines metrics log, checkpoints every
+// N steps and at the end, and exact resume (also after Ctrl-C or a kill).
+// What can go wrong, and what the user then has:
+// - NaN or infinity in a step (--on-nonfinite stop|skip): stop with the step and the layer, or skip
+//   the step (its update is never applied) and log it; the last good checkpoint is kept either way.
+// - A batch too large for the adapter: refused before anything runs, with the largest that fits.
+// - A lost GPU device or a WebGPU validation error mid-run: a message saying what happened and the
+//   exact command that continues; nothing is written from the GPU after the failure, so the last
+//   checkpoint on disk (written atomically, after its steps were checked) stays the last good state.
 
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { acquireGpu } from '../gpu/node.ts';
+import { acquireGpu, resolveBackend } from '../gpu/node.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError } from '../gpu/errors.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { makeConfig, parameterCount, type CapsNetConfig } from '../model/config.ts';
+import { BaselineCNN } from '../model/baseline.ts';
+import { baselineParameterCount, makeBaselineConfig, type BaselineConfig } from '../model/baseline-config.ts';
 import { Adam } from '../optim/adam.ts';
 import { staircaseDecay } from '../optim/schedule.ts';
 import { TrainingBatches } from '../train/batches.ts';
-import { Trainer, NonFiniteError, evaluate, type StepRecord } from '../train/trainer.ts';
+import { Trainer, NonFiniteError, evaluate, type StepRecord, type TrainableModel, type NonFinitePolicy } from '../train/trainer.ts';
+import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
+import { BatchTooLargeError, checkBatchSize, formatBytes, memoryDevice, type ModelSpec } from '../train/memory.ts';
 import { loadMnist } from '../io/idx-file.ts';
 import { type Dataset, splitValidation, subset, fillBatch } from '../data/dataset.ts';
-import { saveCheckpoint, loadCheckpoint } from '../io/checkpoint-file.ts';
-import type { Checkpoint } from '../io/checkpoint.ts';
+import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
+import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, intFlag, numberFlag, parseFlags } from './args.ts';
-import { resolveBackend } from '../gpu/node.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
 export interface RunOptions {
+  /** Absent in runs written before the baseline existed: CapsNet. */
+  model?: ModelKind;
   seed: number;
   batchSize: number;
   lr: number;
@@ -39,6 +54,7 @@ export interface RunOptions {
 
 export const TRAIN_FLAGS = {
   out: { type: 'string' },
+  model: { type: 'string' },
   data: { type: 'string' },
   epochs: { type: 'string' },
   steps: { type: 'string' },
@@ -61,19 +77,34 @@ export const TRAIN_FLAGS = {
   config: { type: 'string' },
   'no-eval': { type: 'boolean' },
   resume: { type: 'boolean' },
+  'on-nonfinite': { type: 'string' },
+  'max-skips': { type: 'string' },
+  'inject-fault': { type: 'string' },
   backend: { type: 'string' },
 } as const;
 
 export interface TrainResult {
   outDir: string;
+  model: ModelKind;
   stepsDone: number;
   totalSteps: number;
   stopped: boolean;
   seconds: number;
   testAccuracy: number | null;
   adapter: string;
-  config: CapsNetConfig;
+  config: CapsNetConfig | BaselineConfig;
 }
+
+/**
+ * A run that stopped on a failure the user can act on (a NaN, a lost device, a WebGPU error): the
+ * message says what happened and what to do; main prints it without a stack trace (exit code 1).
+ */
+export class TrainingStoppedError extends Error {
+  override name = 'TrainingStoppedError';
+}
+
+/** Part of the machine's memory a software adapter (whose GPU memory is the machine's RAM) may plan to use. */
+const SOFTWARE_MEMORY_FRACTION = 0.75;
 
 function loadData(dataDir: string | null): { train: Dataset; test: Dataset } {
   try {
@@ -106,7 +137,14 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
 
   // Validate every flag before touching the GPU or the disk.
-  const previous: Checkpoint | null = resume ? await loadCheckpoint(checkpointPath) : null;
+  let previous: AnyCheckpoint | null = null;
+  if (resume) {
+    try {
+      previous = await loadAnyCheckpoint(checkpointPath);
+    } catch (error) {
+      throw new UsageError(`capsnet train --resume: ${(error as Error).message}`);
+    }
+  }
   const stored = (previous?.training?.options ?? null) as RunOptions | null;
   if (resume && !stored) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
   const pick = <T>(flag: string, parse: (v: string | undefined) => T, storedValue: T | undefined): T => {
@@ -116,7 +154,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     }
     return stored && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
   };
+  const modelKind = pick('model', parseModelFlag, previous ? (previous.model ?? 'capsnet') : undefined);
   const seed = pick('seed', (v) => intFlag(v, '--seed', 1, 0), stored?.seed);
+  if (seed > 0xffffffff) throw new UsageError(`--seed: expected an integer in [0, 4294967295], got '${seed}'`);
   const batchSize = pick('batch-size', (v) => intFlag(v, '--batch-size', 128), stored?.batchSize);
   const lr = pick('lr', (v) => numberFlag(v, '--lr', 1e-3, (n) => n > 0, 'a learning rate > 0'), stored?.lr);
   const decayRate = pick('decay-rate', (v) => numberFlag(v, '--decay-rate', 0.96, (n) => n > 0 && n <= 1, 'a number in (0, 1]'), stored?.decayRate);
@@ -129,12 +169,27 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
   const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
-  const modelOverrides = parseConfigFlag(flags.config as string | undefined);
+  const onNonFinite = flags['on-nonfinite'] ?? 'stop';
+  if (onNonFinite !== 'stop' && onNonFinite !== 'skip') throw new UsageError(`--on-nonfinite: expected 'stop' or 'skip', got '${onNonFinite}'`);
+  const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
+  let faults: Fault[] = [];
+  if (flags['inject-fault'] !== undefined) {
+    try {
+      faults = parseFaults(flags['inject-fault'] as string);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+  }
+  const modelOverrides = parseConfigFlag(flags.config as string | undefined, modelKind);
   const routings = flags.routings === undefined ? undefined : intFlag(flags.routings as string, '--routings', 3);
   const gradMode = flags['grad-mode'];
   if (gradMode !== undefined && gradMode !== 'all' && gradMode !== 'last') throw new UsageError(`--grad-mode: expected 'all' or 'last', got '${gradMode}'`);
   const reconWeight = flags['no-recon'] ? 0 : numberFlag(flags['recon-weight'] as string | undefined, '--recon-weight', 0.0005, (n) => n >= 0, 'a weight >= 0');
-  if (resume && (given.routings !== undefined || given['grad-mode'] !== undefined || given['no-recon'] || given['recon-weight'] !== undefined || given.config !== undefined)) {
+  const capsuleFlags = ['routings', 'grad-mode', 'no-recon', 'recon-weight'].filter((f) => given[f as keyof typeof given] !== undefined);
+  if (modelKind === 'baseline' && capsuleFlags.length > 0) {
+    throw new UsageError(`capsnet train --model baseline: ${capsuleFlags.map((f) => `--${f}`).join(', ')} only apply to CapsNet (the baseline CNN's fields go in --config)`);
+  }
+  if (resume && (capsuleFlags.length > 0 || given.config !== undefined)) {
     throw new UsageError('capsnet train --resume: the model config comes from the checkpoint; --config, --routings, --grad-mode, --no-recon and --recon-weight cannot change it');
   }
 
@@ -159,23 +214,30 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   totalSteps = Math.max(1, totalSteps);
   if (previous && previous.step > totalSteps) throw new UsageError(`capsnet train --resume: the run already did ${previous.step} steps, more than the ${totalSteps} asked`);
 
-  const config = previous
-    ? previous.config
-    : makeModelConfig({
-      inputChannels: trainSet.channels,
-      inputSize: trainSet.height,
-      ...modelOverrides,
-      ...(routings !== undefined ? { routings } : {}),
-      ...(gradMode !== undefined ? { gradMode: gradMode as 'all' | 'last' } : {}),
-      decoder: reconWeight > 0,
-      reconWeight: reconWeight > 0 ? reconWeight : 0.0005,
-    });
+  const spec: ModelSpec = previous
+    ? (previous.model === 'baseline' ? { kind: 'baseline', config: previous.config } : { kind: 'capsnet', config: previous.config })
+    : modelKind === 'baseline'
+      ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: trainSet.height, ...(modelOverrides as Partial<BaselineConfig>) }, '--config')) }
+      : {
+        kind: 'capsnet',
+        config: validated(() => makeConfig({
+          inputChannels: trainSet.channels,
+          inputSize: trainSet.height,
+          ...(modelOverrides as Partial<CapsNetConfig>),
+          ...(routings !== undefined ? { routings } : {}),
+          ...(gradMode !== undefined ? { gradMode: gradMode as 'all' | 'last' } : {}),
+          decoder: reconWeight > 0,
+          reconWeight: reconWeight > 0 ? reconWeight : 0.0005,
+        }, '--config')),
+      };
+  const config = spec.config;
   if (trainSet.height !== trainSet.width || trainSet.height !== config.inputSize || trainSet.channels !== config.inputChannels) {
     throw new UsageError(`capsnet train: the data's images are ${trainSet.channels}x${trainSet.height}x${trainSet.width}, the model expects ${config.inputChannels}x${config.inputSize}x${config.inputSize}`);
   }
-  const options: RunOptions = { seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps };
+  const options: RunOptions = { model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps };
+  const fullEvalSets: Array<[string, Dataset]> = validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]];
+  const evalSets = fullEvalSets.map(([split, full]): [string, Dataset] => [split, evalLimit !== null && evalLimit < full.count ? subset(full, evalLimit) : full]);
 
-  mkdirSync(outDir, { recursive: true });
   const ctx = await acquireGpu({ backend });
   const started = performance.now();
   let stopRequested = false;
@@ -190,7 +252,26 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    const model = previous ? new CapsNet(ctx, config, previous.params) : CapsNet.create(ctx, config, seed);
+    // The batch sizes against the adapter's limits, before anything is allocated or dispatched.
+    const adapter = ctx.adapter.name;
+    const budget = ctx.adapter.isSoftware ? { budgetBytes: SOFTWARE_MEMORY_FRACTION * totalmem(), budgetWhat: `${100 * SOFTWARE_MEMORY_FRACTION}% of this machine's memory (a software adapter's GPU memory is the machine's RAM)` } : {};
+    let estimate;
+    try {
+      estimate = checkBatchSize(spec, batchSize, 'train', memoryDevice(ctx), { flag: '--batch-size', adapter, ...budget });
+      if (!flags['no-eval']) {
+        // Each set is evaluated in batches of min(--eval-batch-size, its size).
+        const largestEvalBatch = Math.max(...evalSets.map(([, ds]) => Math.min(evalBatch, ds.count)));
+        checkBatchSize(spec, largestEvalBatch, 'eval', memoryDevice(ctx), { flag: '--eval-batch-size', adapter, ...budget });
+      }
+    } catch (error) {
+      if (error instanceof BatchTooLargeError) throw new UsageError(`capsnet train: ${error.message}`);
+      throw error;
+    }
+    mkdirSync(outDir, { recursive: true });
+
+    const model: TrainableModel = spec.kind === 'baseline'
+      ? (previous ? new BaselineCNN(ctx, spec.config, previous.params) : BaselineCNN.create(ctx, spec.config, seed))
+      : (previous ? new CapsNet(ctx, spec.config, previous.params) : CapsNet.create(ctx, spec.config, seed));
     const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }) });
     if (previous?.optimizer) adam.importState(previous.optimizer, model.parameterList());
     const startStep = previous?.step ?? 0;
@@ -198,19 +279,34 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       if (adam.stepCount !== startStep) throw new Error(`${checkpointPath}: Adam's step ${adam.stepCount} differs from the run's step ${startStep}`);
       await truncateMetricsAfterStep(metricsPath, startStep);
     }
+    const previousSkips = Number((previous?.training as { consecutiveSkips?: unknown } | undefined)?.consecutiveSkips ?? 0);
     const batches = new TrainingBatches(trainSet, batchSize, seed, maxShift);
-    const trainer = new Trainer(ctx, model, adam, batches, logEvery);
-    const adapter = ctx.adapter.name;
+    const trainer = new Trainer(ctx, model, adam, batches, logEvery, {
+      onNonFinite: onNonFinite as NonFinitePolicy,
+      maxConsecutiveSkips: maxSkips,
+      consecutiveSkips: Number.isInteger(previousSkips) && previousSkips >= 0 ? previousSkips : 0,
+    });
+    const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
+    const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
     process.stderr.write(
-      `capsnet train: ${parameterCount(config).toLocaleString('en-US')} parameters on ${adapter}; ${trainSet.count} training images, ` +
-        `batch ${batchSize}, ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
+      `capsnet train: ${spec.kind === 'baseline' ? 'baseline CNN, ' : ''}${parameters.toLocaleString('en-US')} parameters on ${adapter}; ${trainSet.count} training images, ` +
+        `batch ${batchSize} (about ${formatBytes(estimate.totalBytes)} of GPU memory), ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
     );
-    await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, options, config });
+    if (faults.length > 0) process.stderr.write(`capsnet train: injecting faults (a test): ${flags['inject-fault']}\n`);
+    await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, model: spec.kind, options, config });
 
+    let lastSaved: number | null = previous?.step ?? null;
     const save = async (stepsDone: number) => {
       const params = await model.exportParams();
       const optimizer = await adam.exportState();
-      await saveCheckpoint(checkpointPath, { config, params, optimizer, step: stepsDone, training: { options } });
+      // A lost device or a GPU error since those reads surfaces here, before anything is written.
+      await ctx.sync();
+      checkFinite(params, stepsDone, lastSaved, checkpointPath);
+      await saveCheckpoint(checkpointPath, {
+        ...(spec.kind === 'baseline' ? { model: 'baseline' as const, config: spec.config } : { config: spec.config }),
+        params, optimizer, step: stepsDone, training: { options, consecutiveSkips: trainer.consecutiveSkips },
+      });
+      lastSaved = stepsDone;
     };
     const bar = new ProgressBar({ total: (totalSteps - startStep) * batchSize, label: 'train', unit: 'img' });
     let last: StepRecord | null = null;
@@ -218,6 +314,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     let stepsDone = startStep;
     try {
       stepsDone = await trainer.run(startStep, totalSteps, {
+        ...(injected ?? {}),
         onStep: (done) => bar.update((done - startStep) * batchSize, fieldsOf(last, window)),
         onRecords: async (records) => {
           const elapsed = (performance.now() - started) / 1000;
@@ -227,26 +324,29 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
           last = records.at(-1) ?? last;
           window = [...window, ...records].slice(-50);
         },
+        onSkipped: async (skipped) => {
+          for (const s of skipped) {
+            const first = s.where[0];
+            await appendMetrics(metricsPath, { type: 'skip', step: s.step, layer: first?.name ?? 'loss', count: first?.count ?? 0, loss: s.loss, where: s.where });
+            bar.note(`capsnet train: step ${s.step} skipped (not applied): non-finite values first in '${first?.name ?? 'loss'}'${first ? ` (${first.count} values)` : ''}`);
+          }
+        },
         checkpointDue: (done) => done % checkpointEvery === 0 || done === totalSteps,
         onCheckpoint: save,
         shouldStop: () => stopRequested,
       });
     } catch (error) {
       bar.finish();
-      if (error instanceof NonFiniteError) {
-        await appendMetrics(metricsPath, { type: 'error', step: error.step + 1, message: error.message });
-        throw new Error(`${error.message}\nThe checkpoint in ${checkpointPath} is from before that step.`);
-      }
-      throw error;
+      throw await explainFailure(error, { ctx, trainer, metricsPath, checkpointPath, outDir, lastSaved, checkpointEvery });
+    } finally {
+      injected?.dispose();
     }
     bar.finish(fieldsOf(last, window));
     trainer.dispose();
 
     let testAccuracy: number | null = null;
     if (!stopRequested && !flags['no-eval']) {
-      const sets: Array<[string, Dataset]> = validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]];
-      for (const [split, full] of sets) {
-        const ds = evalLimit !== null && evalLimit < full.count ? subset(full, evalLimit) : full;
+      for (const [split, ds] of evalSets) {
         const result = await evaluateDataset(model, ds, Math.min(evalBatch, ds.count), split);
         if (split === 'test') testAccuracy = result.accuracy;
         await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count });
@@ -257,7 +357,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
     adam.dispose();
     model.dispose();
-    return { outDir, stepsDone, totalSteps, stopped: stopRequested, seconds, testAccuracy, adapter, config };
+    return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested, seconds, testAccuracy, adapter, config };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -265,8 +365,92 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
 }
 
+/**
+ * Refuses to write a checkpoint whose parameters hold NaN or infinity (an update that overflowed
+ * after its step was checked): the last good checkpoint stays.
+ */
+function checkFinite(params: Record<string, Float32Array>, stepsDone: number, lastSaved: number | null, path: string): void {
+  for (const [name, values] of Object.entries(params)) {
+    let bad = 0;
+    for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) bad++;
+    if (bad > 0) {
+      throw new NonFiniteError(stepsDone - 1, [{ name: `parameter ${name}`, count: bad }], NaN,
+        `training stopped: after step ${stepsDone}, parameter '${name}' holds ${bad} NaN or infinite values (an update that overflowed, or a corrupted value), so no checkpoint was written. ` +
+          `Try a lower --lr; ${lastSaved !== null ? `the last good checkpoint (${path}, step ${lastSaved}) is kept` : 'no checkpoint had been written yet'}.`);
+    }
+  }
+}
+
+/** Turns a failure of the training loop into a TrainingStoppedError that says what happened and what to do. */
+async function explainFailure(
+  error: unknown,
+  run: { ctx: GpuContext; trainer: Trainer; metricsPath: string; checkpointPath: string; outDir: string; lastSaved: number | null; checkpointEvery: number },
+): Promise<unknown> {
+  const step = run.trainer.currentStep >= 0 ? run.trainer.currentStep + 1 : null;
+  const kept = run.lastSaved !== null
+    ? `The checkpoint in ${run.checkpointPath} is from step ${run.lastSaved} and intact; continue from it with:\n  capsnet train --out ${run.outDir} --resume`
+    : `No checkpoint had been written yet (the first is due at step ${run.checkpointEvery}); start the run again.`;
+  const log = async (record: Record<string, unknown>) => {
+    // The log is on disk, not on the GPU: always worth writing; a failure to do so must not hide the cause.
+    await appendMetrics(run.metricsPath, { type: 'error', ...record }).catch(() => {});
+  };
+  if (error instanceof NonFiniteError) {
+    await log({ step: error.step + 1, kind: error.name, layer: error.where[0]?.name ?? 'loss', message: error.message });
+    return new TrainingStoppedError(`${error.message}\n${kept}`);
+  }
+  const at = step !== null ? ` at step ${step}` : '';
+  if (error instanceof GpuDeviceLostError || run.ctx.isLost) {
+    await log({ step, kind: 'GpuDeviceLostError', message: (error as Error).message });
+    return new TrainingStoppedError(
+      `capsnet train: the GPU device was lost${at} (${(error as Error).message.replace(/^The GPU device was lost \(([^)]*)\).*$/s, '$1')}). ` +
+        'A driver reset, a GPU removed or put to sleep, or the system reclaiming its memory does this; everything on the GPU is gone, ' +
+        `so nothing more was saved.\n${kept}`,
+    );
+  }
+  if (error instanceof GpuValidationError) {
+    await log({ step, kind: error.name, message: error.message });
+    return new TrainingStoppedError(
+      `capsnet train: WebGPU rejected the commands${at}:\n${shortenKernelList(error.message)}\n` +
+        `The parameters on the GPU after that step cannot be trusted, so nothing more was saved.\n${kept}`,
+    );
+  }
+  if (error instanceof GpuOutOfMemoryError) {
+    await log({ step, kind: error.name, message: error.message });
+    return new TrainingStoppedError(`capsnet train: the GPU ran out of memory${at}:\n${error.message}\nNothing more was saved. ${kept}\nTo continue with a smaller batch, start a new run (--batch-size is part of the recipe).`);
+  }
+  return error;
+}
+
+/**
+ * The context names every kernel of a failed submit ('running kernels [a, b x3, ...]: what WebGPU
+ * said'): a training step has about a hundred. On the terminal, the first and last few are enough
+ * (the metrics log keeps the whole message).
+ */
+function shortenKernelList(message: string): string {
+  const m = /^running kernels \[(.*?)\]: /s.exec(message);
+  if (!m) return message;
+  const kernels = m[1].split(', ');
+  if (kernels.length <= 10) return message;
+  const shown = [...kernels.slice(0, 3), `... ${kernels.length - 8} more ...`, ...kernels.slice(-5)];
+  return `running kernels [${shown.join(', ')}]: ${message.slice(m[0].length)}`;
+}
+
+function validated<T>(make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+function parseModelFlag(value: string | undefined): ModelKind {
+  const v = value ?? 'capsnet';
+  if (v !== 'capsnet' && v !== 'baseline') throw new UsageError(`--model: expected 'capsnet' or 'baseline', got '${v}'`);
+  return v;
+}
+
 /** --config: model config fields as JSON, inline or in a file (e.g. '{"routings": 1, "primaryTypes": 16}'). */
-function parseConfigFlag(value: string | undefined): Partial<CapsNetConfig> {
+function parseConfigFlag(value: string | undefined, model: ModelKind): Partial<CapsNetConfig> | Partial<BaselineConfig> {
   if (value === undefined) return {};
   let text = value;
   if (!value.trimStart().startsWith('{')) {
@@ -283,17 +467,11 @@ function parseConfigFlag(value: string | undefined): Partial<CapsNetConfig> {
     throw new UsageError(`--config: not valid JSON (${(error as Error).message})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--config: expected a JSON object of model config fields');
-  const known = new Set(Object.keys(makeConfig()));
-  for (const key of Object.keys(parsed)) if (!known.has(key)) throw new UsageError(`--config: unknown field '${key}' (known: ${[...known].join(', ')})`);
-  return parsed as Partial<CapsNetConfig>;
-}
-
-function makeModelConfig(fields: Partial<CapsNetConfig>): CapsNetConfig {
-  try {
-    return makeConfig(fields, '--config');
-  } catch (error) {
-    throw new UsageError((error as Error).message);
+  const known = new Set(Object.keys(model === 'baseline' ? makeBaselineConfig() : makeConfig()));
+  for (const key of Object.keys(parsed)) {
+    if (!known.has(key)) throw new UsageError(`--config: unknown field '${key}' for --model ${model} (known: ${[...known].join(', ')})`);
   }
+  return parsed as Partial<CapsNetConfig> | Partial<BaselineConfig>;
 }
 
 function fieldsOf(last: StepRecord | null, window: StepRecord[]): Record<string, string | number> {
@@ -303,11 +481,10 @@ function fieldsOf(last: StepRecord | null, window: StepRecord[]): Record<string,
 }
 
 /** Test accuracy of a model on a data set, with a progress bar. */
-export async function evaluateDataset(model: CapsNet, ds: Dataset, batchSize: number, label: string) {
+export async function evaluateDataset(model: TrainableModel, ds: Dataset, batchSize: number, label: string) {
   const bar = new ProgressBar({ total: ds.count, label, unit: 'img' });
   const order = Uint32Array.from({ length: ds.count }, (_, i) => i);
   const result = await evaluate(model, ds.count, batchSize, (start, images, labels) => fillBatch(ds, order, start, images, labels), (done) => bar.update(done));
   bar.finish({ accuracy: `${(100 * result.accuracy).toFixed(2)}%` });
   return result;
 }
-

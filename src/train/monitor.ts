@@ -1,7 +1,9 @@
 // What a training step reports without a readback: per-step loss, margin loss and correct count,
 // and the number of non-finite values in every monitored tensor (each layer's output, the loss,
 // each parameter's gradient), all written by kernels into one GPU buffer that is read back once
-// every few steps. A NaN is then pinned to its step and to the first layer that produced it.
+// every few steps. A NaN is then pinned to its step and to the first layer that produced it. The
+// statistics kernel also writes a per-step "bad step" flag, which the step's Adam update reads
+// (skipFlag()), so a step with any non-finite value is never applied, with no readback.
 
 import stepStatsWgsl from '../../kernels/step_stats.wgsl';
 import countNonFiniteWgsl from '../../kernels/count_nonfinite.wgsl';
@@ -10,13 +12,15 @@ import { type Tensor, zeros, untrack } from '../tensor.ts';
 
 const STATS: KernelSpec = { name: 'step_stats', code: stepStatsWgsl };
 const NONFINITE: KernelSpec = { name: 'count_nonfinite', code: countNonFiniteWgsl };
-const FIXED = 3; // loss, margin, correct
+const FIXED = 4; // loss, margin, correct, bad-step flag
 
 export interface StepStats {
   step: number;
   loss: number;
   margin: number;
   correct: number;
+  /** The GPU's bad-step flag (the update of this step was not applied). */
+  flagged: boolean;
   /** Monitored tensors holding NaN or infinity, in the order they were computed, with counts. */
   nonFinite: Array<{ name: string; count: number }>;
 }
@@ -65,10 +69,20 @@ export class StepMonitor {
     this.ctx.dispatch(NONFINITE, [t.buffer, this.buffer.buffer], [t.size, this.slot * this.stride + FIXED + k], 1);
   }
 
-  /** Records the step's loss, margin loss and how many longest capsules match the labels. */
-  stats(loss: Tensor, margin: Tensor, lengths: Tensor, labels: Tensor): void {
-    const [B, J] = lengths.shape;
-    this.ctx.dispatch(STATS, [loss.buffer, margin.buffer, lengths.buffer, labels.buffer, this.buffer.buffer], [B, J, this.slot * this.stride], 1);
+  /**
+   * Records the step's loss, margin loss (the loss again for models without one), how many highest
+   * scores (capsule lengths or logits, [B, classes]) match the labels, and the bad-step flag over
+   * every tensor tapped so far in this step: call it after the last tap.
+   */
+  stats(loss: Tensor, margin: Tensor, scores: Tensor, labels: Tensor): void {
+    const [B, J] = scores.shape;
+    this.ctx.dispatch(STATS, [loss.buffer, margin.buffer, scores.buffer, labels.buffer, this.buffer.buffer], [B, J, this.slot * this.stride, this.tapIndex], 1);
+  }
+
+  /** Where stats() writes this step's bad-step flag (1: the step saw a NaN or infinity): for Adam.step. */
+  skipFlag(): { buffer: GPUBuffer; index: number } {
+    if (this.slot < 0) throw new Error('StepMonitor.skipFlag: no step begun');
+    return { buffer: this.buffer.buffer, index: this.slot * this.stride + 3 };
   }
 
   /** Reads every step recorded since the last read, and starts over. */
@@ -83,7 +97,7 @@ export class StepMonitor {
       this.names.forEach((name, k) => {
         if (row[FIXED + k] > 0) nonFinite.push({ name, count: row[FIXED + k] });
       });
-      out.push({ step: this.firstStep + s, loss: row[0], margin: row[1], correct: row[2], nonFinite });
+      out.push({ step: this.firstStep + s, loss: row[0], margin: row[1], correct: row[2], flagged: row[3] !== 0, nonFinite });
     }
     this.slot = -1;
     return out;

@@ -1,47 +1,108 @@
-// The training loop, the same in Node and in the browser. Each step uploads its batch, records the
-// forward pass, backward pass and Adam update into the open command encoder, and lets the
-// StepMonitor write the step's statistics on the GPU; the statistics are read back once every
-// `logEvery` steps (and before every checkpoint, so a checkpoint is only written after its steps
-// were seen to be finite). A non-finite value stops the run with the step and the first layer.
+// The training loop, the same in Node and in the browser, for CapsNet and the baseline CNN. Each
+// step uploads its batch, records the forward pass, backward pass and Adam update into the open
+// command encoder, and lets the StepMonitor write the step's statistics on the GPU; the statistics
+// are read back once every `logEvery` steps (and before every checkpoint, so a checkpoint is only
+// written after its steps were seen to be finite).
+//
+// Non-finite values (NaN, infinity) in a step's loss, activations or gradients: the monitor counts
+// them per monitored tensor on the GPU and raises a "bad step" flag there, which every Adam update
+// kernel of the same step reads: a bad step's update is never applied, in either policy, with no
+// readback. What happens next is the policy (TrainerOptions.onNonFinite):
+// - 'stop' (default): at the next read, NonFiniteError names the first bad step and the first layer
+//   that produced non-finite values; the caller keeps its last good checkpoint.
+// - 'skip': the bad steps are reported (hooks.onSkipped: step, layer, count) and training goes on;
+//   after maxConsecutiveSkips bad steps in a row (default 10: the parameters themselves may be
+//   broken, or the learning rate too high), TooManySkipsError stops the run.
+// A skipped step still counts as a step: the data order, the dropout masks and the learning-rate
+// schedule are functions of the step index, so a resumed run makes exactly the same decisions.
 
 import type { GpuContext } from '../gpu/context.ts';
-import { fromArray, tidy } from '../tensor.ts';
+import { type Tensor, fromArray, tidy } from '../tensor.ts';
 import { backward, noGrad } from '../autograd/tape.ts';
-import { type CapsNet, oneHotTargets } from '../model/capsnet.ts';
+import { CapsNet, oneHotTargets } from '../model/capsnet.ts';
+import { BaselineCNN } from '../model/baseline.ts';
+import { dropoutSeed } from '../ops/dropout.ts';
 import type { Adam } from '../optim/adam.ts';
 import { StepMonitor, type StepStats } from './monitor.ts';
 import type { TrainingBatches } from './batches.ts';
 
+/** The models the trainer knows how to train and evaluate. */
+export type TrainableModel = CapsNet | BaselineCNN;
+
 export interface StepRecord {
   step: number;
   loss: number;
-  marginLoss: number;
-  reconLoss: number;
-  /** Fraction of the step's batch whose longest capsule is the label. */
+  /** CapsNet only: the margin part of the loss and the reconstruction part. */
+  marginLoss?: number;
+  reconLoss?: number;
+  /** Fraction of the step's batch whose highest class score (capsule length, or logit) is the label. */
   accuracy: number;
   lr: number;
+}
+
+/** A step whose update was not applied ('skip' policy). */
+export interface SkippedStep {
+  /** 1-based, as reported to users. */
+  step: number;
+  loss: number;
+  /** Monitored tensors holding NaN or infinity, in the order they were computed, with counts. */
+  where: Array<{ name: string; count: number }>;
+}
+
+function describeBadStep(step: number, where: Array<{ name: string; count: number }>, loss: number): string {
+  const first = where[0];
+  return (
+    `step ${step + 1} produced ${Number.isNaN(loss) ? 'a NaN loss' : !Number.isFinite(loss) ? 'an infinite loss' : 'non-finite gradients'}` +
+    (first ? `; non-finite values first appear in '${first.name}' (${first.count} values)` : '') +
+    (where.length > 1 ? `, then in ${where.slice(1, 6).map((w) => `'${w.name}'`).join(', ')}${where.length > 6 ? ', ...' : ''}` : '')
+  );
 }
 
 export class NonFiniteError extends Error {
   override name = 'NonFiniteError';
   constructor(
+    /** 0-based index of the first bad step. */
     readonly step: number,
     readonly where: Array<{ name: string; count: number }>,
     readonly loss: number,
+    message?: string,
   ) {
-    const first = where[0];
+    super(message ?? `training stopped: ${describeBadStep(step, where, loss)}. Try a lower --lr; the last good checkpoint is kept.`);
+  }
+}
+
+/** 'skip' policy: too many bad steps in a row. `step` is the last of them (0-based). */
+export class TooManySkipsError extends NonFiniteError {
+  override name = 'TooManySkipsError';
+  constructor(step: number, where: Array<{ name: string; count: number }>, loss: number, readonly consecutive: number) {
     super(
-      `training stopped: step ${step + 1} produced ${Number.isNaN(loss) ? 'a NaN loss' : !Number.isFinite(loss) ? 'an infinite loss' : 'non-finite gradients'}` +
-        (first ? `; non-finite values first appear in '${first.name}' (${first.count} values)` : '') +
-        (where.length > 1 ? `, then in ${where.slice(1, 6).map((w) => `'${w.name}'`).join(', ')}${where.length > 6 ? ', ...' : ''}` : '') +
-        '. Try a lower --lr; the last good checkpoint is kept.',
+      step,
+      where,
+      loss,
+      `training stopped: ${consecutive} steps in a row (${step + 2 - consecutive}..${step + 1}) were skipped for non-finite values; the last: ` +
+        `${describeBadStep(step, where, loss)}. The parameters are those before step ${step + 2 - consecutive} ` +
+        '(a skipped step changes nothing), but every new batch fails: a parameter may hold a NaN, or the learning rate is too high. ' +
+        'Try a lower --lr; the last good checkpoint is kept.',
     );
   }
 }
 
+export type NonFinitePolicy = 'stop' | 'skip';
+
+export interface TrainerOptions {
+  /** What a step with NaN or infinite values does to the run (see the header). Default 'stop'. */
+  onNonFinite?: NonFinitePolicy;
+  /** 'skip': this many bad steps in a row stop the run (TooManySkipsError). Default 10. */
+  maxConsecutiveSkips?: number;
+  /** Bad steps in a row just before the first step of this run (a resumed run's count). Default 0. */
+  consecutiveSkips?: number;
+}
+
 export interface TrainHooks {
-  /** After each read of the statistics: the steps since the last read. */
+  /** After each read of the statistics: the good steps since the last read. */
   onRecords?(records: StepRecord[]): void | Promise<void>;
+  /** 'skip' policy, after each read: the steps whose update was not applied. */
+  onSkipped?(skipped: SkippedStep[]): void | Promise<void>;
   /** Steps after which to save (the statistics up to that step have been checked first). */
   checkpointDue?(stepsDone: number): boolean;
   onCheckpoint?(stepsDone: number): Promise<void>;
@@ -49,60 +110,118 @@ export interface TrainHooks {
   shouldStop?(): boolean;
   /** After every step has run on the GPU (for progress bars). */
   onStep?(stepsDone: number): void;
+  /**
+   * Fault injection for tests (src/train/faults.ts): called with the step's batch on the host,
+   * before it is uploaded (0-based step). Whatever it changes is what the step trains on.
+   */
+  beforeStep?(step: number, batch: { images: Float32Array; labels: Int32Array }): void;
+  /** Fault injection for tests: called after the step's work is recorded, before it is submitted. */
+  afterStepRecorded?(step: number): void;
 }
 
 export class Trainer {
   readonly monitor: StepMonitor;
+  readonly onNonFinite: NonFinitePolicy;
+  readonly maxConsecutiveSkips: number;
+  private consecutive: number;
   private readonly images: Float32Array;
   private readonly labels: Int32Array;
+  /** 0-based index of the step being recorded or run; for error reports. */
+  currentStep = -1;
 
   constructor(
     readonly ctx: GpuContext,
-    readonly model: CapsNet,
+    readonly model: TrainableModel,
     readonly adam: Adam,
     readonly batches: TrainingBatches,
     readonly logEvery = 10,
+    options: TrainerOptions = {},
   ) {
+    this.onNonFinite = options.onNonFinite ?? 'stop';
+    if (this.onNonFinite !== 'stop' && this.onNonFinite !== 'skip') throw new Error(`Trainer: onNonFinite must be 'stop' or 'skip', got ${String(this.onNonFinite)}`);
+    this.maxConsecutiveSkips = options.maxConsecutiveSkips ?? 10;
+    if (!Number.isInteger(this.maxConsecutiveSkips) || this.maxConsecutiveSkips < 1) throw new Error(`Trainer: maxConsecutiveSkips must be an integer >= 1, got ${this.maxConsecutiveSkips}`);
+    this.consecutive = options.consecutiveSkips ?? 0;
     this.monitor = new StepMonitor(ctx, logEvery);
     const c = model.config;
     this.images = new Float32Array(batches.batchSize * c.inputChannels * c.inputSize * c.inputSize);
     this.labels = new Int32Array(batches.batchSize);
   }
 
+  /** Bad steps in a row at the last statistics read ('skip' policy); checkpoints store it. */
+  get consecutiveSkips(): number {
+    return this.consecutive;
+  }
+
   /** Records one training step (global 0-based index `step`) into the encoder. */
-  private step(step: number): void {
+  private step(step: number, hooks: TrainHooks): void {
     const { ctx, model, adam, monitor } = this;
     const c = model.config;
     const B = this.batches.batchSize;
     this.batches.fill(step, this.images, this.labels);
+    hooks.beforeStep?.(step, { images: this.images, labels: this.labels });
     monitor.beginStep(step);
     tidy(() => {
       const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], this.images, 'images');
       const y = fromArray(ctx, [B], Float32Array.from(this.labels), 'labels');
-      const t = oneHotTargets(ctx, this.labels, c.digitCaps);
-      const out = model.loss(x, y, t, (name, tensor) => monitor.tap(name, tensor));
-      monitor.tap('loss', out.loss);
-      backward(out.loss);
+      const tap = (name: string, tensor: Tensor) => monitor.tap(name, tensor);
+      let loss: Tensor;
+      let margin: Tensor;
+      let scores: Tensor;
+      if (model instanceof CapsNet) {
+        const t = oneHotTargets(ctx, this.labels, model.config.digitCaps);
+        const out = model.loss(x, y, t, tap);
+        [loss, margin, scores] = [out.loss, out.margin, out.lengths];
+      } else {
+        // The dropout mask is a function of (run seed, step): a resumed run drops the same units.
+        const out = model.loss(x, y, { dropoutSeed: dropoutSeed(this.batches.seed, step), tap });
+        [loss, margin, scores] = [out.loss, out.loss, out.logits];
+      }
+      monitor.tap('loss', loss);
+      backward(loss);
       const params = model.parameterList();
       for (const p of params) monitor.tap(`gradient of ${p.name}`, p.grad!);
-      monitor.stats(out.loss, out.margin, out.lengths, y);
-      adam.step(params);
+      monitor.stats(loss, margin, scores, y);
+      // The update reads the monitor's flag: a step with any non-finite value changes nothing.
+      adam.step(params, { skipFlag: monitor.skipFlag() });
       adam.zeroGrad(params);
     });
+    hooks.afterStepRecorded?.(step);
   }
 
-  private async readRecords(lrOf: (step: number) => number): Promise<StepRecord[]> {
+  /**
+   * Reads the statistics: good steps as records, bad ones as skipped; `error` is the NonFiniteError
+   * that ends the run (the steps before it are reported, the ones after it are not).
+   */
+  private async readRecords(lrOf: (step: number) => number): Promise<{ records: StepRecord[]; skipped: SkippedStep[]; error: NonFiniteError | null }> {
     const stats = await this.monitor.read();
-    const bad = stats.find((s) => s.nonFinite.length > 0 || !Number.isFinite(s.loss));
-    if (bad) throw new NonFiniteError(bad.step, bad.nonFinite, bad.loss);
-    return stats.map((s: StepStats) => ({
-      step: s.step + 1,
-      loss: s.loss,
-      marginLoss: s.margin,
-      reconLoss: s.loss - s.margin,
-      accuracy: s.correct / this.batches.batchSize,
-      lr: lrOf(s.step),
-    }));
+    const records: StepRecord[] = [];
+    const skipped: SkippedStep[] = [];
+    const done = (error: NonFiniteError | null = null) => ({ records, skipped, error });
+    const capsnet = this.model instanceof CapsNet;
+    for (const s of stats as StepStats[]) {
+      const bad = s.nonFinite.length > 0 || !Number.isFinite(s.loss);
+      if (bad !== s.flagged) {
+        // The GPU's decision (which the update obeyed) and the host's must agree.
+        throw new Error(`Trainer: step ${s.step + 1}: the GPU flagged the step as ${s.flagged ? 'bad' : 'good'}, the statistics say ${bad ? 'bad' : 'good'} (a bug in kernels/step_stats.wgsl)`);
+      }
+      if (bad) {
+        if (this.onNonFinite === 'stop') return done(new NonFiniteError(s.step, s.nonFinite, s.loss));
+        this.consecutive++;
+        skipped.push({ step: s.step + 1, loss: s.loss, where: s.nonFinite });
+        if (this.consecutive >= this.maxConsecutiveSkips) return done(new TooManySkipsError(s.step, s.nonFinite, s.loss, this.consecutive));
+        continue;
+      }
+      this.consecutive = 0;
+      records.push({
+        step: s.step + 1,
+        loss: s.loss,
+        ...(capsnet ? { marginLoss: s.margin, reconLoss: s.loss - s.margin } : {}),
+        accuracy: s.correct / this.batches.batchSize,
+        lr: lrOf(s.step),
+      });
+    }
+    return done();
   }
 
   /**
@@ -113,7 +232,8 @@ export class Trainer {
     const lrOf = (s: number) => this.adam.schedule(s);
     let done = stepsDone;
     while (done < totalSteps) {
-      this.step(done);
+      this.currentStep = done;
+      this.step(done, hooks);
       done++;
       // Waiting for each step keeps progress and error reports exact; the GPU is busy for the whole
       // step anyway and recording the next one takes about a millisecond.
@@ -122,12 +242,15 @@ export class Trainer {
       const stop = hooks.shouldStop?.() ?? false;
       const checkpoint = hooks.checkpointDue?.(done) ?? false;
       if (this.monitor.pending >= this.logEvery || done === totalSteps || stop || checkpoint) {
-        const records = await this.readRecords(lrOf);
-        await hooks.onRecords?.(records);
+        const read = await this.readRecords(lrOf);
+        if (read.skipped.length > 0) await hooks.onSkipped?.(read.skipped);
+        await hooks.onRecords?.(read.records);
+        if (read.error) throw read.error;
         if (checkpoint || stop) await hooks.onCheckpoint?.(done);
       }
       if (stop) break;
     }
+    this.currentStep = -1;
     return done;
   }
 
@@ -140,42 +263,54 @@ export interface Evaluation {
   count: number;
   correct: number;
   accuracy: number;
-  /** [count, classes] capsule lengths. */
+  /** [count, classes] class scores: capsule lengths (CapsNet) or logits (baseline CNN). */
+  scores: Float32Array;
+  /** The same array as `scores` (CapsNet's name for them). */
   lengths: Float32Array;
   predictions: Int32Array;
   /** confusion[label][prediction] */
   confusion: number[][];
 }
 
+/** Number of classes a model scores. */
+export function classCount(model: TrainableModel): number {
+  return model instanceof CapsNet ? model.config.digitCaps : model.config.classes;
+}
+
 /**
  * Evaluates on `count` examples given by `fill(start, images, labels)` (which returns how many it
- * wrote), in batches of `batchSize` (the last one padded), reading back only the lengths.
+ * wrote), in batches of `batchSize` (the last one padded), reading back only the class scores. The
+ * prediction is the highest score: CapsNet's longest capsule, the baseline's largest logit (no
+ * dropout in inference).
  */
 export async function evaluate(
-  model: CapsNet,
+  model: TrainableModel,
   count: number,
   batchSize: number,
   fill: (start: number, images: Float32Array, labels: Int32Array) => number,
   onProgress?: (done: number) => void,
 ): Promise<Evaluation> {
   const c = model.config;
-  const J = c.digitCaps;
+  const J = classCount(model);
   const images = new Float32Array(batchSize * c.inputChannels * c.inputSize * c.inputSize);
   const labels = new Int32Array(batchSize);
-  const lengths = new Float32Array(count * J);
+  const scores = new Float32Array(count * J);
   const predictions = new Int32Array(count);
   const confusion = Array.from({ length: J }, () => new Array<number>(J).fill(0));
   let correct = 0;
   for (let start = 0; start < count; start += batchSize) {
     const n = Math.min(batchSize, count - start, fill(start, images, labels));
     const out = tidy(() =>
-      noGrad(() => model.forward(fromArray(model.ctx, [batchSize, c.inputChannels, c.inputSize, c.inputSize], images, 'images')).lengths),
+      noGrad(() => {
+        const x = fromArray(model.ctx, [batchSize, c.inputChannels, c.inputSize, c.inputSize], images, 'images');
+        return model instanceof CapsNet ? model.forward(x).lengths : model.forward(x);
+      }),
     );
     const values = await out.read();
     out.dispose();
     for (let b = 0; b < n; b++) {
       const row = values.subarray(b * J, (b + 1) * J);
-      lengths.set(row, (start + b) * J);
+      scores.set(row, (start + b) * J);
       let best = 0;
       for (let j = 1; j < J; j++) if (row[j] > row[best]) best = j;
       predictions[start + b] = best;
@@ -185,5 +320,5 @@ export async function evaluate(
     }
     onProgress?.(start + n);
   }
-  return { count, correct, accuracy: count > 0 ? correct / count : 0, lengths, predictions, confusion };
+  return { count, correct, accuracy: count > 0 ? correct / count : 0, scores, lengths: scores, predictions, confusion };
 }

@@ -1,0 +1,228 @@
+// NaN and infinity in training (issue 10): injected into an input batch or a parameter (the test
+// hooks of src/train/faults.ts), they are found within the step, reported with the step and the
+// first layer, and the step's update is never applied: 'skip' leaves every parameter and Adam
+// moment bitwise as before the bad step and trains on; 'stop' ends the run; too many bad steps in a
+// row stop a 'skip' run. On the shared device with tiny models (CapsNet and the baseline CNN), then
+// once end to end through `capsnet train --on-nonfinite skip`.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gpu } from './helpers/gpu.ts';
+import { runCli } from './helpers/cli.ts';
+import { makeRng } from './helpers/random.ts';
+import type { GpuContext } from '../src/gpu/context.ts';
+import type { Dataset } from '../src/data/dataset.ts';
+import { CapsNet } from '../src/model/capsnet.ts';
+import { BaselineCNN } from '../src/model/baseline.ts';
+import { Adam } from '../src/optim/adam.ts';
+import { TrainingBatches } from '../src/train/batches.ts';
+import { NonFiniteError, TooManySkipsError, Trainer, type SkippedStep, type StepRecord, type TrainableModel, type TrainerOptions } from '../src/train/trainer.ts';
+import { faultHooks, parseFaults } from '../src/train/faults.ts';
+import { readMetrics } from '../src/io/metrics.ts';
+import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
+
+const TINY_CAPSNET = { conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] };
+const TINY_BASELINE = { convChannels: [4, 4, 4], convPadding: 'valid' as const, fcHidden: [16, 8] };
+
+/** 64 seeded random 28x28 grey images with labels 0..9: the faults, not the data, are under test. */
+function randomData(): Dataset {
+  const rng = makeRng(11);
+  const count = 64;
+  return {
+    images: Uint8Array.from({ length: count * 784 }, () => Math.floor(rng() * 256)),
+    labels: Uint8Array.from({ length: count }, (_, i) => i % 10),
+    count, height: 28, width: 28, channels: 1,
+  };
+}
+
+interface Snapshot {
+  params: Record<string, Float32Array>;
+  m: Record<string, Float32Array>;
+  v: Record<string, Float32Array>;
+}
+
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+/** A tiny model, its optimizer and trainer, with the given faults and policy; everything it saw. */
+function setup(ctx: GpuContext, kind: 'capsnet' | 'baseline', faults: string, options: TrainerOptions) {
+  const model: TrainableModel = kind === 'capsnet' ? CapsNet.create(ctx, TINY_CAPSNET, 3) : BaselineCNN.create(ctx, TINY_BASELINE, 3);
+  const adam = new Adam(ctx);
+  const trainer = new Trainer(ctx, model, adam, new TrainingBatches(randomData(), 8, 5, 2), 2, options);
+  const injected = faultHooks(ctx, parseFaults(faults), model.params);
+  const seen = { records: [] as StepRecord[], skipped: [] as SkippedStep[] };
+  const hooks = {
+    ...injected,
+    onRecords: (r: StepRecord[]) => void seen.records.push(...r),
+    onSkipped: (s: SkippedStep[]) => void seen.skipped.push(...s),
+  };
+  const snapshot = async (): Promise<Snapshot> => {
+    const state = await adam.exportState();
+    return { params: await model.exportParams(), m: state.m, v: state.v };
+  };
+  const dispose = () => {
+    injected.dispose();
+    trainer.dispose();
+    adam.dispose();
+    model.dispose();
+  };
+  return { model, adam, trainer, hooks, seen, snapshot, dispose };
+}
+
+function assertSame(a: Snapshot, b: Snapshot, what: string, except: string[] = []): void {
+  for (const name of Object.keys(a.params)) {
+    if (except.includes(name)) continue;
+    assert.ok(bytes(a.params[name]).equals(bytes(b.params[name])), `${what}: parameter ${name} changed`);
+    assert.ok(bytes(a.m[name]).equals(bytes(b.m[name])), `${what}: adam.m.${name} changed`);
+    assert.ok(bytes(a.v[name]).equals(bytes(b.v[name])), `${what}: adam.v.${name} changed`);
+  }
+}
+
+const allFinite = (s: Snapshot) => Object.values(s.params).every((p) => p.every(Number.isFinite));
+
+const nf = suite('non-finite values in training');
+
+nf("'skip': a NaN in step 3's input batch leaves parameters and Adam's moments bitwise as after step 2; training goes on", async () => {
+  const ctx = await gpu();
+  const run = setup(ctx, 'capsnet', 'nan-input@3', { onNonFinite: 'skip' });
+  try {
+    assert.is(await run.trainer.run(0, 2, run.hooks), 2);
+    const before = await run.snapshot();
+    assert.is(await run.trainer.run(2, 3, run.hooks), 3);
+    const after = await run.snapshot();
+    assertSame(before, after, 'skipped step 3');
+    assert.is(run.seen.skipped.length, 1);
+    assert.is(run.seen.skipped[0].step, 3);
+    assert.is(run.seen.skipped[0].where[0].name, 'images', 'the first layer with a NaN is the input');
+    assert.is(run.seen.skipped[0].where[0].count, 1);
+    assert.ok(Number.isNaN(run.seen.skipped[0].loss));
+    assert.is(run.trainer.consecutiveSkips, 1);
+    // Training continues: the next steps update the parameters again and stay finite.
+    assert.is(await run.trainer.run(3, 5, run.hooks), 5);
+    const later = await run.snapshot();
+    assert.not.ok(bytes(later.params['conv1.weight']).equals(bytes(after.params['conv1.weight'])), 'steps 4-5 changed conv1.weight');
+    assert.ok(allFinite(later));
+    assert.equal(run.seen.records.map((r) => r.step), [1, 2, 4, 5], 'the skipped step is not a training record');
+    assert.is(run.trainer.consecutiveSkips, 0, 'a good step resets the count');
+    assert.is(run.adam.stepCount, 5, 'a skipped step still counts (schedule and data order follow the step index)');
+  } finally {
+    run.dispose();
+  }
+});
+
+nf("'stop': a NaN in a parameter (conv1.weight) is reported with the step and the layer; the bad step's update is not applied", async () => {
+  const ctx = await gpu();
+  const run = setup(ctx, 'capsnet', 'nan-param:conv1.weight@2', { onNonFinite: 'stop' });
+  try {
+    await run.trainer.run(0, 1, run.hooks);
+    const before = await run.snapshot();
+    const error = await run.trainer.run(1, 4, run.hooks).then(() => null, (e: Error) => e);
+    assert.ok(error instanceof NonFiniteError, `expected a NonFiniteError, got ${error}`);
+    const e = error as NonFiniteError;
+    assert.is(e.step, 1, '0-based step 1 = step 2');
+    assert.is(e.where[0].name, 'conv1', 'the first layer fed by the NaN weight');
+    assert.match(e.message, /step 2 produced a NaN loss; non-finite values first appear in 'conv1'/);
+    assert.match(e.message, /the last good checkpoint is kept/);
+    // Steps 2 and 3 ran before the read (log every 2): neither was applied, and only the injected
+    // element differs from the state before step 2.
+    const after = await run.snapshot();
+    assertSame(before, after, 'after the stop', ['conv1.weight']);
+    const w0 = before.params['conv1.weight'];
+    const w1 = after.params['conv1.weight'];
+    assert.ok(Number.isNaN(w1[0]), 'the injected NaN');
+    assert.ok(bytes(w0.subarray(1)).equals(bytes(w1.subarray(1))), 'the rest of conv1.weight is unchanged');
+    assert.ok(bytes(before.m['conv1.weight']).equals(bytes(after.m['conv1.weight'])), 'adam.m.conv1.weight unchanged');
+    assert.equal(run.seen.records.map((r) => r.step), [1], 'the good step before the bad one was reported');
+  } finally {
+    run.dispose();
+  }
+});
+
+nf("'skip': a parameter that stays NaN makes every step bad; maxConsecutiveSkips of them stop the run", async () => {
+  const ctx = await gpu();
+  const run = setup(ctx, 'capsnet', 'nan-param:primary.weight@2', { onNonFinite: 'skip', maxConsecutiveSkips: 3 });
+  try {
+    const error = await run.trainer.run(0, 8, run.hooks).then(() => null, (e: Error) => e);
+    assert.ok(error instanceof TooManySkipsError, `expected TooManySkipsError, got ${error}`);
+    const e = error as TooManySkipsError;
+    assert.is(e.consecutive, 3);
+    assert.is(e.step, 3, 'steps 2, 3, 4 skipped: stopped at step 4 (0-based 3)');
+    assert.is(e.where[0].name, 'primary conv');
+    assert.match(e.message, /3 steps in a row \(2\.\.4\) were skipped/);
+    assert.equal(run.seen.skipped.map((s) => s.step), [2, 3, 4]);
+  } finally {
+    run.dispose();
+  }
+});
+
+nf('the baseline CNN: an infinite input is skipped at the input layer, a NaN in fc1.weight stops at fc1', async () => {
+  const ctx = await gpu();
+  const skip = setup(ctx, 'baseline', 'inf-input@2', { onNonFinite: 'skip' });
+  try {
+    await skip.trainer.run(0, 1, skip.hooks);
+    const before = await skip.snapshot();
+    await skip.trainer.run(1, 2, skip.hooks);
+    assertSame(before, await skip.snapshot(), 'baseline, skipped step 2');
+    assert.equal(skip.seen.skipped.map((s) => [s.step, s.where[0].name]), [[2, 'images']]);
+    await skip.trainer.run(2, 3, skip.hooks);
+    assert.equal(skip.seen.records.map((r) => r.step), [1, 3]);
+    assert.ok(allFinite(await skip.snapshot()));
+  } finally {
+    skip.dispose();
+  }
+  const stop = setup(ctx, 'baseline', 'nan-param:fc1.weight@2', {});
+  try {
+    const error = await stop.trainer.run(0, 3, stop.hooks).then(() => null, (e: Error) => e);
+    assert.ok(error instanceof NonFiniteError && !(error instanceof TooManySkipsError), `expected a NonFiniteError, got ${error}`);
+    assert.is((error as NonFiniteError).step, 1);
+    assert.is((error as NonFiniteError).where[0].name, 'fc1');
+  } finally {
+    stop.dispose();
+  }
+});
+
+nf('fault specs are checked: unknown kinds, missing names, bad steps, unknown parameters', async () => {
+  assert.equal(parseFaults('nan-input@3, nan-param:conv1.weight@2,device-loss@7'), [
+    { kind: 'nan-input', step: 3 }, { kind: 'nan-param', step: 2, param: 'conv1.weight' }, { kind: 'device-loss', step: 7 },
+  ]);
+  assert.throws(() => parseFaults('nan@3'), /unknown kind 'nan'/);
+  assert.throws(() => parseFaults('nan-param@3'), /nan-param needs a parameter name/);
+  assert.throws(() => parseFaults('nan-input:conv1.weight@3'), /only nan-param takes a :NAME/);
+  assert.throws(() => parseFaults('nan-input@0'), /step must be an integer >= 1/);
+  assert.throws(() => parseFaults('nan-input'), /is not KIND@STEP/);
+  const ctx = await gpu();
+  const model = CapsNet.create(ctx, TINY_CAPSNET, 1);
+  try {
+    assert.throws(() => faultHooks(ctx, parseFaults('nan-param:conv9.weight@1'), model.params), /no parameter 'conv9\.weight'/);
+  } finally {
+    model.dispose();
+  }
+});
+
+nf('capsnet train --on-nonfinite skip: the skipped step is logged with its layer, training finishes, checkpoints are finite', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'capsnet-nonfinite-'));
+  try {
+    const out = join(root, 'run');
+    const r = await runCli(['train', '--out', out, '--steps', '5', '--limit', '64', '--batch-size', '8', '--log-every', '2', '--no-eval',
+      '--config', JSON.stringify(TINY_CAPSNET), '--on-nonfinite', 'skip', '--inject-fault', 'nan-input@3']);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stderr, /step 3 skipped \(not applied\): non-finite values first in 'images' \(1 values\)/);
+    const { records } = await readMetrics(join(out, 'metrics.jsonl'));
+    const skips = records.filter((m) => m.type === 'skip');
+    assert.is(skips.length, 1);
+    assert.is(skips[0].step, 3);
+    assert.is(skips[0].layer, 'images');
+    assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [1, 2, 4, 5]);
+    const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
+    assert.is(ckpt.step, 5);
+    for (const [name, values] of Object.entries(ckpt.params)) assert.ok(values.every(Number.isFinite), `${name} is finite`);
+    const bad = await runCli(['train', '--out', join(root, 'never'), '--on-nonfinite', 'ignore']);
+    assert.is(bad.code, 2);
+    assert.match(bad.stderr, /--on-nonfinite: expected 'stop' or 'skip', got 'ignore'/);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+nf.run();
