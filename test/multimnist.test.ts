@@ -17,10 +17,11 @@ import {
   pairOverlap, twoColourImage, writePair,
 } from '../src/data/multimnist.ts';
 import { loadMnist } from '../src/io/idx-file.ts';
-import { CapsNet, initialParameters } from '../src/model/capsnet.ts';
+import { CapsNet, evaluateTwoDigits, initialParameters, twoDigitLoss } from '../src/model/capsnet.ts';
 import { makeConfig, type CapsNetConfig } from '../src/model/config.ts';
 import { topKCorrect, topKHits } from '../src/ops/losses.ts';
 import { fromArray, tidy } from '../src/tensor.ts';
+import { sum } from '../src/ops/elementwise.ts';
 import { backward } from '../src/autograd/tape.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
 
@@ -473,6 +474,64 @@ model('the paper model at MultiMNIST size (36x36, 3,200 primary capsules), batch
   // Forward only: the f64 backward at this size takes 5-10 s here; the gradients are compared at
   // the small sizes above, with the same code paths.
   await compareTwoTargets(makeConfig({ inputSize: 36 }), 1, 9, false);
+});
+
+model('twoDigitLoss on real MultiMNIST batches is lossWithTargets with both digits; its correct count matches the lengths', async () => {
+  const ctx = await gpu();
+  const config = makeConfig({ inputSize: 36, conv1Channels: 8, primaryTypes: 4, primaryDim: 4, digitDim: 8, decoderHidden: [16, 16] });
+  const net = CapsNet.create(ctx, config, 4);
+  const batches = new MultiMnistBatches(mnist().train, 6, 1);
+  const batch = batches.createBatch();
+  batches.fill(3, batch);
+  const B = 6;
+  const got = tidy(() => {
+    const r = twoDigitLoss(net, batch, B);
+    return { loss: r.loss, recon: r.reconstructionLoss!, lengths: r.lengths, correct: r.correct, count: sum(r.correct) };
+  });
+  const want = tidy(() => {
+    const x = fromArray(ctx, [B, 1, 36, 36], batch.images);
+    const t = fromArray(ctx, [B, 10], batch.targets);
+    const r = net.lossWithTargets(x, t, [
+      { classes: batch.firstLabels, images: fromArray(ctx, [B, 1296], batch.first) },
+      { classes: batch.secondLabels, images: fromArray(ctx, [B, 1296], batch.second) },
+    ]);
+    return { loss: r.loss, recon: r.reconstructionLoss! };
+  });
+  assert.equal(await got.loss.read(), await want.loss.read());
+  assert.equal(await got.recon.read(), await want.recon.read());
+  const lengths = await got.lengths.read();
+  assert.equal(Array.from(await got.correct.read()), Array.from(ref.topKCorrect(lengths, batch.targets, B, 10)));
+  assert.is((await got.count.read())[0], ref.topKCorrect(lengths, batch.targets, B, 10).reduce((a, b) => a + b, 0));
+  assert.throws(() => twoDigitLoss(net, batch, 5), /batch.images holds 7776 values, expected 6480 for 5 examples of a 1x36x36 model/);
+  for (const t of [...Object.values(got), ...Object.values(want)]) t.dispose();
+  net.dispose();
+});
+
+model('evaluateTwoDigits: both-right and at-least-one counts from the lengths, over batches with a padded last one', async () => {
+  const ctx = await gpu();
+  const config = makeConfig({ inputSize: 36, conv1Channels: 8, primaryTypes: 4, primaryDim: 4, digitDim: 8, decoder: false });
+  // A wide digit.W so that the untrained model's lengths differ (not all near-ties).
+  const net = new CapsNet(ctx, config, initialParameters(config, 6, 0.5));
+  const set = new MultiMnistTestSet(mnist().test, 10, 2);
+  const result = await evaluateTwoDigits(net, 10, 4, (start, b) => set.fill(start, b));
+  assert.is(result.count, 10);
+  // The same examples in one batch, scored here.
+  const all = set.createBatch(10);
+  set.fill(0, all);
+  const lengths = tidy(() => net.forward(fromArray(ctx, [10, 1, 36, 36], all.images)).lengths);
+  const L = await lengths.read();
+  lengths.dispose();
+  assertClose(result.lengths, L, { atol: 1e-6, rtol: 1e-5 }, 'lengths');
+  let correct = 0;
+  let almost = 0;
+  for (let b = 0; b < 10; b++) {
+    // From the lengths the evaluation read (the same examples, checked just above).
+    const hits = ref.topKHits(result.lengths.subarray(b * 10, (b + 1) * 10), [all.firstLabels[b], all.secondLabels[b]]);
+    if (hits === 2) correct++;
+    if (hits >= 1) almost++;
+  }
+  assert.equal([result.correct, result.almost, result.accuracy], [correct, almost, correct / 10]);
+  net.dispose();
 });
 
 gen.run();

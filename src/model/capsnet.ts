@@ -11,13 +11,15 @@
 // Reference: test/reference/capsnet.ts. Tests: test/capsnet.test.ts.
 
 import type { GpuContext } from '../gpu/context.ts';
-import { Tensor, fromArray } from '../tensor.ts';
+import { Tensor, fromArray, tidy } from '../tensor.ts';
 import { ParameterSet } from './parameters.ts';
 import { add, reshape } from '../ops/elementwise.ts';
 import { conv2d } from '../ops/conv2d.ts';
 import { capsPredict, capsuleLengths, maskCapsules, primaryCaps, routing } from '../ops/capsules.ts';
 import { dense } from '../ops/dense.ts';
-import { marginLoss, reconstructionLoss } from '../ops/losses.ts';
+import { marginLoss, reconstructionLoss, topKCorrect, topKHits } from '../ops/losses.ts';
+import { noGrad } from '../autograd/tape.ts';
+import { type MultiMnistBatch, createMultiMnistBatch } from '../data/multimnist.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { Rng } from '../data/rng.ts';
 import { type CapsNetConfig, geometry, makeConfig, parameterShapes } from './config.ts';
@@ -215,4 +217,90 @@ export function oneHotTargets(ctx: GpuContext, labels: Int32Array, classes: numb
     if (label >= 0) data[b * classes + label] = 1;
   });
   return fromArray(ctx, [labels.length, classes], data, 'targets');
+}
+
+/** The host arrays of a two-digit batch (src/data/multimnist.ts MultiMnistBatch has them all). */
+export type TwoDigitBatch = Pick<MultiMnistBatch, 'images' | 'targets' | 'first' | 'second' | 'firstLabels' | 'secondLabels'>;
+
+export interface TwoDigitLoss extends CapsNetMultiLoss {
+  /** The two-hot targets as uploaded, [B, J]. */
+  targets: Tensor;
+  /** 1 per example whose two longest capsules are its two digits, else 0, [B] (no gradient). */
+  correct: Tensor;
+}
+
+/**
+ * A MultiMNIST training step's loss from the host arrays of a batch of `B` examples: uploads them
+ * and records lossWithTargets(images, two-hot targets, [first digit, second digit]) and the
+ * two-of-two correctness. Call it inside tidy(); `backward(result.loss)` then trains both digits'
+ * reconstructions and the margin loss; `sum(result.correct)` is the batch's count of right answers.
+ */
+export function twoDigitLoss(model: CapsNet, batch: TwoDigitBatch, B: number, tap: LayerTap = () => {}): TwoDigitLoss {
+  const c = model.config;
+  const pixels = c.inputChannels * c.inputSize * c.inputSize;
+  const ctx = model.ctx;
+  const sizes: Array<[string, number, number]> = [
+    ['images', batch.images.length, B * pixels], ['first', batch.first.length, B * pixels], ['second', batch.second.length, B * pixels],
+    ['targets', batch.targets.length, B * c.digitCaps], ['firstLabels', batch.firstLabels.length, B], ['secondLabels', batch.secondLabels.length, B],
+  ];
+  for (const [name, got, want] of sizes) {
+    if (got !== want) throw new ShapeError(`twoDigitLoss: batch.${name} holds ${got} values, expected ${want} for ${B} examples of a ${c.inputChannels}x${c.inputSize}x${c.inputSize} model with ${c.digitCaps} classes`);
+  }
+  const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], batch.images, 'images');
+  const targets = fromArray(ctx, [B, c.digitCaps], batch.targets, 'targets');
+  const recon: ReconstructionTarget[] = c.decoder
+    ? [
+      { classes: batch.firstLabels, images: fromArray(ctx, [B, pixels], batch.first, 'first digit') },
+      { classes: batch.secondLabels, images: fromArray(ctx, [B, pixels], batch.second, 'second digit') },
+    ]
+    : [];
+  const out = model.lossWithTargets(x, targets, recon, tap);
+  return { ...out, targets, correct: topKCorrect(out.lengths, targets) };
+}
+
+export interface TwoDigitEvaluation {
+  count: number;
+  /** Examples whose two longest capsules are both of their digits (the paper's measure). */
+  correct: number;
+  /** Examples with at least one of their digits among the two longest capsules. */
+  almost: number;
+  accuracy: number;
+  /** [count, classes] capsule lengths. */
+  lengths: Float32Array;
+}
+
+/**
+ * Evaluates on `count` two-digit examples given by `fill(start, batch)` (which returns how many it
+ * wrote: MultiMnistTestSet.fill), in batches of `batchSize`, reading back only the lengths.
+ */
+export async function evaluateTwoDigits(
+  model: CapsNet,
+  count: number,
+  batchSize: number,
+  fill: (start: number, batch: MultiMnistBatch) => number,
+  onProgress?: (done: number) => void,
+): Promise<TwoDigitEvaluation> {
+  const c = model.config;
+  const J = c.digitCaps;
+  const batch = createMultiMnistBatch(batchSize, c.inputSize, J, c.inputChannels);
+  const lengths = new Float32Array(count * J);
+  let correct = 0;
+  let almost = 0;
+  for (let start = 0; start < count; start += batchSize) {
+    const n = Math.min(batchSize, count - start, fill(start, batch));
+    const out = tidy(() =>
+      noGrad(() => model.forward(fromArray(model.ctx, [batchSize, c.inputChannels, c.inputSize, c.inputSize], batch.images, 'images')).lengths),
+    );
+    const values = await out.read();
+    out.dispose();
+    for (let b = 0; b < n; b++) {
+      const row = values.subarray(b * J, (b + 1) * J);
+      lengths.set(row, (start + b) * J);
+      const hits = topKHits(row, [batch.firstLabels[b], batch.secondLabels[b]]);
+      if (hits === 2) correct++;
+      if (hits >= 1) almost++;
+    }
+    onProgress?.(start + n);
+  }
+  return { count, correct, almost, accuracy: count > 0 ? correct / count : 0, lengths };
 }
