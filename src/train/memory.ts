@@ -12,8 +12,9 @@
 //   set of scratch buffers one kernel pass uses at a time (the convolutions' packed operands, the
 //   dense layers' transposed inputs, the routing backward's scratch).
 // The convolutions' scratch comes from the same plan the op uses (chooseConv2dPlan, gemmLayout in
-// src/ops/conv2d.ts), so when a packed operand would not fit a binding the plan's fallback to the
-// direct kernels is accounted for, not refused. The buffer pool keeps up to 1 GiB of released
+// src/ops/conv2d.ts) and counts in the peak; whether it fits is the plan's business, not a reason
+// to refuse the batch: when a packed operand would not fit its binding or texture, the plan falls
+// back to the direct kernels (which need only the tensors listed here). The buffer pool keeps up to 1 GiB of released
 // buffers for reuse on top of this peak (src/gpu/pool.ts); that memory is given back on demand.
 // Test: test/memory-limits.test.ts (the estimate vs the buffers a real step acquires, and fake limits).
 
@@ -40,6 +41,8 @@ export interface MemoryDevice {
   isSoftware?: boolean;
   /** Subgroups of exactly 8 (llvmpipe on Vulkan): the subgroup GEMM kernels. Default false. */
   subgroups8?: boolean;
+  /** Everything conv2d() plans with, from a live context (deviceInfo); overrides the fields above. */
+  conv?: Conv2dDeviceInfo;
 }
 
 export type ModelSpec = { kind: 'capsnet'; config: CapsNetConfig } | { kind: 'baseline'; config: BaselineConfig };
@@ -52,8 +55,11 @@ export interface BufferNeed {
   /** Element count per dimension (f32 elements), or [floats] for packed scratch. */
   shape: number[];
   bytes: number;
-  /** 'binding': must fit one storage binding; 'sliced': one buffer, bound an example at a time. */
-  limit: 'binding' | 'sliced';
+  /**
+   * 'binding': must fit one storage binding; 'sliced': one buffer, bound an example at a time;
+   * 'planned': a convolution's packed operand, in the plan only when it fits (counted in the peak).
+   */
+  limit: 'binding' | 'sliced' | 'planned';
   /** Bytes per example of a sliced buffer (each binding holds whole examples). */
   bytesPerExample?: number;
   kind: 'persistent' | 'kept' | 'scratch';
@@ -85,6 +91,9 @@ class Recorder {
   add(what: string, shape: number[], kind: BufferNeed['kind'], pass?: string): void {
     this.buffers.push({ what, shape, bytes: floats(shape) * 4, limit: 'binding', kind, pass });
   }
+  planned(what: string, count: number, pass: string): void {
+    this.buffers.push({ what, shape: [count], bytes: count * 4, limit: 'planned', kind: 'scratch', pass });
+  }
   sliced(what: string, shape: number[], kind: BufferNeed['kind']): void {
     const bytes = floats(shape) * 4;
     this.buffers.push({ what, shape, bytes, limit: 'sliced', bytesPerExample: bytes / shape[0], kind });
@@ -97,6 +106,7 @@ class Recorder {
 }
 
 function convDeviceInfo(device: MemoryDevice): Conv2dDeviceInfo {
+  if (device.conv) return { ...device.conv, maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize };
   return {
     isSoftware: device.isSoftware ?? false,
     maxStorageBufferBindingSize: device.limits.maxStorageBufferBindingSize,
@@ -108,27 +118,27 @@ function convDeviceInfo(device: MemoryDevice): Conv2dDeviceInfo {
 /** A convolution's output and the scratch of each of its passes, from the plan conv2d() would choose. */
 function conv(
   rec: Recorder, device: MemoryDevice, name: string, xShape: number[], wShape: number[],
-  options: { stride?: number; padding?: number; relu: boolean; inputNeedsGrad: boolean; training: boolean },
+  options: { stride?: number; padding: number; relu: boolean; inputNeedsGrad: boolean; training: boolean },
 ): number[] {
-  const g = conv2dGeometry(xShape, wShape, [wShape[0]], { stride: options.stride ?? 1, padding: options.padding ?? 0, relu: options.relu });
+  const g = conv2dGeometry(xShape, wShape, [wShape[0]], { stride: options.stride ?? 1, padding: options.padding, relu: options.relu });
   const plan = chooseConv2dPlan(g, convDeviceInfo(device));
   const L = gemmLayout(g, plan);
   const out = [g.B, g.Cout, g.OH, g.OW];
   rec.activation(`${name} output`, out, options.training);
   if (plan.forward === 'gemm') {
-    rec.add(`${name} packed input`, [L.xqFloats], 'scratch', `${name} forward`);
-    rec.add(`${name} packed weights`, [L.wtFloats], 'scratch', `${name} forward`);
+    rec.planned(`${name} packed input`, L.xqFloats, `${name} forward`);
+    rec.planned(`${name} packed weights`, L.wtFloats, `${name} forward`);
   }
   if (!options.training) return out;
   if (options.inputNeedsGrad && plan.gradInput === 'gemm') {
-    rec.add(`${name} packed output gradient`, [L.dpFloats], 'scratch', `${name} grad input`);
-    if (!L.wrDirect) rec.add(`${name} packed weight rows`, [L.wrFloats], 'scratch', `${name} grad input`);
-    rec.add(`${name} column gradient`, [L.dcolsFloats], 'scratch', `${name} grad input`);
+    rec.planned(`${name} packed output gradient`, L.dpFloats, `${name} grad input`);
+    if (!L.wrDirect) rec.planned(`${name} packed weight rows`, L.wrFloats, `${name} grad input`);
+    rec.planned(`${name} column gradient`, L.dcolsFloats, `${name} grad input`);
   }
   if (plan.gradWeight === 'gemm') {
-    rec.add(`${name} packed input`, [L.xqFloats], 'scratch', `${name} grad weight`);
-    rec.add(`${name} transposed output gradient`, [L.dptFloats], 'scratch', `${name} grad weight`);
-    rec.add(`${name} weight gradient slabs`, [L.dwpFloats], 'scratch', `${name} grad weight`);
+    rec.planned(`${name} packed input`, L.xqFloats, `${name} grad weight`);
+    rec.planned(`${name} transposed output gradient`, L.dptFloats, `${name} grad weight`);
+    rec.planned(`${name} weight gradient slabs`, L.dwpFloats, `${name} grad weight`);
   }
   return out;
 }
@@ -162,9 +172,9 @@ function capsnetBuffers(rec: Recorder, device: MemoryDevice, c: CapsNetConfig, B
   persistent(rec, parameterShapes(c), training);
   rec.add('images', [B, c.inputChannels, c.inputSize, c.inputSize], 'kept');
   const conv1 = conv(rec, device, 'conv1', [B, c.inputChannels, c.inputSize, c.inputSize], [c.conv1Channels, c.inputChannels, c.conv1Kernel, c.conv1Kernel],
-    { relu: true, inputNeedsGrad: false, training });
+    { padding: g.conv1Padding, relu: true, inputNeedsGrad: false, training });
   conv(rec, device, 'primary conv', conv1, [c.primaryTypes * c.primaryDim, c.conv1Channels, c.primaryKernel, c.primaryKernel],
-    { stride: c.primaryStride, relu: false, inputNeedsGrad: true, training });
+    { stride: c.primaryStride, padding: g.primaryPadding, relu: false, inputNeedsGrad: true, training });
   const I = g.primaryCaps;
   const J = c.digitCaps;
   const D = c.digitDim;
@@ -305,6 +315,6 @@ export function checkBatchSize(
 
 /** The device description the estimate needs, from a live context (the same facts conv2d() plans with). */
 export function memoryDevice(ctx: GpuContext): MemoryDevice {
-  const info = deviceInfo(ctx);
-  return { limits: ctx.limits, isSoftware: info.isSoftware, subgroups8: info.subgroups8 };
+  const conv = deviceInfo(ctx);
+  return { limits: ctx.limits, isSoftware: conv.isSoftware, subgroups8: conv.subgroups8, conv };
 }
