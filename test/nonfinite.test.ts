@@ -22,6 +22,7 @@ import { NonFiniteError, TooManySkipsError, Trainer, type SkippedStep, type Step
 import { faultHooks, parseFaults } from '../src/train/faults.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
+import { ProgressBar } from '../src/cli/progress.ts';
 
 const TINY_CAPSNET = { conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] };
 const TINY_BASELINE = { convChannels: [4, 4, 4], convPadding: 'valid' as const, fcHidden: [16, 8] };
@@ -198,6 +199,26 @@ nf('fault specs are checked: unknown kinds, missing names, bad steps, unknown pa
   } finally {
     model.dispose();
   }
+});
+
+nf('a skipped step\'s note: on a terminal it takes the bar\'s line and the bar is redrawn; in a log it is one more line', () => {
+  const writes: string[] = [];
+  let t = 0;
+  const tty = new ProgressBar({ total: 10, label: 'train', stream: { isTTY: true, write: (s: string) => writes.push(s) }, now: () => t });
+  tty.update(1);
+  t += 10; // within the redraw throttle: no redraw
+  tty.update(2);
+  assert.is(writes.length, 1);
+  tty.note('step 3 skipped');
+  assert.is(writes[1], '\rstep 3 skipped\x1b[K\n');
+  t += 10;
+  tty.update(3);
+  assert.is(writes.length, 3, 'the bar comes back at the next update, throttle or not');
+  assert.match(writes[2], /^\rtrain \[/);
+  const lines: string[] = [];
+  const log = new ProgressBar({ total: 10, label: 'train', stream: { isTTY: false, write: (s: string) => lines.push(s) }, now: () => t });
+  log.note('step 3 skipped');
+  assert.equal(lines, ['step 3 skipped\n']);
 });
 
 nf('capsnet train --on-nonfinite skip: the skipped step is logged with its layer, training finishes, checkpoints are finite', async () => {

@@ -347,7 +347,17 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     let testAccuracy: number | null = null;
     if (!stopRequested && !flags['no-eval']) {
       for (const [split, ds] of evalSets) {
-        const result = await evaluateDataset(model, ds, Math.min(evalBatch, ds.count), split);
+        let result;
+        try {
+          result = await evaluateDataset(model, ds, Math.min(evalBatch, ds.count), split);
+        } catch (error) {
+          if (!(error instanceof GpuDeviceLostError || error instanceof GpuValidationError || error instanceof GpuOutOfMemoryError)) throw error;
+          // Training is done and saved; only the evaluation is lost.
+          throw new TrainingStoppedError(
+            `capsnet train: the ${split} evaluation failed: ${error.message}\nTraining finished and its checkpoint (${checkpointPath}, step ${stepsDone}) is complete; ` +
+              `evaluate it with:\n  capsnet eval --checkpoint ${checkpointPath}`,
+          );
+        }
         if (split === 'test') testAccuracy = result.accuracy;
         await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count });
         process.stderr.write(`capsnet train: ${split} accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count - result.correct} errors of ${result.count})\n`);
