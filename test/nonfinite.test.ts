@@ -221,7 +221,7 @@ nf('a skipped step\'s note: on a terminal it takes the bar\'s line and the bar i
   assert.equal(lines, ['step 3 skipped\n']);
 });
 
-nf('capsnet train --on-nonfinite skip: the skipped step is logged with its layer, training finishes, checkpoints are finite', async () => {
+nf('capsnet train: --on-nonfinite skip logs the skipped step with its layer and finishes; stop keeps the last good checkpoint', async () => {
   const root = mkdtempSync(join(tmpdir(), 'capsnet-nonfinite-'));
   try {
     const out = join(root, 'run');
@@ -238,6 +238,20 @@ nf('capsnet train --on-nonfinite skip: the skipped step is logged with its layer
     const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
     assert.is(ckpt.step, 5);
     for (const [name, values] of Object.entries(ckpt.params)) assert.ok(values.every(Number.isFinite), `${name} is finite`);
+    // 'stop' (the default) with a NaN put into a parameter before step 3: the step and the layer,
+    // the step-2 checkpoint kept (finite), the failure in the log.
+    const stopped = join(root, 'stopped');
+    const s = await runCli(['train', '--out', stopped, '--steps', '5', '--limit', '64', '--batch-size', '8', '--log-every', '2', '--checkpoint-every', '2', '--no-eval',
+      '--config', JSON.stringify(TINY_CAPSNET), '--inject-fault', 'nan-param:conv1.weight@3']);
+    assert.is(s.code, 1, s.stderr);
+    assert.match(s.stderr, /training stopped: step 3 produced a NaN loss; non-finite values first appear in 'conv1'/);
+    assert.match(s.stderr, /is from step 2 and intact; continue from it with:\n  capsnet train --out \S+ --resume/);
+    assert.not.match(s.stderr, /\n\s+at /, 'no stack trace');
+    const kept = await loadCheckpoint(join(stopped, 'checkpoint.safetensors'));
+    assert.is(kept.step, 2);
+    for (const [name, values] of Object.entries(kept.params)) assert.ok(values.every(Number.isFinite), `${name} is finite in the kept checkpoint`);
+    const log = (await readMetrics(join(stopped, 'metrics.jsonl'))).records;
+    assert.equal(log.filter((m) => m.type === 'error').map((m) => [m.step, m.layer]), [[3, 'conv1']]);
     const bad = await runCli(['train', '--out', join(root, 'never'), '--on-nonfinite', 'ignore']);
     assert.is(bad.code, 2);
     assert.match(bad.stderr, /--on-nonfinite: expected 'stop' or 'skip', got 'ignore'/);
