@@ -7,8 +7,12 @@
 //              or tiny shapes. kernels/conv2d_direct*.wgsl.
 //   'gemm'   - implicit GEMM with register blocking, split-K and packed operands, for the real
 //              shapes (Conv1, PrimaryCaps). kernels/conv2d_gemm*.wgsl, conv2d_pack.wgsl; where
-//              subgroups are exactly 8 wide (llvmpipe on Vulkan) the *_sg.wgsl kernels share the
-//              workgroup-uniform operand by subgroupBroadcast (plan.subgroups).
+//              subgroups are exactly 8 wide the *_sg.wgsl kernels share the workgroup-uniform
+//              operand by subgroupBroadcast (plan.subgroups). On software adapters (CPUs: llvmpipe,
+//              SwiftShader) the packed operands are textures instead of storage buffers
+//              (plan.operands = 'texture': kernels/conv2d_gemm*_tex.wgsl, conv2d_pack_tex.wgsl):
+//              read-only storage texture loads cost a fraction of buffer loads there (3-4x the
+//              GFLOP/s on llvmpipe/OpenGL, ~1.5-2x on Vulkan); real GPUs keep the buffer kernels.
 // chooseConv2dPlan() picks one per shape and adapter; options.variant forces one (tests, bench).
 // Both use kernels/conv2d_bias_grad.wgsl for the bias gradient.
 // Reference: test/reference/conv2d.ts. Tests: test/conv2d.test.ts.
@@ -24,7 +28,11 @@ import gemmGradWeightWgsl from '../../kernels/conv2d_gemm_grad_weight.wgsl';
 import gemmSgWgsl from '../../kernels/conv2d_gemm_sg.wgsl';
 import gemmGradInputSgWgsl from '../../kernels/conv2d_gemm_grad_input_sg.wgsl';
 import gemmGradWeightSgWgsl from '../../kernels/conv2d_gemm_grad_weight_sg.wgsl';
-import type { GpuContext, KernelSpec } from '../gpu/context.ts';
+import packTexWgsl from '../../kernels/conv2d_pack_tex.wgsl';
+import gemmTexWgsl from '../../kernels/conv2d_gemm_tex.wgsl';
+import gemmGradInputTexWgsl from '../../kernels/conv2d_gemm_grad_input_tex.wgsl';
+import gemmGradWeightTexWgsl from '../../kernels/conv2d_gemm_grad_weight_tex.wgsl';
+import type { GpuContext, KernelSpec, PooledTexture } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { Tensor, empty } from '../tensor.ts';
 import { accumulateGrad, record } from '../autograd/tape.ts';
@@ -71,6 +79,12 @@ const KERNELS = {
   packGradOutT: { name: 'conv2d_pack.pack_grad_out_t', code: packWgsl, entryPoint: 'pack_grad_out_t' } as KernelSpec,
   finalizeGradWeight: { name: 'conv2d_pack.finalize_grad_weight', code: packWgsl, entryPoint: 'finalize_grad_weight' } as KernelSpec,
   col2im: { name: 'conv2d_pack.col2im', code: packWgsl, entryPoint: 'col2im' } as KernelSpec,
+  packInputTex: { name: 'conv2d_pack_tex.pack_input_tex', code: packTexWgsl, entryPoint: 'pack_input_tex' } as KernelSpec,
+  packTapsTex: { name: 'conv2d_pack_tex.pack_taps_tex', code: packTexWgsl, entryPoint: 'pack_taps_tex' } as KernelSpec,
+  packWeightTex: { name: 'conv2d_pack_tex.pack_weight_tex', code: packTexWgsl, entryPoint: 'pack_weight_tex' } as KernelSpec,
+  packWeightRowsTex: { name: 'conv2d_pack_tex.pack_weight_rows_tex', code: packTexWgsl, entryPoint: 'pack_weight_rows_tex' } as KernelSpec,
+  packGradOutTex: { name: 'conv2d_pack_tex.pack_grad_out_tex', code: packTexWgsl, entryPoint: 'pack_grad_out_tex' } as KernelSpec,
+  packGradOutTTex: { name: 'conv2d_pack_tex.pack_grad_out_t_tex', code: packTexWgsl, entryPoint: 'pack_grad_out_t_tex' } as KernelSpec,
 };
 
 const PACK_WG = 64;
@@ -138,6 +152,10 @@ export interface Conv2dDeviceInfo {
   maxComputeWorkgroupsPerDimension: number;
   /** The device has the 'subgroups' feature and every subgroup is exactly 8 invocations (llvmpipe on Vulkan). */
   subgroups8?: boolean;
+  /** Kernels can read read-only storage textures (WGSL readonly_and_readwrite_storage_textures). */
+  readOnlyStorageTextures?: boolean;
+  /** maxTextureDimension2D (8,192 when not given: the WebGPU default). */
+  maxTextureDimension2D?: number;
 }
 
 export function deviceInfo(ctx: GpuContext): Conv2dDeviceInfo {
@@ -147,6 +165,8 @@ export function deviceInfo(ctx: GpuContext): Conv2dDeviceInfo {
     maxStorageBufferBindingSize: ctx.limits.maxStorageBufferBindingSize,
     maxComputeWorkgroupsPerDimension: ctx.limits.maxComputeWorkgroupsPerDimension,
     subgroups8: ctx.features.has('subgroups') && info?.subgroupMinSize === 8 && info?.subgroupMaxSize === 8,
+    readOnlyStorageTextures: ctx.hasReadOnlyStorageTextures,
+    maxTextureDimension2D: ctx.maxTextureSize,
   };
 }
 
@@ -168,8 +188,15 @@ export interface Conv2dPlan {
    * times the input).
    */
   pack: 'channels' | 'kx' | 'taps';
-  /** gemm: use the *_sg kernels (subgroupBroadcast of the shared operand; subgroups of exactly 8, tiles wg = 8). */
+  /** gemm: use the *_sg kernels (subgroupBroadcast of the shared operand; subgroups of exactly 8, tiles wg = 8; buffer operands). */
   subgroups: boolean;
+  /**
+   * gemm: where the packed operands live: 'buffer' (storage buffers: real GPUs, and the oracle of
+   * the texture kernels) or 'texture' (read-only storage textures: software adapters).
+   */
+  operands: 'buffer' | 'texture';
+  /** gemm with textures: the largest texture side used (maxTextureDimension2D; tests lower it to exercise the folds). */
+  textureLimit: number;
   forwardTiles: GemmTiles;
   gradInputTiles: GemmTiles;
   gradWeightTiles: GemmTiles;
@@ -249,12 +276,85 @@ export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
   };
 }
 
+/**
+ * Sizes of the textures of the gemm passes with texture operands (plan.operands = 'texture'), folded
+ * under plan.textureLimit texels per side (layouts in kernels/conv2d_pack_tex.wgsl):
+ *   x   packed input, RW = Wp CG texels per row, images stacked down in blocks of ipb, blocks side by side
+ *   w   forward weights, 4 N4 texels wide, CG texel rows per kernel position, kpb positions per block, blocks side by side
+ *   dp  grad-input output gradient, CO4 texels wide, rpb rows per block, blocks side by side
+ *   wr  grad-input weight rows, 4 texels per column of vec4, cpb columns per block, blocks stacked down
+ *   dpt grad-weight output gradient (transposed), qpb texels wide, rowsPad rows per block, blocks stacked down
+ */
+export interface TextureLayout {
+  xRW: number; xIpb: number; xW: number; xH: number;
+  wKpb: number; wW: number; wH: number;
+  dpRpb: number; dpW: number; dpH: number;
+  wrCpb: number; wrW: number; wrH: number;
+  dptQpb: number; dptW: number; dptH: number;
+}
+
+export function textureLayout(g: Conv2dGeometry, plan: Conv2dPlan, L: GemmLayout = gemmLayout(g, plan)): TextureLayout {
+  const F = plan.textureLimit;
+  const xRW = L.Wp * L.CG;
+  const xIpb = Math.max(1, Math.floor(F / L.Hp));
+  const wKpb = Math.max(1, Math.floor(F / L.CG));
+  const dpRpb = Math.min(L.dpRows, F);
+  // A workgroup's 4 columns must share a block: blocks of a multiple of 4 columns (16 texels).
+  const wrCpb = Math.min(L.NR4, Math.max(4, Math.floor(F / 16) * 4));
+  const dptQpb = Math.min(L.MT4, F);
+  return {
+    xRW, xIpb, xW: ceilDiv(g.B, xIpb) * xRW, xH: Math.min(g.B, xIpb) * L.Hp,
+    wKpb, wW: ceilDiv(L.KP, wKpb) * 4 * L.N4, wH: Math.min(L.KP, wKpb) * L.CG,
+    dpRpb, dpW: ceilDiv(L.dpRows, dpRpb) * L.CO4, dpH: dpRpb,
+    wrCpb, wrW: 4 * wrCpb, wrH: ceilDiv(L.NR4, wrCpb) * L.CO4,
+    dptQpb, dptW: dptQpb, dptH: ceilDiv(L.MT4, dptQpb) * L.rowsPad,
+  };
+}
+
+/** The textures of the plan's gemm passes that do not fit plan.textureLimit even folded; empty when all fit (or the plan uses buffers). */
+function oversizedTextures(g: Conv2dGeometry, plan: Conv2dPlan): string[] {
+  if (plan.operands !== 'texture') return [];
+  const T = textureLayout(g, plan);
+  const bad: string[] = [];
+  const check = (name: string, w: number, h: number) => {
+    if (w > plan.textureLimit || h > plan.textureLimit) bad.push(`${name} texture (${w} x ${h} texels)`);
+  };
+  if (plan.forward === 'gemm' || plan.gradWeight === 'gemm') check('packed input', T.xW, T.xH);
+  if (plan.forward === 'gemm') check('packed weights', T.wW, T.wH);
+  if (plan.gradInput === 'gemm') {
+    check('packed output gradient', T.dpW, T.dpH);
+    check('packed weight rows', T.wrW, T.wrH);
+  }
+  if (plan.gradWeight === 'gemm') check('transposed output gradient', T.dptW, T.dptH);
+  return bad;
+}
+
+/**
+ * The smallest textureLimit under which every texture of the plan's gemm passes fits once folded
+ * (tests use it to make the kernels fold as much as they can). Fitting is monotone in the limit.
+ */
+export function smallestTextureLimit(g: Conv2dGeometry, plan: Conv2dPlan): number {
+  const fits = (limit: number) => oversizedTextures(g, { ...plan, operands: 'texture', textureLimit: limit }).length === 0;
+  let lo = 16;
+  let hi = 1 << 16;
+  if (!fits(hi)) throw new ShapeError('conv2d: the gemm textures do not fit even at 65,536 texels per side');
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (fits(mid)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
 /** The buffers of the gemm passes that would not fit in one binding, with their sizes; empty when all fit. */
 function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, maxGroups: number): string[] {
   const L = gemmLayout(g, plan);
   const bad: string[] = [];
-  const check = (name: string, floats: number) => {
-    if (floats * 4 > limit) bad.push(`${name} (${floats * 4} bytes)`);
+  // With texture operands the packed operands are textures (checked by oversizedTextures): only
+  // the outputs (and the column gradient and slabs) are storage buffers.
+  const packed = plan.operands === 'buffer';
+  const check = (name: string, floats: number, isPacked = true) => {
+    if ((packed || !isPacked) && floats * 4 > limit) bad.push(`${name} (${floats * 4} bytes)`);
   };
   if (plan.forward === 'gemm') {
     check('packed input', L.xqFloats);
@@ -264,13 +364,13 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
   if (plan.gradInput === 'gemm') {
     check('packed output gradient', L.dpFloats);
     check('packed weight rows', L.wrFloats);
-    check('column gradient', L.dcolsFloats);
+    check('column gradient', L.dcolsFloats, false);
     if (L.NR4 / 4 > maxGroups || L.groupRowTiles > maxGroups) bad.push('grad-input grid');
   }
   if (plan.gradWeight === 'gemm') {
     check('packed input', L.xqFloats);
     check('transposed output gradient', L.dptFloats);
-    check('weight gradient slabs', L.dwpFloats);
+    check('weight gradient slabs', L.dwpFloats, false);
     if (L.NW4 / 4 > maxGroups || L.rowsPad / (plan.gradWeightTiles.wg * plan.gradWeightTiles.rows) > maxGroups || plan.gradWeightSlabs > maxGroups) bad.push('grad-weight grid');
   }
   return bad;
@@ -300,6 +400,8 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
   let plan = gemmPlan(g, device, g.Cin < 4 ? 'taps' : implicit);
   // The taps' im2col is KH KW / (sy sx) times the input: when it does not fit, pack implicitly.
   if (plan.pack === 'taps' && oversizedBuffers(g, plan, limit, maxGroups).length > 0) plan = gemmPlan(g, device, implicit);
+  // Textures that do not fit even folded: the buffer kernels (a choice of the plan, visible in it).
+  if (oversizedTextures(g, plan).length > 0) plan = { ...plan, operands: 'buffer', subgroups: device.subgroups8 === true };
   if (force) return { ...plan, forward: force, gradInput: force, gradWeight: force };
   const macs = g.B * g.Cout * g.OH * g.OW * g.Cin * g.KH * g.KW;
   if (macs < GEMM_MIN_MACS) return { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct' };
@@ -312,7 +414,9 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
 
 /** The all-gemm plan for a packing: tiles, split-K chunks, groups and slabs as described above. */
 function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan['pack']): Conv2dPlan {
-  const subgroups = device.subgroups8 === true;
+  // Textures on CPU-like adapters (measured faster than buffers and than subgroups there); buffers on GPUs.
+  const operands = device.isSoftware && device.readOnlyStorageTextures === true ? 'texture' : 'buffer';
+  const subgroups = operands === 'buffer' && device.subgroups8 === true;
   const tiles: GemmTiles = device.isSoftware || subgroups ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
   const KK = g.Cin * g.KH * g.KW;
   const CG = pack === 'taps' ? ceilDiv(KK, 4) : pack === 'channels' ? ceilDiv(g.Cin, 4) : g.Cin;
@@ -326,6 +430,8 @@ function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan[
     forward: 'gemm', gradInput: 'gemm', gradWeight: 'gemm',
     pack,
     subgroups,
+    operands,
+    textureLimit: device.maxTextureDimension2D ?? 8192,
     forwardTiles: tiles, gradInputTiles: tiles, gradWeightTiles: tiles,
     forwardChunk: Math.max(1, Math.min(KP, Math.round(SPLIT_K_TARGET / (4 * CG)))),
     gradInputGroup: ceilDiv(g.B, groups),
@@ -343,6 +449,15 @@ function validatePlan(plan: Conv2dPlan, device: Conv2dDeviceInfo): void {
   }
   if (plan.subgroups && !device.subgroups8) {
     throw new ShapeError('conv2d: plan.subgroups needs the subgroups feature with subgroups of exactly 8 invocations, which this device does not have');
+  }
+  if (plan.operands !== 'buffer' && plan.operands !== 'texture') throw new ShapeError(`conv2d: plan.operands must be 'buffer' or 'texture', got ${JSON.stringify(plan.operands)}`);
+  if (plan.operands === 'texture') {
+    if (plan.subgroups) throw new ShapeError('conv2d: the subgroup kernels read buffers: plan.subgroups needs plan.operands = \'buffer\'');
+    if (!device.readOnlyStorageTextures) throw new ShapeError('conv2d: plan.operands = \'texture\' needs read-only storage textures (WGSL readonly_and_readwrite_storage_textures), which this device does not have');
+    const max = device.maxTextureDimension2D ?? 8192;
+    if (!Number.isInteger(plan.textureLimit) || plan.textureLimit < 16 || plan.textureLimit > max) {
+      throw new ShapeError(`conv2d: plan.textureLimit must be an integer in 16 .. ${max} (maxTextureDimension2D), got ${plan.textureLimit}`);
+    }
   }
   for (const [name, v] of [['forwardChunk', plan.forwardChunk], ['gradInputGroup', plan.gradInputGroup], ['gradWeightSlabs', plan.gradWeightSlabs], ['gradWeightChunk', plan.gradWeightChunk]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new ShapeError(`conv2d: plan.${name} must be a positive integer, got ${v}`);
@@ -424,7 +539,103 @@ function packGradOut(g: Conv2dGeometry, L: GemmLayout, dOut: Tensor, mask: Tenso
   return dp;
 }
 
+// ---- gemm kernels with texture operands (layouts: kernels/conv2d_pack_tex.wgsl, textureLayout) ----
+
+function packInputTex(g: Conv2dGeometry, L: GemmLayout, T: TextureLayout, x: Tensor): PooledTexture {
+  const ctx = x.ctx;
+  const xq = ctx.acquireTexture(T.xW, T.xH, 'conv2d.xq');
+  const total = L.xqFloats / 4;
+  if (L.kxs === 0) {
+    ctx.dispatch(KERNELS.packTapsTex, [x.buffer, xq],
+      [g.B, g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.CG, total, T.xRW, T.xIpb], ceilDiv(total, PACK_WG));
+  } else {
+    ctx.dispatch(KERNELS.packInputTex, [x.buffer, xq],
+      [g.B, g.Cin, g.H, g.W, L.Hp, L.Wp, L.CG, L.kxs, g.py, g.px, total, T.xRW, T.xIpb], ceilDiv(total, PACK_WG));
+  }
+  return xq;
+}
+
+/** The output gradient packed as a texture (dp for grad input, transposed dpt for grad weight); relu-masked with `mask`. */
+function packGradOutTex(g: Conv2dGeometry, L: GemmLayout, T: TextureLayout, dOut: Tensor, mask: Tensor, transposed: boolean): PooledTexture {
+  const ctx = dOut.ctx;
+  const [rows, cols4, fold] = transposed ? [L.rowsPad, L.MT4, T.dptQpb] : [L.dpRows, L.CO4, T.dpRpb];
+  const tex = transposed ? ctx.acquireTexture(T.dptW, T.dptH, 'conv2d.dpt') : ctx.acquireTexture(T.dpW, T.dpH, 'conv2d.dp');
+  const total = rows * cols4;
+  ctx.dispatch(transposed ? KERNELS.packGradOutTTex : KERNELS.packGradOutTex, [dOut.buffer, mask.buffer, tex],
+    [L.M, L.P, g.Cout, g.relu ? 1 : 0, rows, cols4, total, fold], ceilDiv(total, PACK_WG));
+  return tex;
+}
+
+function forwardGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, bias: Tensor | null, out: Tensor): void {
+  const ctx = x.ctx;
+  const L = gemmLayout(g, plan);
+  const T = textureLayout(g, plan, L);
+  const xq = packInputTex(g, L, T, x);
+  const wt = ctx.acquireTexture(T.wW, T.wH, 'conv2d.wt');
+  const wtTotal = L.wtFloats / 4;
+  ctx.dispatch(KERNELS.packWeightTex, [w.buffer, wt], [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.N4, wtTotal, T.wKpb], ceilDiv(wtTotal, PACK_WG));
+  const kernel = gemmKernel('conv2d_gemm_tex', gemmTexWgsl, plan.forwardTiles);
+  for (let kp0 = 0; kp0 < L.KP; kp0 += plan.forwardChunk) {
+    const kp1 = Math.min(L.KP, kp0 + plan.forwardChunk);
+    const flags = (kp0 === 0 ? 1 : 0) | (kp1 === L.KP ? 2 : 0) | (g.relu ? 4 : 0) | (bias ? 8 : 0);
+    ctx.dispatch(kernel, [xq, wt, (bias ?? w).buffer, out.buffer],
+      [L.M, L.P, g.OW, L.ay, L.ax, L.Hp, L.CG, L.kxs, L.KQ, kp0, kp1, L.N4, g.Cout, flags, T.xRW, T.xIpb, T.wKpb],
+      [L.N4 / 4, L.forwardRowTiles]);
+  }
+  ctx.releaseTexture(xq);
+  ctx.releaseTexture(wt);
+}
+
+function gradInputGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mask: Tensor, w: Tensor, dx: Tensor): void {
+  const ctx = dOut.ctx;
+  const L = gemmLayout(g, plan);
+  const T = textureLayout(g, plan, L);
+  const dp = packGradOutTex(g, L, T, dOut, mask, false);
+  const wr = ctx.acquireTexture(T.wrW, T.wrH, 'conv2d.wr');
+  const wrTotal = L.CO4 * 4 * L.NR4;
+  ctx.dispatch(KERNELS.packWeightRowsTex, [w.buffer, wr], [g.Cout, L.KK, L.NR4, wrTotal, L.CO4, T.wrCpb], ceilDiv(wrTotal, PACK_WG));
+  const dcols = scratch(ctx, L.dcolsFloats, 'conv2d.dcols');
+  const kernel = gemmKernel('conv2d_gemm_grad_input_tex', gemmGradInputTexWgsl, plan.gradInputTiles);
+  const tile = plan.gradInputTiles.wg * plan.gradInputTiles.rows;
+  const imageSize = g.Cin * g.H * g.W;
+  for (let b0 = 0; b0 < g.B; b0 += plan.gradInputGroup) {
+    const bc = Math.min(plan.gradInputGroup, g.B - b0);
+    ctx.dispatch(kernel, [dp, wr, dcols.buffer], [L.CO4, L.NR4, b0 * L.P, T.dpRpb, T.wrCpb], [L.NR4 / 4, ceilDiv(bc * L.P, tile)]);
+    const total = bc * imageSize;
+    ctx.dispatch(KERNELS.col2im, [dcols.buffer, dx.buffer],
+      [g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.NR4 * 4, b0 * imageSize, total], ceilDiv(total, PACK_WG));
+  }
+  ctx.releaseTexture(dp);
+  ctx.releaseTexture(wr);
+  dcols.dispose();
+}
+
+function gradWeightGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Tensor, mask: Tensor, dw: Tensor): void {
+  const ctx = x.ctx;
+  const L = gemmLayout(g, plan);
+  const T = textureLayout(g, plan, L);
+  const xq = packInputTex(g, L, T, x);
+  const dpt = packGradOutTex(g, L, T, dOut, mask, true);
+  const dwp = scratch(ctx, L.dwpFloats, 'conv2d.dwp');
+  const kernel = gemmKernel('conv2d_gemm_grad_weight_tex', gemmGradWeightTexWgsl, plan.gradWeightTiles);
+  const tile = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
+  for (let chunk0 = 0; chunk0 < L.slab4; chunk0 += L.chunk4) {
+    ctx.dispatch(kernel, [dpt, xq, dwp.buffer],
+      [L.M, L.P, g.OW, L.ay, L.ax, L.Hp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0, g.OH, T.xRW, T.xIpb, T.dptQpb],
+      [L.NW4 / 4, L.rowsPad / tile, plan.gradWeightSlabs]);
+  }
+  const total = dw.size;
+  ctx.dispatch(KERNELS.finalizeGradWeight, [dwp.buffer, dw.buffer],
+    [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.NW4 * 4, L.rowsPad * L.NW4 * 4, plan.gradWeightSlabs, total], ceilDiv(total, PACK_WG));
+  ctx.releaseTexture(xq);
+  ctx.releaseTexture(dpt);
+  dwp.dispose();
+}
+
+// ---- gemm kernels with buffer operands ----
+
 function forwardGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, bias: Tensor | null, out: Tensor): void {
+  if (plan.operands === 'texture') return forwardGemmTex(g, plan, x, w, bias, out);
   const ctx = x.ctx;
   const L = gemmLayout(g, plan);
   const xq = packInput(g, L, x);
@@ -444,6 +655,7 @@ function forwardGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, w: Tensor, 
 }
 
 function gradInputGemm(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mask: Tensor, w: Tensor, dx: Tensor): void {
+  if (plan.operands === 'texture') return gradInputGemmTex(g, plan, dOut, mask, w, dx);
   const ctx = dOut.ctx;
   const L = gemmLayout(g, plan);
   const dp = packGradOut(g, L, dOut, mask, false);
@@ -472,6 +684,7 @@ function gradInputGemm(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mask: 
 }
 
 function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Tensor, mask: Tensor, dw: Tensor): void {
+  if (plan.operands === 'texture') return gradWeightGemmTex(g, plan, x, dOut, mask, dw);
   const ctx = x.ctx;
   const L = gemmLayout(g, plan);
   const xq = packInput(g, L, x);
@@ -525,6 +738,7 @@ export function conv2dPlan(ctx: GpuContext, g: Conv2dGeometry, options: Conv2dOp
   const plan = { ...chooseConv2dPlan(g, device, options.variant), ...options.plan };
   validatePlan(plan, device);
   const bad = oversizedBuffers(g, plan, ctx.limits.maxStorageBufferBindingSize, ctx.limits.maxComputeWorkgroupsPerDimension);
+  bad.push(...oversizedTextures(g, plan));
   if (bad.length > 0) {
     throw new ShapeError(`conv2d: the gemm variant's ${bad.join(', ')} exceed this adapter's limits for x [${g.B}, ${g.Cin}, ${g.H}, ${g.W}]; use a smaller batch or the direct variant`);
   }

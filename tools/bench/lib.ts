@@ -10,7 +10,7 @@ import ceilingTexWgsl from '../../kernels/conv2d_ceiling_matmul_tex.wgsl';
 import type { Binding, GpuContext, KernelSpec } from '../../src/gpu/context.ts';
 import { type Tensor, empty, fromArray } from '../../src/tensor.ts';
 import {
-  type Conv2dGeometry, type Conv2dOptions, type Conv2dVariant, conv2dForwardInto, conv2dGeometry, conv2dGradInputInto,
+  type Conv2dGeometry, type Conv2dOptions, type Conv2dPlan, type Conv2dVariant, conv2dForwardInto, conv2dGeometry, conv2dGradInputInto,
   conv2dGradWeightInto, conv2dPlan, deviceInfo,
 } from '../../src/ops/conv2d.ts';
 
@@ -225,11 +225,11 @@ export const CONV_LAYERS: Record<string, ConvLayer> = {
  * conv2d op's own plan and kernels. Napkin per pass: 2 B Cout OH OW Cin KH KW flops (the
  * convolution itself, not the padding of packed operands); bytes = its three operands once.
  */
-export function convLayerCases(ctx: GpuContext, key: string, B: number, variant?: Conv2dVariant, prefix = ''): Case[] {
+export function convLayerCases(ctx: GpuContext, key: string, B: number, variant?: Conv2dVariant, prefix = '', override?: Partial<Conv2dPlan>): Case[] {
   const layer = CONV_LAYERS[key];
   const xShape = layer.x(B);
   const g: Conv2dGeometry = conv2dGeometry(xShape, layer.w, [layer.w[0]], layer.options);
-  const plan = conv2dPlan(ctx, g, { ...layer.options, variant });
+  const plan = conv2dPlan(ctx, g, { ...layer.options, variant, plan: override });
   const K = g.Cin * g.KH * g.KW;
   const flops = 2 * g.B * g.Cout * g.OH * g.OW * K;
   const size = (s: number[]) => s.reduce((a, b) => a * b, 1);
@@ -243,7 +243,7 @@ export function convLayerCases(ctx: GpuContext, key: string, B: number, variant?
   const dx = empty(ctx, xShape);
   const dw = empty(ctx, layer.w);
   const mask = g.relu ? out : dOut;
-  const describe = (v: Conv2dVariant) => (v === 'gemm' ? `gemm${plan.subgroups ? ' subgroups' : ''} ${plan.pack}` : 'direct');
+  const describe = (v: Conv2dVariant) => (v === 'gemm' ? `gemm${plan.subgroups ? ' subgroups' : ''}${plan.operands === 'texture' ? ' textures' : ''} ${plan.pack}` : 'direct');
   const tensors: Tensor[] = [x, w, bias, dOut, out, dx, dw];
   const make = (pass: string, v: Conv2dVariant, run: () => void, note = ''): Case => ({
     what: `${prefix}${layer.name} ${pass}`, batch: B, flops, bytes, note: [describe(v), note].filter(Boolean).join(', '), run, dispose: () => {},
