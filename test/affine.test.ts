@@ -7,7 +7,7 @@ import { makeRng } from './helpers/random.ts';
 import type { Dataset } from '../src/data/dataset.ts';
 import { Rng } from '../src/data/rng.ts';
 import {
-  AFFNIST_STYLE, AFFNIST_TRAIN, CanvasBatches, IDENTITY_TRANSFORM, affineMatrix, affineTestExample, fillAffineTest,
+  AFFNIST_STYLE, AFFNIST_TRAIN, CIFAR10_CROPS, CanvasBatches, fillCentred, IDENTITY_TRANSFORM, affineMatrix, affineTestExample, fillAffineTest,
   inkBox, placeBytes, sampleTransform, translationRange, warpAffine, type AffineExample,
 } from '../src/data/affine.ts';
 import { TrainingBatches } from '../src/train/batches.ts';
@@ -86,9 +86,58 @@ train('MNIST at 40x40 with shifts up to 6: every digit whole, at a shift in rang
   assert.equal(again, images);
 });
 
+train('a smaller canvas crops: CIFAR-10\'s random 24x24 windows of 32x32 colour images, and the centre crop', () => {
+  const ds = madeUp(20, 32, 6, 3); // (y, x, channel) bytes, as the CIFAR-10 reader gives them
+  ds.images.forEach((_, k, a) => { a[k] = (k * 7 + 3) % 251; }); // ink everywhere, so every window differs
+  const B = 5;
+  const batches = new CanvasBatches(ds, B, 2, CIFAR10_CROPS);
+  const images = new Float32Array(B * 3 * 576);
+  const labels = new Int32Array(B);
+  const offsets = new Set<string>();
+  for (const step of [0, 1, 2, 3]) {
+    batches.fill(step, images, labels);
+    const order = batches.order(0);
+    for (let b = 0; b < B; b++) {
+      const i = order[step * B + b];
+      // Find the window (x0, y0) in [0, 8]^2 this crop is, channel planes [3, 24, 24].
+      let found: string | null = null;
+      for (let y0 = 0; y0 <= 8 && !found; y0++) {
+        for (let x0 = 0; x0 <= 8 && !found; x0++) {
+          let same = true;
+          for (let c = 0; c < 3 && same; c++)
+            for (let y = 0; y < 24 && same; y++)
+              for (let x = 0; x < 24 && same; x++)
+                same = images[((b * 3 + c) * 24 + y) * 24 + x] === Math.fround(ds.images[((i * 32 + y + y0) * 32 + x + x0) * 3 + c] / 255);
+          if (same) found = `${x0},${y0}`;
+        }
+      }
+      assert.ok(found, `crop ${b} of step ${step} is a 24x24 window of example ${i}`);
+      offsets.add(found!);
+    }
+  }
+  assert.ok(offsets.size > 10, `${offsets.size} different windows`);
+  const centre = new Float32Array(2 * 3 * 576);
+  const centreLabels = new Int32Array(2);
+  assert.is(fillCentred(ds, 24, 19, centre, centreLabels), 1);
+  assert.is(centre[0], Math.fround(ds.images[((19 * 32 + 4) * 32 + 4) * 3] / 255), 'the centre window starts at (4, 4)');
+  assert.is(centreLabels[1], -1);
+  assert.ok(centre.subarray(3 * 576).every((v) => v === 0));
+});
+
+train('fillCentred puts the MNIST test set in the middle of the 40x40 canvas', () => {
+  const { test } = mnist();
+  const images = new Float32Array(3 * 1600);
+  const labels = new Int32Array(3);
+  assert.is(fillCentred(test, 40, 9998, images, labels), 2);
+  const bytes = new Uint8Array(1600);
+  placeBytes(test, 9999, 40, 0, 0, bytes, 0);
+  assert.equal(images.subarray(1600, 3200), Float32Array.from(bytes, (v) => v / 255));
+  assert.equal(Array.from(labels), [test.labels[9998], test.labels[9999], -1]);
+});
+
 train('bad canvas options are refused', () => {
   const ds = madeUp(4, 28, 2);
-  assert.throws(() => new CanvasBatches(ds, 2, 1, { canvas: 20, maxShift: 2 }), /canvas 20x20 is smaller than the dataset's 28x28/);
+  assert.throws(() => new CanvasBatches(ds, 2, 1, { canvas: 0, maxShift: 2 }), /canvas = 0, expected a positive integer/);
   assert.throws(() => new CanvasBatches(ds, 2, 1, { canvas: 40, maxShift: 1.5 }), /maxShift = 1.5/);
   assert.throws(() => new CanvasBatches(ds, 2, 1, AFFNIST_TRAIN).fill(0, new Float32Array(10), new Int32Array(2)), /expected images of 2 x 1600 floats/);
 });

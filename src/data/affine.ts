@@ -5,7 +5,9 @@
 // Training: MNIST placed at a random position in a 40x40 canvas: the 28x28 digit is centred (6
 //   pixels of zero padding on each side) and shifted by whole pixels dx, dy, each uniform in
 //   [-6, 6] (AFFNIST_TRAIN). With a padding of 6, no pixel ever leaves the canvas. The paper trained
-//   on exactly this ("MNIST digits randomly placed on a black background of 40x40 pixels").
+//   on exactly this. fillCentred gives the MNIST test set centred in the canvas (the paper's
+//   "expanded MNIST" test accuracy). The same placement with a canvas smaller than the images is a
+//   crop: CIFAR-10's random 24x24 crops of the 32x32 images (CIFAR10_CROPS), centre crop at test.
 //
 // Test, affNIST-style: each MNIST test digit gets a random affine transform and is resampled
 //   (bilinear, zero outside the source) into a 40x40 canvas. The ranges (AFFNIST_STYLE), as
@@ -43,12 +45,11 @@ export interface CanvasOptions {
 
 /** The paper's affine-robustness training set: MNIST in a 40x40 canvas, shifts of up to 6 pixels. */
 export const AFFNIST_TRAIN: Readonly<CanvasOptions> = Object.freeze({ canvas: 40, maxShift: 6 });
+/** CIFAR-10 in the paper: random 24x24 crops of the 32x32 images (test: the centre crop, fillCentred). */
+export const CIFAR10_CROPS: Readonly<CanvasOptions> = Object.freeze({ canvas: 24, maxShift: 4 });
 
-function checkCanvas(ds: Dataset, canvas: number, what: string): void {
+function checkCanvas(canvas: number, what: string): void {
   if (!Number.isInteger(canvas) || canvas < 1) throw new Error(`${what}: canvas = ${canvas}, expected a positive integer`);
-  if (canvas < ds.height || canvas < ds.width) {
-    throw new Error(`${what}: canvas ${canvas}x${canvas} is smaller than the dataset's ${ds.height}x${ds.width} images`);
-  }
 }
 
 function checkShift(maxShift: number, what: string): void {
@@ -63,7 +64,9 @@ export function centredOffset(size: number, canvas: number): number {
 /**
  * Example `index` centred in a canvas and shifted by (dx, dy) whole pixels (dx > 0: right, dy > 0:
  * down), written as bytes [channels, canvas, canvas] into `out` at `offset`; pixels that leave the
- * canvas are dropped, the rest of the canvas is 0.
+ * canvas are dropped, the rest of the canvas is 0. A canvas smaller than the image is a crop: the
+ * window of the image at ((size - canvas) / 2 - dx, ...), so CIFAR-10's random 24x24 crops of its
+ * 32x32 images are canvas 24 with shifts up to 4 (the centre crop: no shift).
  */
 export function placeBytes(ds: Dataset, index: number, canvas: number, dx: number, dy: number, out: Uint8Array, offset: number): void {
   const { height: h, width: w, channels: c } = ds;
@@ -86,16 +89,17 @@ export function placeBytes(ds: Dataset, index: number, canvas: number, dx: numbe
 
 /**
  * Training batches of examples placed at random in a larger canvas (AFFNIST_TRAIN: 40x40, shifts up
- * to 6), a pure function of (seed, step) like TrainingBatches, whose epoch order and shift draws it
- * keeps: with canvas = the images' side it gives exactly TrainingBatches' batches. It is one, so
- * the Trainer takes it as is (the model's inputSize must be the canvas).
+ * to 6) or cropped at random from a smaller one (CIFAR10_CROPS: 24x24 windows of 32x32), a pure
+ * function of (seed, step) like TrainingBatches, whose epoch order and shift draws it keeps: with
+ * canvas = the images' side it gives exactly TrainingBatches' batches. It is one, so the Trainer
+ * takes it as is (the model's inputSize must be the canvas).
  */
 export class CanvasBatches extends TrainingBatches {
   private readonly scratch: Uint8Array;
 
   constructor(data: Dataset, batchSize: number, seed: number, readonly options: Readonly<CanvasOptions>) {
     super(data, batchSize, seed, options.maxShift);
-    checkCanvas(data, options.canvas, 'CanvasBatches');
+    checkCanvas(options.canvas, 'CanvasBatches');
     checkShift(options.maxShift, 'CanvasBatches');
     this.scratch = new Uint8Array(data.channels * options.canvas * options.canvas);
   }
@@ -125,6 +129,29 @@ export class CanvasBatches extends TrainingBatches {
       labels[b] = this.data.labels[i];
     }
   }
+}
+
+/**
+ * Fills images [B, C, canvas, canvas] and labels [B] with examples start, start + 1, ... centred in
+ * the canvas (no shift: MNIST's test set in the 40x40 canvas, CIFAR-10's centre crops), for
+ * evaluate(); returns how many were written, the remaining slots get zero pixels and label -1.
+ */
+export function fillCentred(ds: Dataset, canvas: number, start: number, images: Float32Array, labels: Int32Array): number {
+  checkCanvas(canvas, 'fillCentred');
+  const B = labels.length;
+  const size = ds.channels * canvas * canvas;
+  if (images.length !== B * size) throw new Error(`fillCentred: images has ${images.length} floats, expected ${B} * ${size}`);
+  if (!Number.isInteger(start) || start < 0 || start > ds.count) throw new Error(`fillCentred: start = ${start}, expected an integer in [0, ${ds.count}]`);
+  const n = Math.min(B, ds.count - start);
+  const scratch = new Uint8Array(size);
+  for (let b = 0; b < n; b++) {
+    placeBytes(ds, start + b, canvas, 0, 0, scratch, 0);
+    for (let p = 0; p < size; p++) images[b * size + p] = BYTE_TO_UNIT[scratch[p]];
+    labels[b] = ds.labels[start + b];
+  }
+  images.fill(0, n * size);
+  labels.fill(-1, n);
+  return n;
 }
 
 // ---------------------------------------------------------------------------------------------
