@@ -66,13 +66,14 @@ export function parseIdx(bytes: Uint8Array, source: string): IdxArray {
     throw new Error(`${source}: truncated header: ${ndims} dimensions need ${headerBytes} header bytes, the file has ${bytes.length}`);
   }
   const dims: number[] = [];
-  let elements = 1;
-  for (let d = 0; d < ndims; d++) {
-    dims.push(view.getUint32(4 + 4 * d, false));
+  for (let d = 0; d < ndims; d++) dims.push(view.getUint32(4 + 4 * d, false));
+  // A zero anywhere makes the product 0, however large the other sizes (an empty set of big images).
+  let elements = dims.includes(0) ? 0 : 1;
+  for (let d = 0; d < ndims && elements > 0; d++) {
     elements *= dims[d];
     // Bounded at every step so the product stays an exact integer and nothing huge is allocated.
     if (elements > MAX_IDX_ELEMENTS) {
-      throw new Error(`${source}: declared sizes [${dims.join(', ')}${d + 1 < ndims ? ', ...' : ''}] exceed ${MAX_IDX_ELEMENTS} elements: corrupt header or not an IDX file`);
+      throw new Error(`${source}: declared sizes [${dims.slice(0, d + 1).join(', ')}${d + 1 < ndims ? ', ...' : ''}] exceed ${MAX_IDX_ELEMENTS} elements: corrupt header or not an IDX file`);
     }
   }
   const available = bytes.length - headerBytes;

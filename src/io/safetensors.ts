@@ -185,7 +185,28 @@ export function encodeSafetensors(tensors: Record<string, TensorToEncode>, metad
 // ---------------------------------------------------------------------------------------------
 // decode
 
-const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : JSON.stringify(v));
+// Error messages quote what the file holds, but never more than a line of it: a hostile header can
+// hold megabyte names and values, and arrays nested deeper than JSON.stringify can recurse.
+const clip = (text: string, max = 80) => (text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text);
+
+/** A JSON value's kind (null, an array, an object) or the value itself when it is a primitive (clipped). */
+const describe = (v: unknown): string =>
+  v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : clip(JSON.stringify(v) ?? String(v));
+
+/** A shape or offsets value as found: its JSON when flat and short, else its size; never recursing. */
+function quoteValue(v: unknown): string {
+  if (Array.isArray(v)) {
+    if (v.length <= 8 && v.every((x) => x === null || typeof x !== 'object')) return clip(JSON.stringify(v));
+    return `an array of ${v.length} items${v.some((x) => x !== null && typeof x === 'object') ? ' (nested)' : ''}`;
+  }
+  return describe(v);
+}
+
+/** A tensor or metadata key as quoted in errors. */
+const quoteName = (name: string) => clip(name);
+
+/** A shape already checked to be integers, at most 8 dimensions shown. */
+const shapeText = (shape: number[]) => `[${shape.slice(0, 8).join(', ')}${shape.length > 8 ? `, ... (${shape.length} dimensions)` : ''}]`;
 
 interface Entry {
   name: string;
@@ -222,20 +243,20 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     if (name === '__metadata__') {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`__metadata__ is ${describe(value)}, expected an object of strings`);
       for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-        if (typeof v !== 'string') fail(`__metadata__.${key} is ${describe(v)}, expected a string`);
+        if (typeof v !== 'string') fail(`__metadata__.${quoteName(key)} is ${describe(v)}, expected a string`);
         setOwn(metadata, key, v);
       }
       continue;
     }
-    const at = `tensor ${name}`;
+    const at = `tensor ${quoteName(name)}`;
     if (value === null || typeof value !== 'object' || Array.isArray(value)) fail(`${at} is ${describe(value)}, expected an object with dtype, shape, data_offsets`);
     const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
     if (!isDtype(dtype)) fail(`${at}: dtype ${describe(dtype)}, expected one of ${Object.keys(DTYPE_BYTES).join(', ')}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`${at}: shape ${JSON.stringify(shape)}, expected an array of non-negative integers`);
+      fail(`${at}: shape ${quoteValue(shape)}, expected an array of non-negative integers`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
-      fail(`${at}: data_offsets ${JSON.stringify(offsets)}, expected [begin, end], non-negative integers`);
+      fail(`${at}: data_offsets ${quoteValue(offsets)}, expected [begin, end], non-negative integers`);
     }
     const [begin, end] = offsets as number[];
     if (begin > end) fail(`${at}: data_offsets [${begin}, ${end}] has begin > end`);
@@ -248,7 +269,7 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
     }
     if (bytesNeeded !== end - begin) {
       const needs = bytesNeeded > Number.MAX_SAFE_INTEGER ? 'more than 2^53' : String(bytesNeeded);
-      fail(`${at}: shape [${(shape as number[]).join(', ')}] of ${dtype} needs ${needs} bytes, data_offsets [${begin}, ${end}] span ${end - begin}`);
+      fail(`${at}: shape ${shapeText(shape as number[])} of ${dtype} needs ${needs} bytes, data_offsets [${begin}, ${end}] span ${end - begin}`);
     }
     entries.push({ name, dtype: dtype as Dtype, shape: shape as number[], begin, end });
   }
@@ -258,8 +279,8 @@ export function decodeSafetensors(bytes: Uint8Array, source: string): Safetensor
   let pos = 0;
   let previous = '';
   for (const e of sorted) {
-    if (e.begin < pos) fail(`tensor ${e.name}: data_offsets [${e.begin}, ${e.end}] overlap tensor ${previous} (ends at ${pos})`);
-    if (e.begin > pos) fail(`data bytes [${pos}, ${e.begin}) belong to no tensor (gap before tensor ${e.name})`);
+    if (e.begin < pos) fail(`tensor ${quoteName(e.name)}: data_offsets [${e.begin}, ${e.end}] overlap tensor ${quoteName(previous)} (ends at ${pos})`);
+    if (e.begin > pos) fail(`data bytes [${pos}, ${e.begin}) belong to no tensor (gap before tensor ${quoteName(e.name)})`);
     pos = e.end;
     previous = e.name;
   }

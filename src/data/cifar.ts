@@ -1,0 +1,95 @@
+// CIFAR-10 binary format reader (https://www.cs.toronto.edu/~kriz/cifar.html, "binary version").
+// Pure: bytes in, a Dataset out, so the same code runs in Node and in the browser.
+//
+// A batch file is a sequence of 3073-byte records: 1 label byte (0..9), then 3072 pixel bytes, the
+// red, green and blue planes of a 32x32 image one after the other, each row-major. The official
+// files hold 10,000 records each (30,730,000 bytes): data_batch_1.bin .. data_batch_5.bin (training)
+// and test_batch.bin. The Dataset stores examples as (y, x, channel), like every Dataset here, so
+// the planes are interleaved while reading.
+
+import type { Dataset } from './dataset.ts';
+
+export const CIFAR_SIDE = 32;
+export const CIFAR_CHANNELS = 3;
+/** Pixel bytes per record: 3 planes of 32x32. */
+export const CIFAR_PIXEL_BYTES = CIFAR_CHANNELS * CIFAR_SIDE * CIFAR_SIDE;
+/** Bytes per record: the label byte, then the pixels. */
+export const CIFAR_RECORD_BYTES = 1 + CIFAR_PIXEL_BYTES;
+export const CIFAR10_CLASSES = 10;
+/** The class names of batches.meta.txt, by label. */
+export const CIFAR10_LABEL_NAMES: readonly string[] = [
+  'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
+];
+
+/**
+ * Parse one CIFAR-10 binary batch. `source` (a file name) is put in every error message. The
+ * output is new memory (the planes are interleaved), exactly `records * 3072` image bytes: its size
+ * follows from the input's size, so no declared count can make it large.
+ */
+export function parseCifarBatch(bytes: Uint8Array, source: string): Dataset {
+  const size = bytes.length;
+  if (size >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
+    throw new Error(`${source}: the bytes are gzipped (magic 1f 8b): extract the .bin files from cifar-10-binary.tar.gz first`);
+  }
+  if (size >= 2 && bytes[0] === 0x80 && bytes[1] >= 2 && bytes[1] <= 5) {
+    // Python's pickle protocol 2-5 header: the "python version" of CIFAR-10, not the binary one.
+    throw new Error(`${source}: this is a Python pickle (the "python version" of CIFAR-10); use the binary version (cifar-10-binary.tar.gz), whose records are 1 label byte + 3072 pixel bytes`);
+  }
+  if (size === 0) throw new Error(`${source}: empty file, expected ${CIFAR_RECORD_BYTES}-byte records (1 label byte + 3072 pixel bytes)`);
+  if (size % CIFAR_RECORD_BYTES !== 0) {
+    const full = Math.floor(size / CIFAR_RECORD_BYTES);
+    const hint = size % (CIFAR_RECORD_BYTES + 1) === 0
+      ? ` (a multiple of ${CIFAR_RECORD_BYTES + 1}: CIFAR-100's records have 2 label bytes; this reader reads CIFAR-10)`
+      : '';
+    throw new Error(
+      `${source}: ${size} bytes is not a whole number of ${CIFAR_RECORD_BYTES}-byte records (1 label byte + 3072 pixel bytes): ` +
+        `${full} records and ${size - full * CIFAR_RECORD_BYTES} bytes left over, truncated or not a CIFAR-10 binary batch${hint}`,
+    );
+  }
+  const count = size / CIFAR_RECORD_BYTES;
+  // Labels first: a bad file is refused before the (larger) image buffer is allocated.
+  const labels = new Uint8Array(count);
+  for (let n = 0; n < count; n++) {
+    const label = bytes[n * CIFAR_RECORD_BYTES];
+    if (label >= CIFAR10_CLASSES) {
+      throw new Error(`${source}: record ${n} (byte ${n * CIFAR_RECORD_BYTES}) has label ${label}, expected a class index < ${CIFAR10_CLASSES}: not a CIFAR-10 binary batch, or misaligned`);
+    }
+    labels[n] = label;
+  }
+  const plane = CIFAR_SIDE * CIFAR_SIDE;
+  const images = new Uint8Array(count * CIFAR_PIXEL_BYTES);
+  for (let n = 0; n < count; n++) {
+    const src = n * CIFAR_RECORD_BYTES + 1;
+    const dst = n * CIFAR_PIXEL_BYTES;
+    for (let c = 0; c < CIFAR_CHANNELS; c++) {
+      const from = src + c * plane;
+      for (let p = 0; p < plane; p++) images[dst + p * CIFAR_CHANNELS + c] = bytes[from + p];
+    }
+  }
+  return { images, labels, count, height: CIFAR_SIDE, width: CIFAR_SIDE, channels: CIFAR_CHANNELS };
+}
+
+/**
+ * Several batches as one Dataset, in order (the training set is data_batch_1..5). Every part must
+ * be 32x32x3; `source` names the whole in errors.
+ */
+export function concatCifarBatches(parts: Dataset[], source: string): Dataset {
+  if (parts.length === 0) throw new Error(`${source}: no batches to join`);
+  let count = 0;
+  for (const p of parts) {
+    if (p.height !== CIFAR_SIDE || p.width !== CIFAR_SIDE || p.channels !== CIFAR_CHANNELS) {
+      throw new Error(`${source}: a batch of ${p.channels}x${p.height}x${p.width} images, expected ${CIFAR_CHANNELS}x${CIFAR_SIDE}x${CIFAR_SIDE}`);
+    }
+    count += p.count;
+  }
+  if (parts.length === 1) return parts[0];
+  const images = new Uint8Array(count * CIFAR_PIXEL_BYTES);
+  const labels = new Uint8Array(count);
+  let at = 0;
+  for (const p of parts) {
+    images.set(p.images, at * CIFAR_PIXEL_BYTES);
+    labels.set(p.labels, at);
+    at += p.count;
+  }
+  return { images, labels, count, height: CIFAR_SIDE, width: CIFAR_SIDE, channels: CIFAR_CHANNELS };
+}
