@@ -224,9 +224,9 @@ export class MultiMnistBatches {
     return this.sampler.classes;
   }
 
-  /** A batch of the right shape for fill(). */
-  createBatch(): MultiMnistBatch {
-    return createMultiMnistBatch(this.batchSize, this.options.canvas, this.classes, this.data.channels);
+  /** A batch of the right shape for fill(); `classes`: the targets' width (the model's digitCaps, at least the split's classes). */
+  createBatch(classes = this.classes): MultiMnistBatch {
+    return createMultiMnistBatch(this.batchSize, this.options.canvas, classes, this.data.channels);
   }
 
   /** The first digits' order in an epoch (the same permutation as TrainingBatches.order). */
@@ -283,8 +283,8 @@ export class MultiMnistTestSet {
     return this.sampler.classes;
   }
 
-  createBatch(size: number): MultiMnistBatch {
-    return createMultiMnistBatch(size, this.options.canvas, this.classes, this.data.channels);
+  createBatch(size: number, classes = this.classes): MultiMnistBatch {
+    return createMultiMnistBatch(size, this.options.canvas, classes, this.data.channels);
   }
 
   fill(start: number, batch: MultiMnistBatch): number {
