@@ -138,7 +138,7 @@ async function main(): Promise<void> {
       seed: { type: 'string', default: '1' },
       only: { type: 'string' },
       json: { type: 'string' },
-      'slow-ms': { type: 'string', default: '5000' },
+      'slow-ms': { type: 'string', default: '10000' },
       'hang-ms': { type: 'string', default: '30000' },
       replay: { type: 'string' },
       help: { type: 'boolean' },
