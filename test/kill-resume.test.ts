@@ -18,7 +18,7 @@ import { makeRng } from './helpers/random.ts';
 // A decoder wide enough that a checkpoint is a few megabytes: its write (and fsync) takes long
 // enough for a kill to land inside it.
 const CONFIG = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [64, 256] });
-const STEPS = 8;
+const STEPS = 10;
 const RECIPE = ['--steps', String(STEPS), '--limit', '64', '--batch-size', '8', '--log-every', '1', '--checkpoint-every', '1', '--no-eval', '--seed', '3'];
 const CHECKPOINT = 'checkpoint.safetensors';
 const TEMP = /^\.checkpoint\.safetensors\..*\.tmp$/;
@@ -119,14 +119,16 @@ test('SIGKILL at random moments and mid-checkpoint, then --resume: bitwise the u
   assert.is(expected.step, STEPS);
   const referenceMs = performance.now() - started;
 
-  // The kill plan, from the seed: random delays over the run's length, the temporary file of the
-  // 1st-3rd checkpoint a process writes, and right after a checkpoint is renamed into place.
+  // The kill plan, from the seed: the temporary file of the 1st or 2nd checkpoint a process writes
+  // (first, while most steps remain), random delays within the first 70% of a whole run's time, and
+  // right after the 1st or 2nd checkpoint is renamed into place. Each kill costs at most a couple
+  // of steps, so the plan ends before the run does whatever the machine's speed.
   const rng = makeRng(SEED);
   const plans: KillPlan[] = [];
   for (let k = 0; k < 9; k++) {
     const r = k % 3;
-    if (r === 0) plans.push({ kind: 'delay', ms: Math.round(150 + rng() * referenceMs) });
-    else if (r === 1) plans.push({ kind: 'temp-file', nth: 1 + Math.floor(rng() * 3), at: rng() < 0.5 ? 'created' : 'writing' });
+    if (r === 0) plans.push({ kind: 'temp-file', nth: 1 + Math.floor(rng() * 2), at: rng() < 0.5 ? 'created' : 'writing' });
+    else if (r === 1) plans.push({ kind: 'delay', ms: Math.round(100 + rng() * 0.7 * referenceMs) });
     else plans.push({ kind: 'after-save', nth: 1 + Math.floor(rng() * 2) });
   }
 
@@ -163,7 +165,7 @@ test('SIGKILL at random moments and mid-checkpoint, then --resume: bitwise the u
   }
   process.stdout.write(`  [kill-resume] ${log.length} runs, ${midWrite} killed during a checkpoint write, ${((performance.now() - started) / 1000).toFixed(1)} s:\n${log.map((l) => `    ${l}`).join('\n')}\n`);
   assert.ok(finished, `the run did not finish after ${log.length} attempts`);
-  assert.ok(log.filter((l) => l.includes('killed')).length >= 3, 'at least three kills landed');
+  assert.ok(log.filter((l) => l.includes('killed')).length >= 2, 'at least two kills landed');
   assert.ok(midWrite >= 1, 'at least one kill landed while a checkpoint was being written');
   assertSameState(await loadCheckpoint(join(out, CHECKPOINT)), expected);
 
@@ -172,8 +174,9 @@ test('SIGKILL at random moments and mid-checkpoint, then --resume: bitwise the u
   assert.equal(await steps(out), await steps(straight), 'train records of the killed run vs the uninterrupted one');
 });
 
-// Both tests below fail today: the bugs are in src/cli/train.ts and src/io/files.ts (not in the
-// readers) and are reported to their owner with the fix; the parameters themselves resume exactly.
+// What a kill leaves besides the checkpoint: the metrics log of an attempt that saved no
+// checkpoint, and the temporary file of an interrupted write. Both were bugs found here (in
+// src/cli/train.ts and src/io/files.ts); these tests keep them fixed.
 
 test('a run killed before its first checkpoint and started again logs each step once', async () => {
   // The user's only way on: run the same command again (--resume needs a checkpoint).
