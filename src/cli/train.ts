@@ -30,6 +30,7 @@ import { type Dataset, splitValidation, subset, fillBatch } from '../data/datase
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
+import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, intFlag, numberFlag, parseFlags } from './args.ts';
 
@@ -268,6 +269,17 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       throw error;
     }
     mkdirSync(outDir, { recursive: true });
+    // A process killed while writing a checkpoint (or rewriting the log) leaves its temporary file
+    // behind: as large as a checkpoint, never read. Remove those of processes that are gone.
+    for (const path of [checkpointPath, metricsPath]) {
+      for (const name of await removeStaleTempFiles(path)) process.stderr.write(`capsnet train: removed ${name}, left by a run killed while writing it\n`);
+    }
+    if (!previous && existsSync(metricsPath)) {
+      // A log without a checkpoint: an earlier attempt killed before its first checkpoint. Its steps
+      // are done again from step 1, so its records would be logged twice: start the log anew.
+      process.stderr.write(`capsnet train: ${metricsPath} is from an earlier attempt that saved no checkpoint; starting it anew\n`);
+      await writeFileAtomic(metricsPath, new Uint8Array(0));
+    }
 
     const model: TrainableModel = spec.kind === 'baseline'
       ? (previous ? new BaselineCNN(ctx, spec.config, previous.params) : BaselineCNN.create(ctx, spec.config, seed))

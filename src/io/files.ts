@@ -1,7 +1,7 @@
 // Whole-file reads and atomic writes (Node only). Checkpoints are written with writeFileAtomic so a
 // crash or a full disk mid-write never leaves a truncated checkpoint where a good one was.
 
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
@@ -45,6 +45,49 @@ export async function writeFileAtomic(path: string, data: Uint8Array | Iterable<
     throw new Error(`${path}: atomic write failed: ${(e as Error).message}`);
   }
   await syncDir(dir);
+}
+
+/** The temporary file name writeFileAtomic uses for `path`: `.<name>.<pid>.<8 hex>.tmp` in the same folder. */
+function tempPattern(path: string): RegExp {
+  const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^\\.${name}\\.(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0); // signal 0: only asks whether the process exists
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
+  }
+}
+
+/**
+ * Removes the temporary files that writeFileAtomic left for `path` when its process was killed
+ * mid-write (each as large as the file; never renamed, so never read). Files of processes still
+ * alive are left alone: they may be writing right now. Returns the names removed.
+ */
+export async function removeStaleTempFiles(path: string): Promise<string[]> {
+  const dir = dirname(path);
+  const pattern = tempPattern(path);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return []; // no folder, nothing left behind
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = pattern.exec(name);
+    if (!m || Number(m[1]) === process.pid || processAlive(Number(m[1]))) continue;
+    try {
+      await unlink(join(dir, name));
+      removed.push(name);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${join(dir, name)}: cannot remove a stale temporary file: ${(e as Error).message}`);
+    }
+  }
+  return removed;
 }
 
 /** fsync the folder so the rename itself survives a crash. Not possible on every platform (Windows): best effort. */

@@ -4,8 +4,8 @@
 // are read back once every `logEvery` steps (and before every checkpoint, so a checkpoint is only
 // written after its steps were seen to be finite).
 //
-// Non-finite values (NaN, infinity) in a step's loss, activations or gradients: the monitor counts
-// them per monitored tensor on the GPU and raises a "bad step" flag there, which every Adam update
+// Non-finite values (NaN, infinity) in a step's parameters, loss, activations or gradients: the
+// monitor counts them per monitored tensor on the GPU and raises a "bad step" flag there, which every Adam update
 // kernel of the same step reads: a bad step's update is never applied, in either policy, with no
 // readback. What happens next is the policy (TrainerOptions.onNonFinite):
 // - 'stop' (default): at the next read, NonFiniteError names the first bad step and the first layer
@@ -52,7 +52,7 @@ export interface SkippedStep {
 function describeBadStep(step: number, where: Array<{ name: string; count: number }>, loss: number): string {
   const first = where[0];
   return (
-    `step ${step + 1} produced ${Number.isNaN(loss) ? 'a NaN loss' : !Number.isFinite(loss) ? 'an infinite loss' : 'non-finite gradients'}` +
+    `step ${step + 1} produced ${Number.isNaN(loss) ? 'a NaN loss' : !Number.isFinite(loss) ? 'an infinite loss' : 'non-finite values'}` +
     (first ? `; non-finite values first appear in '${first.name}' (${first.count} values)` : '') +
     (where.length > 1 ? `, then in ${where.slice(1, 6).map((w) => `'${w.name}'`).join(', ')}${where.length > 6 ? ', ...' : ''}` : '')
   );
@@ -165,6 +165,10 @@ export class Trainer {
       const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], this.images, 'images');
       const y = fromArray(ctx, [B], Float32Array.from(this.labels), 'labels');
       const tap = (name: string, tensor: Tensor) => monitor.tap(name, tensor);
+      // The parameters themselves first: a NaN in a weight is named where it is, and is found even
+      // where a kernel does not pass NaN on (measured: the dense layer's fused ReLU turns NaN into 0
+      // on OpenGL llvmpipe), or where an update overflowed after the previous step was checked.
+      for (const p of model.parameterList()) tap(`parameter ${p.name}`, p);
       let loss: Tensor;
       let margin: Tensor;
       let scores: Tensor;

@@ -1,0 +1,37 @@
+// What a killed `capsnet train` leaves behind (issue 10): writeFileAtomic's temporary files of a
+// process that died mid-write are removed by removeStaleTempFiles (as capsnet train does at start),
+// those of live processes and every other file are kept. End to end: test/kill-resume.test.ts.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { removeStaleTempFiles } from '../src/io/files.ts';
+
+const files = suite('files left by killed runs');
+
+files('stale temporary files of dead processes are removed; live ones and other files are kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capsnet-stale-'));
+  try {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!; // exited: its pid is (almost surely) free
+    const names = {
+      dead: `.checkpoint.safetensors.${dead}.0a1b2c3d.tmp`,
+      live: `.checkpoint.safetensors.${process.ppid}.0a1b2c3d.tmp`,
+      mine: `.checkpoint.safetensors.${process.pid}.deadbeef.tmp`,
+      otherFile: `.metrics.jsonl.${dead}.0a1b2c3d.tmp`,
+      notTemp: 'checkpoint.safetensors',
+      lookalike: `.checkpoint.safetensors.${dead}.xyz.tmp`,
+    };
+    for (const name of Object.values(names)) writeFileSync(join(dir, name), 'x');
+    const removed = await removeStaleTempFiles(join(dir, 'checkpoint.safetensors'));
+    assert.equal(removed, [names.dead]);
+    assert.equal(readdirSync(dir).sort(), [names.live, names.mine, names.otherFile, names.notTemp, names.lookalike].sort());
+    assert.equal(await removeStaleTempFiles(join(dir, 'metrics.jsonl')), [names.otherFile]);
+    assert.equal(await removeStaleTempFiles(join(dir, 'no-such-folder', 'checkpoint.safetensors')), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+files.run();
