@@ -9,6 +9,7 @@ import {
 } from '../src/io/safetensors.ts';
 import { readFileBytes, writeFileAtomic } from '../src/io/files.ts';
 import { makeRng, randomNormal } from './helpers/random.ts';
+import { withAllocationGuard } from '../tools/fuzz/harness.ts';
 
 /** A safetensors file built by hand (independent of the encoder): header text + `dataBytes` of data. */
 function rawFile(header: unknown, data: Uint8Array | number = 0, headerLength?: bigint): Uint8Array {
@@ -202,6 +203,34 @@ malformed('metadata must map strings to strings', () => {
   const odd = decodeSafetensors(rawFile('{"__metadata__":{"__proto__":"x"}}'), 'odd');
   assert.is(Object.getPrototypeOf(odd.metadata), Object.prototype);
   assert.is(odd.metadata['__proto__'], 'x');
+});
+
+malformed('hostile headers: sizes bounded before allocating, nothing executed, messages stay short', async () => {
+  // A header length of 2^63 or one past the end allocates nothing the size of what it declares.
+  for (const declared of [2n ** 63n, BigInt(MAX_HEADER_BYTES), 1000n]) {
+    const r = await withAllocationGuard(1 << 20, () => decodeSafetensors(rawFile({}, 0, declared), 'h.safetensors'));
+    assert.ok(r.threw, `header length ${declared} refused`);
+    assert.match((r.error as Error).message, /^h\.safetensors: header length \d+ (exceeds|runs past)/);
+    assert.ok(r.largest < 1024, `largest allocation ${r.largest} bytes`);
+  }
+  // A tensor declaring 2^40 elements over 8 bytes of data: refused before any tensor is allocated.
+  const r = await withAllocationGuard(1 << 20, () => decodeSafetensors(rawFile({ w: entry('F32', [2 ** 40], [0, 8]) }, 8), 'big'));
+  assert.ok(r.threw && r.largest < 1024, `refused without allocating (${r.largest} bytes)`);
+  // The header is data: JSON.parse only. Names and values that would be code or prototype keys in
+  // other decoders stay strings, and no built-in prototype changes.
+  const names = ['__proto__', 'constructor', 'toString', 'valueOf', 'hasOwnProperty', '${process.exit(1)}', 'function(){}'];
+  const header: Record<string, unknown> = {};
+  names.forEach((name, k) => Object.defineProperty(header, name, { value: entry('U8', [1], [k, k + 1]), enumerable: true }));
+  const before = Reflect.ownKeys(Object.prototype).length;
+  const decoded = decodeSafetensors(rawFile(header, Uint8Array.from(names, (_, k) => k)), 'names');
+  assert.equal([...decoded.tensors.keys()].sort(), [...names].sort());
+  names.forEach((name, k) => assert.equal(Array.from(decoded.tensors.get(name)!.data), [k], name));
+  assert.is(Reflect.ownKeys(Object.prototype).length, before);
+  // A shape nested a million deep (JSON.parse copes; JSON.stringify in a message would overflow)
+  // and megabyte names give short messages that still name the file and the tensor.
+  expectError(rawFile(`{"w":{"dtype":"F32","shape":${'['.repeat(1e6)}${']'.repeat(1e6)},"data_offsets":[0,0]}}`), /^bad\.safetensors: tensor w: shape an array of 1 items \(nested\), expected/);
+  const long = 'n'.repeat(1e6);
+  assert.throws(() => decodeSafetensors(rawFile({ [long]: 5 }), 'bad.safetensors'), (e: Error) => e.message.length < 300 && /^bad\.safetensors: tensor n{80}\.\.\. \(1000000 characters\) is 5/.test(e.message));
 });
 
 malformed('the encoder rejects inconsistent input', () => {
