@@ -115,10 +115,13 @@ function jsonDepth(root: unknown): number {
 
 const MAX_PROBLEMS_LISTED = 40;
 
+/** A metadata string as quoted in an error: a hostile file's megabyte value stays a one-line message. */
+const clip = (text: string) => (text.length > 80 ? `${text.slice(0, 80)}... (${text.length} characters)` : text);
+
 function parseCount(text: string | undefined, source: string, field: string): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) throw new Error(`${source}: __metadata__.${field} must be a non-negative integer, got '${text}'`);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n)) throw new Error(`${source}: __metadata__.${field} must be a non-negative integer, got '${clip(text)}'`);
   return n;
 }
 
@@ -142,10 +145,10 @@ export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheck
   const file = decodeSafetensors(bytes, source);
   const meta = file.metadata;
   if (meta.format !== undefined && meta.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`${source}: __metadata__.format is '${meta.format}', expected '${CHECKPOINT_FORMAT}'`);
+    throw new Error(`${source}: __metadata__.format is '${clip(meta.format)}', expected '${CHECKPOINT_FORMAT}'`);
   }
   const model = (meta.model ?? 'capsnet') as ModelKind;
-  if (!MODEL_KINDS.includes(model)) throw new Error(`${source}: __metadata__.model is '${meta.model}', expected one of ${MODEL_KINDS.map((k) => `'${k}'`).join(', ')}`);
+  if (!MODEL_KINDS.includes(model)) throw new Error(`${source}: __metadata__.model is '${clip(meta.model ?? '')}', expected one of ${MODEL_KINDS.map((k) => `'${k}'`).join(', ')}`);
   const declared = parseJsonField(meta.config, source, 'config', MAX_CONFIG_JSON_BYTES);
   if (declared !== undefined && (typeof declared !== 'object' || declared === null || Array.isArray(declared))) {
     throw new Error(`${source}: __metadata__.config must be a JSON object`);
@@ -194,7 +197,7 @@ export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheck
   }
   const known = new Set([...Object.keys(shapes), ...(hasAdam ? Object.keys(shapes).flatMap((n) => [`adam.m.${n}`, `adam.v.${n}`]) : [])]);
   for (const name of file.tensors.keys()) {
-    if (!known.has(name)) problems.push(`unexpected tensor '${name}' (not part of this model config)`);
+    if (!known.has(name)) problems.push(`unexpected tensor '${clip(name)}' (not part of this model config)`);
   }
   if (problems.length > 0) {
     // At most MAX_PROBLEMS_LISTED lines: a file with thousands of stray tensors still gives a readable message.

@@ -137,11 +137,11 @@ function mutateCheckpoint(rng: Rng, tensors: Array<[string, StTensor]>, meta: Me
     case 10: {
       const k = pickTensor();
       if (k < 0) break;
-      const to = pick(rng, ['extra.weight', `${tensors[k][0]}_`, tensors[k][0].replace('adam.m.', 'adam.'), tensors[k][0].toUpperCase()]);
+      const to = pick(rng, ['extra.weight', `${tensors[k][0]}_`, tensors[k][0].replace('adam.m.', 'adam.'), tensors[k][0].toUpperCase(), 'n'.repeat(big(1_000_000))]);
       const from = tensors[k][0];
       if (to === from || tensors.some(([n]) => n === to)) break;
       tensors[k] = [to, tensors[k][1]];
-      return { what: `tensor ${from} renamed ${to}`, stillValid: false };
+      return { what: `tensor ${from} renamed ${to.length > 40 ? `to a ${to.length}-character name` : to}`, stillValid: false };
     }
     case 11: {
       const k = pickTensor();
