@@ -24,9 +24,15 @@ struct Params { B: u32, J: u32, mPlus: f32, mMinus: f32, lambda: f32 }
 @group(0) @binding(3) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> d_lengths: array<f32>;
 
-// max(0, v) that propagates NaN (WGSL's max may return either operand for NaN).
+// NaN test on the bits: comparisons with NaN may be folded away by a shader compiler.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// max(0, v) that propagates NaN. WGSL's max may return either operand for NaN, and on OpenGL
+// llvmpipe `NaN < 0.0` is true, so select(v, 0.0, v < 0.0) alone turned NaN into 0 there.
 fn relu_nan(v: f32) -> f32 {
-  return select(v, 0.0, v < 0.0);
+  return select(select(v, 0.0, v < 0.0), v, is_nan(v));
 }
 
 @compute @workgroup_size(64)
@@ -63,8 +69,7 @@ fn correct(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3
   var ok = true;
   var K = 0u;
   for (var j = 0u; j < params.J; j++) {
-    // NaN test on the bits: comparisons with NaN may be folded away by a shader compiler.
-    if ((bitcast<u32>(lengths[row + j]) & 0x7fffffffu) > 0x7f800000u) { ok = false; }
+    if (is_nan(lengths[row + j])) { ok = false; }
   }
   for (var a = 0u; a < params.J; a++) {
     if (!(targets[row + a] > 0.5)) { continue; }
