@@ -1,7 +1,7 @@
 // conv2d: every kernel variant against the f64 reference (test/reference/conv2d.ts), forward and
 // backward, on odd shapes (nothing a multiple of any tile), strides 1 and 2, padding 0 and 1, with
 // and without ReLU, on the paper's Conv1 and PrimaryCaps shapes at batch 1 and 8; finite differences
-// through the tape; shape errors before any dispatch; the plan chooser; the OpenGL adapter.
+// through the tape; shape errors before any dispatch; the plan chooser; the other software backend.
 import { suite, type Test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
@@ -601,33 +601,43 @@ planning('the gemm variant allocates nothing new per call once the pool is warm'
   for (const t of [px, pw, pb]) t.dispose();
 });
 
-const opengl = suite('conv2d on the OpenGL adapter');
+// The suites above run on the shared test device (the default backend: software OpenGL or Vulkan
+// on a machine without a GPU); this one runs every configuration the other software backend
+// supports there, so that both stay covered whichever is the default.
+const otherBackend = suite('conv2d on the other software backend');
 
-opengl('every variant without subgroups (OpenGL has none; textures included), forward and backward, on odd shapes and on PrimaryCaps at batch 1', async () => {
+otherBackend('every variant the other backend (OpenGL or Vulkan) supports, forward and backward, on odd shapes and on PrimaryCaps at batch 1', async () => {
+  const shared = await gpu();
+  const backend = shared.adapter.backend === 'opengl' ? 'vulkan' : 'opengl';
   let ctx: GpuContext;
   try {
-    ctx = await acquireGpu({ backend: 'opengl' });
+    ctx = await acquireGpu({ backend });
   } catch (error) {
-    throw new Error(`the OpenGL adapter is required for this test (tools/install-software-gpu.sh): ${(error as Error).message}`);
+    throw new Error(`the ${backend} adapter is required for this test (tools/install-software-gpu.sh): ${(error as Error).message}`);
   }
   try {
-    assert.is(ctx.adapter.featureLevel, 'compatibility');
-    assert.is(deviceInfo(ctx).subgroups8, false, 'OpenGL has no subgroups: the subgroup configurations do not apply');
-    for (const config of CONFIGS.filter((k) => k.needs !== 'subgroups')) {
-      const why = await missing(config, Promise.resolve(deviceInfo(ctx)));
-      if (why) throw new Error(`${config.label} cannot run on OpenGL: ${why}`);
-      const variant = config.label;
-      for (const c of [ODD_CASES[1], ODD_CASES[2], ODD_CASES[3], ODD_CASES[5]]) {
+    const device = deviceInfo(ctx);
+    if (backend === 'opengl') {
+      assert.is(ctx.adapter.featureLevel, 'compatibility');
+      assert.is(device.subgroups8, false, 'OpenGL has no subgroups: the subgroup configurations do not apply');
+    }
+    process.stdout.write(`\n  [${ctx.adapter.name}] ${backend}\n`);
+    for (const config of CONFIGS) {
+      const why = await missing(config, Promise.resolve(device));
+      if (why && config.needs === 'subgroups' && backend === 'opengl') continue;
+      if (why) throw new Error(`${config.label} cannot run on ${ctx.adapter.name}: ${why}`);
+      const variant = `${ctx.adapter.name} ${config.label}`;
+      for (const c of [ODD_CASES[1], ODD_CASES[2], ODD_CASES[3], ODD_CASES[5], ODD_CASES[8]]) {
         const inp = makeInputs(c);
-        compareFull(c, inp, await runGpu(ctx, c, inp, config), `OpenGL ${variant} ${describe(c)}`);
+        compareFull(c, inp, await runGpu(ctx, c, inp, config), `${variant} ${describe(c)}`);
       }
       const { inp, ref, grads: cached } = fullReference(primaryb1);
       const r = await runGpu(ctx, primaryb1, inp, config);
       const grads = cached ?? referenceGrads(primaryb1, inp, r.out);
-      assertClose(r.out, ref.out, tolerance(20736), `OpenGL ${variant} PrimaryCaps out`);
-      assertClose(r.dx, grads.dx, tolerance(20736), `OpenGL ${variant} PrimaryCaps dx`);
-      assertClose(r.dw, grads.dw, tolerance(36), `OpenGL ${variant} PrimaryCaps dw`);
-      assertClose(r.db!, grads.db, tolerance(36), `OpenGL ${variant} PrimaryCaps db`);
+      assertClose(r.out, ref.out, tolerance(20736), `${variant} PrimaryCaps out`);
+      assertClose(r.dx, grads.dx, tolerance(20736), `${variant} PrimaryCaps dx`);
+      assertClose(r.dw, grads.dw, tolerance(36), `${variant} PrimaryCaps dw`);
+      assertClose(r.db!, grads.db, tolerance(36), `${variant} PrimaryCaps db`);
     }
   } finally {
     ctx.destroy();
@@ -638,4 +648,4 @@ variants.run();
 gradients.run();
 errors.run();
 planning.run();
-opengl.run();
+otherBackend.run();

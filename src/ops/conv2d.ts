@@ -447,12 +447,12 @@ function validatePlan(plan: Conv2dPlan, device: Conv2dDeviceInfo): void {
     }
     if (plan.subgroups && t.wg !== 8) throw new ShapeError(`conv2d: the subgroup kernels need tiles of wg 8 (one subgroup), got ${JSON.stringify(t)}`);
   }
+  if (plan.operands !== 'buffer' && plan.operands !== 'texture') throw new ShapeError(`conv2d: plan.operands must be 'buffer' or 'texture', got ${JSON.stringify(plan.operands)}`);
+  if (plan.operands === 'texture' && plan.subgroups) throw new ShapeError('conv2d: the subgroup kernels read buffers: plan.subgroups needs plan.operands = \'buffer\'');
   if (plan.subgroups && !device.subgroups8) {
     throw new ShapeError('conv2d: plan.subgroups needs the subgroups feature with subgroups of exactly 8 invocations, which this device does not have');
   }
-  if (plan.operands !== 'buffer' && plan.operands !== 'texture') throw new ShapeError(`conv2d: plan.operands must be 'buffer' or 'texture', got ${JSON.stringify(plan.operands)}`);
   if (plan.operands === 'texture') {
-    if (plan.subgroups) throw new ShapeError('conv2d: the subgroup kernels read buffers: plan.subgroups needs plan.operands = \'buffer\'');
     if (!device.readOnlyStorageTextures) throw new ShapeError('conv2d: plan.operands = \'texture\' needs read-only storage textures (WGSL readonly_and_readwrite_storage_textures), which this device does not have');
     const max = device.maxTextureDimension2D ?? 8192;
     if (!Number.isInteger(plan.textureLimit) || plan.textureLimit < 16 || plan.textureLimit > max) {
