@@ -40,9 +40,16 @@ override HAS_BIAS: u32 = 1;
 const MAX_TM = 8u;
 const MAX_TN4 = 4u;
 
+// ReLU that keeps NaN, decided on the bits: on OpenGL llvmpipe float comparisons are unordered
+// (`NaN < 0.0` is true), so select(v, 0.0, v < 0.0) turned NaN into 0 there; WGSL's max(NaN, 0)
+// may return either operand. Zero for -0 ... -inf (sign bit set, not NaN), v otherwise.
+fn relu_keep_nan(v: f32) -> f32 {
+  let bits = bitcast<u32>(v);
+  return select(v, 0.0, bits >= 0x80000000u && bits <= 0xff800000u);
+}
+
 fn activate(v: f32) -> f32 {
-  // ReLU written as a select so that NaN stays NaN (WGSL's max(NaN, 0) may return either).
-  if (ACT == 1u) { return select(v, 0.0, v < 0.0); }
+  if (ACT == 1u) { return relu_keep_nan(v); }
   if (ACT == 2u) {
     // Neither branch overflows (exp of a large positive argument would be infinite).
     let e = exp(-abs(v));

@@ -13,13 +13,19 @@ fn element(wid: vec3u, nwg: vec3u, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
+// ReLU that keeps NaN, decided on the bits: on OpenGL llvmpipe float comparisons are unordered
+// (`NaN < 0.0` is true), so select(v, 0.0, v < 0.0) turned NaN into 0 there; WGSL's max(NaN, 0)
+// may return either operand. Zero for -0 ... -inf (sign bit set, not NaN), v otherwise.
+fn relu_keep_nan(v: f32) -> f32 {
+  let bits = bitcast<u32>(v);
+  return select(v, 0.0, bits >= 0x80000000u && bits <= 0xff800000u);
+}
+
 @compute @workgroup_size(WG)
 fn relu(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = element(wid, nwg, lid);
   if (i >= params.n) { return; }
-  // Not max(x, 0): llvmpipe's max(NaN, 0) is 0, which would hide a NaN from the training monitor.
-  let v = x[i];
-  out[i] = select(v, 0.0, v < 0.0);
+  out[i] = relu_keep_nan(x[i]);
 }
 
 // Written so that neither branch overflows: exp of a large positive argument would be infinite.
