@@ -18,18 +18,21 @@ import { makeRng } from './helpers/random.ts';
 // A decoder wide enough that a checkpoint is a few megabytes: its write (and fsync) takes long
 // enough for a kill to land inside it.
 const CONFIG = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [64, 256] });
-const STEPS = 10;
+const STEPS = 12;
 const RECIPE = ['--steps', String(STEPS), '--limit', '64', '--batch-size', '8', '--log-every', '1', '--checkpoint-every', '1', '--no-eval', '--seed', '3'];
 const CHECKPOINT = 'checkpoint.safetensors';
 const TEMP = /^\.checkpoint\.safetensors\..*\.tmp$/;
 const SEED = 1234;
 
 /**
- * When to kill: after a delay; when the temporary file of the process's nth checkpoint is created
- * ('created') or first written to ('writing'); or right after the nth checkpoint is renamed into place.
+ * When to kill: after a delay from the start (start-up: loading data, acquiring the GPU); a few
+ * milliseconds after the metrics log records a given step (around that step's checkpoint); when the
+ * temporary file of the process's nth checkpoint is created ('created') or first written to
+ * ('writing'); or right after the nth checkpoint is renamed into place.
  */
 type KillPlan =
   | { kind: 'delay'; ms: number }
+  | { kind: 'logged'; step: number; extraMs: number }
   | { kind: 'temp-file'; nth: number; at: 'created' | 'writing' }
   | { kind: 'after-save'; nth: number }
   | { kind: 'signal'; when: Promise<boolean> }
@@ -60,6 +63,17 @@ function runTrain(out: string, args: string[], plan: KillPlan, timeoutMs = 60_00
     let watcher: ReturnType<typeof watch> | undefined;
     if (plan.kind === 'delay') timer = setTimeout(kill, plan.ms);
     if (plan.kind === 'signal') void plan.when.then((fire) => fire && kill());
+    let polling: NodeJS.Timeout | undefined;
+    if (plan.kind === 'logged') {
+      const record = new RegExp(`"type":"train","step":${plan.step}[,}]`);
+      const metrics = join(out, 'metrics.jsonl');
+      polling = setInterval(() => {
+        if (existsSync(metrics) && record.test(readFileSync(metrics, 'utf8'))) {
+          clearInterval(polling);
+          timer = setTimeout(kill, plan.extraMs);
+        }
+      }, 2);
+    }
     if (plan.kind === 'temp-file' || plan.kind === 'after-save') {
       // inotify events: 'rename' when a file appears or is renamed (under both names), 'change' when
       // it is written. Temporary files have unique names: the nth new name is the nth checkpoint.
@@ -85,6 +99,7 @@ function runTrain(out: string, args: string[], plan: KillPlan, timeoutMs = 60_00
     child.on('close', (code, signal) => {
       clearTimeout(guard);
       if (timer) clearTimeout(timer);
+      if (polling) clearInterval(polling);
       watcher?.close();
       resolve({ code, signal, stderr, killed });
     });
@@ -119,18 +134,25 @@ test('SIGKILL at random moments and mid-checkpoint, then --resume: bitwise the u
   assert.is(expected.step, STEPS);
   const referenceMs = performance.now() - started;
 
-  // The kill plan, from the seed: the temporary file of the 1st or 2nd checkpoint a process writes
-  // (first, while most steps remain), random delays within the first 70% of a whole run's time, and
-  // right after the 1st or 2nd checkpoint is renamed into place. Each kill costs at most a couple
-  // of steps, so the plan ends before the run does whatever the machine's speed.
+  // The kill plan, from the seed, in terms of the run's progress (not of time, so it is the same on
+  // a fast or a slow machine): the temporary file of the 1st or 2nd checkpoint a process writes; 0-60
+  // ms after step (checkpoint + 1 or 2) is logged; right after the 1st or 2nd checkpoint is renamed
+  // into place; during start-up. Each kill costs at most two steps, and the plan stops two steps
+  // before the end, so every kind of kill lands.
   const rng = makeRng(SEED);
-  const plans: KillPlan[] = [];
-  for (let k = 0; k < 9; k++) {
-    const r = k % 3;
-    if (r === 0) plans.push({ kind: 'temp-file', nth: 1 + Math.floor(rng() * 2), at: rng() < 0.5 ? 'created' : 'writing' });
-    else if (r === 1) plans.push({ kind: 'delay', ms: Math.round(100 + rng() * 0.7 * referenceMs) });
-    else plans.push({ kind: 'after-save', nth: 1 + Math.floor(rng() * 2) });
-  }
+  const planFor = (k: number, done: number): KillPlan => {
+    switch (k % 4) {
+      case 0:
+        return { kind: 'temp-file', nth: 1 + Math.floor(rng() * 2), at: rng() < 0.5 ? 'created' : 'writing' };
+      case 1:
+        return { kind: 'logged', step: done + 1 + Math.floor(rng() * 2), extraMs: Math.floor(rng() * 60) };
+      case 2:
+        return { kind: 'after-save', nth: 1 + Math.floor(rng() * 2) };
+      default:
+        return { kind: 'delay', ms: Math.floor(rng() * Math.min(400, referenceMs / 4)) };
+    }
+  };
+  const MAX_KILLS = 8;
 
   const out = join(root, 'killed');
   mkdirSync(out);
@@ -139,14 +161,17 @@ test('SIGKILL at random moments and mid-checkpoint, then --resume: bitwise the u
   let midWrite = 0;
   let finished = false;
   let knownTemps = new Set<string>();
-  for (let attempt = 0; attempt < plans.length + 3 && !finished; attempt++) {
-    const plan = plans[attempt] ?? { kind: 'none' };
+  let kills = 0;
+  for (let attempt = 0; attempt < 2 * MAX_KILLS + 2 && !finished; attempt++) {
+    const done = Math.max(0, lastStep);
+    const plan: KillPlan = kills < MAX_KILLS && done <= STEPS - 3 ? planFor(kills, done) : { kind: 'none' };
     const resume = existsSync(join(out, CHECKPOINT));
     const args = resume ? [...RECIPE, '--resume'] : [...RECIPE, '--config', CONFIG];
     const r = await runTrain(out, args, plan);
     const temps = readdirSync(out).filter((n) => TEMP.test(n));
     const newTemps = temps.filter((n) => !knownTemps.has(n));
     knownTemps = new Set(temps);
+    if (r.killed) kills++;
     if (r.killed && newTemps.length > 0) midWrite++;
     let onDisk = 'no checkpoint';
     if (existsSync(join(out, CHECKPOINT))) {
@@ -165,7 +190,7 @@ test('SIGKILL at random moments and mid-checkpoint, then --resume: bitwise the u
   }
   process.stdout.write(`  [kill-resume] ${log.length} runs, ${midWrite} killed during a checkpoint write, ${((performance.now() - started) / 1000).toFixed(1)} s:\n${log.map((l) => `    ${l}`).join('\n')}\n`);
   assert.ok(finished, `the run did not finish after ${log.length} attempts`);
-  assert.ok(log.filter((l) => l.includes('killed')).length >= 2, 'at least two kills landed');
+  assert.ok(kills >= 6, `at least six kills landed (${kills})`);
   assert.ok(midWrite >= 1, 'at least one kill landed while a checkpoint was being written');
   assertSameState(await loadCheckpoint(join(out, CHECKPOINT)), expected);
 
