@@ -12,10 +12,11 @@ export {
 export { Tensor, empty, zeros, fromArray, parameter, tidy, untrack } from './tensor.ts';
 export { backward, noGrad } from './autograd/tape.ts';
 export * as ops from './ops/index.ts';
-export { CapsNet, initialParameters, oneHotTargets } from './model/capsnet.ts';
-export type { CapsNetOutput, CapsNetLoss } from './model/capsnet.ts';
-export { PAPER_CONFIG, makeConfig, parameterShapes, parameterCount, geometry } from './model/config.ts';
-export type { CapsNetConfig } from './model/config.ts';
+export { CapsNet, initialParameters, oneHotTargets, twoDigitLoss, evaluateTwoDigits } from './model/capsnet.ts';
+export type { CapsNetOutput, CapsNetLoss, TwoDigitLoss, TwoDigitEvaluation } from './model/capsnet.ts';
+export { topKCorrect } from './ops/losses.ts';
+export { PAPER_CONFIG, CONFIG_PRESETS, presetConfig, makeConfig, parameterShapes, parameterCount, geometry } from './model/config.ts';
+export type { CapsNetConfig, PresetName } from './model/config.ts';
 export { BaselineCNN, makeBaselineConfig, baselineParameterShapes, BASELINE_PAPER_CONFIG } from './model/baseline.ts';
 export type { BaselineConfig } from './model/baseline.ts';
 export { Adam } from './optim/adam.ts';
@@ -23,4 +24,11 @@ export { staircaseDecay, learningRate, constantLr } from './optim/schedule.ts';
 export { encodeCheckpoint, decodeCheckpoint } from './io/checkpoint.ts';
 export type { Checkpoint } from './io/checkpoint.ts';
 export { Trainer, evaluate, NonFiniteError } from './train/trainer.ts';
+export type { BatchSource } from './train/trainer.ts';
 export { TrainingBatches } from './train/batches.ts';
+// The data generators of the paper's other experiments (issue 8), each a pure function of a seed.
+export { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, AFFNIST_STYLE, fillCentred, fillAffineTest } from './data/affine.ts';
+export type { CanvasOptions, AffineRanges } from './data/affine.ts';
+export { MultiMnistBatches, MultiMnistTestSet, MULTIMNIST_PAPER, MULTIMNIST_SHIFT6, createMultiMnistBatch } from './data/multimnist.ts';
+export type { MultiMnistBatch, MultiMnistOptions } from './data/multimnist.ts';
+export { parseCifarBatch, CIFAR10_LABEL_NAMES } from './data/cifar.ts';

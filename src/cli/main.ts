@@ -20,8 +20,10 @@ commands:
   train --out DIR [flags]        train CapsNet or the paper's baseline CNN (see below); --resume
                                  continues a stopped run exactly
   eval --checkpoint FILE [--limit N] [--output FILE.json] [--data DIR] [--batch-size N]
+       [--experiment NAME] [--test-seed N]
                                  test accuracy, error and confusion matrix; --output writes every
-                                 image's label, prediction and 10 capsule lengths (baseline: logits)
+                                 image's label, prediction and 10 capsule lengths (baseline: logits);
+                                 the experiment, test seed and data default to the checkpoint's
   figures --checkpoint FILE --out DIR [--metrics FILE] [--data DIR]
                                  training curves (SVG), reconstructions and the 16 x 11
                                  dimension-perturbation grid of each digit (PNG; CapsNet only)
@@ -31,6 +33,17 @@ commands:
   help                           this text
 
 train flags:
+  --experiment mnist|fashion-mnist|affnist|multimnist|cifar10   the paper's experiments (default mnist):
+      fashion-mnist  the MNIST model on Fashion-MNIST (default --data /usr/share/datasets/fashion-mnist)
+      affnist        MNIST at random in a 40x40 canvas (--shift 6); tested on the MNIST test set
+                     centred in 40x40 and on an affNIST-style set (random rotations, shears, scalings)
+      multimnist     two overlapping digits on 36x36 (--shift 4, or 6), two-hot margin targets and a
+                     reconstruction of each; accuracy: both digits are the two longest capsules
+                     (CapsNet only)
+      cifar10        random 24x24 crops (--shift 4) of CIFAR-10 (--data DIR of the binary batches),
+                     64 primary types, same padding, leaky routing, no decoder; tested on centre crops
+      --test-seed N (1): the generated test sets (affnist, multimnist), one example per test image,
+      --eval-limit N caps them. --resume keeps the run's experiment (another one is refused).
   --model capsnet|baseline       CapsNet (default) or the paper's baseline CNN (3 convs, 2 FC,
                                  dropout, softmax; 35.4M parameters)
   --epochs N | --steps N         how long (default: one epoch)

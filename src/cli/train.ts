@@ -16,17 +16,16 @@ import { acquireGpu, resolveBackend } from '../gpu/node.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError } from '../gpu/errors.ts';
 import { CapsNet } from '../model/capsnet.ts';
-import { makeConfig, parameterCount, type CapsNetConfig } from '../model/config.ts';
+import { makeConfig, parameterCount, presetConfig, type CapsNetConfig } from '../model/config.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { baselineParameterCount, makeBaselineConfig, type BaselineConfig } from '../model/baseline-config.ts';
 import { Adam } from '../optim/adam.ts';
 import { staircaseDecay } from '../optim/schedule.ts';
-import { TrainingBatches } from '../train/batches.ts';
 import { Trainer, NonFiniteError, evaluate, type StepRecord, type TrainableModel, type NonFinitePolicy } from '../train/trainer.ts';
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { BatchTooLargeError, checkBatchSize, formatBytes, memoryDevice, type ModelSpec } from '../train/memory.ts';
-import { loadMnist } from '../io/idx-file.ts';
 import { type Dataset, splitValidation, subset, fillBatch } from '../data/dataset.ts';
+import { type ExperimentName, defaultShift, experimentBatches, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
@@ -51,11 +50,19 @@ export interface RunOptions {
   validation: number;
   data: string | null;
   totalSteps: number;
+  /** Absent in runs written before the experiments existed: mnist. */
+  experiment?: ExperimentName;
+  /** The data recipe: the canvas the model sees and the training shift (the same as maxShift). */
+  dataOptions?: { canvas: number; maxShift: number };
+  /** Seed of the generated test sets (affnist's transformed set, multimnist's pairs). */
+  testSeed?: number;
 }
 
 export const TRAIN_FLAGS = {
   out: { type: 'string' },
   model: { type: 'string' },
+  experiment: { type: 'string' },
+  'test-seed': { type: 'string' },
   data: { type: 'string' },
   epochs: { type: 'string' },
   steps: { type: 'string' },
@@ -107,14 +114,6 @@ export class TrainingStoppedError extends Error {
 /** Part of the machine's memory a software adapter (whose GPU memory is the machine's RAM) may plan to use. */
 const SOFTWARE_MEMORY_FRACTION = 0.75;
 
-function loadData(dataDir: string | null): { train: Dataset; test: Dataset } {
-  try {
-    return loadMnist(dataDir ?? undefined);
-  } catch (error) {
-    throw new UsageError(`capsnet train: ${(error as Error).message}`);
-  }
-}
-
 export async function trainCommand(argv: string[]): Promise<number> {
   const result = await train(argv);
   return result.stopped ? 130 : 0;
@@ -156,13 +155,19 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     return stored && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
   };
   const modelKind = pick('model', parseModelFlag, previous ? (previous.model ?? 'capsnet') : undefined);
+  const experiment = pick('experiment', parseExperiment, stored ? (stored.experiment ?? 'mnist') : undefined);
+  if (experiment === 'multimnist' && modelKind === 'baseline') {
+    throw new UsageError('capsnet train --experiment multimnist: trains CapsNet only (two-hot margin targets); --model baseline is not supported there');
+  }
+  const testSeed = pick('test-seed', (v) => intFlag(v, '--test-seed', 1, 0), stored ? (stored.testSeed ?? 1) : undefined);
+  if (testSeed > 0xffffffff) throw new UsageError(`--test-seed: expected an integer in [0, 4294967295], got '${testSeed}'`);
   const seed = pick('seed', (v) => intFlag(v, '--seed', 1, 0), stored?.seed);
   if (seed > 0xffffffff) throw new UsageError(`--seed: expected an integer in [0, 4294967295], got '${seed}'`);
   const batchSize = pick('batch-size', (v) => intFlag(v, '--batch-size', 128), stored?.batchSize);
   const lr = pick('lr', (v) => numberFlag(v, '--lr', 1e-3, (n) => n > 0, 'a learning rate > 0'), stored?.lr);
   const decayRate = pick('decay-rate', (v) => numberFlag(v, '--decay-rate', 0.96, (n) => n > 0 && n <= 1, 'a number in (0, 1]'), stored?.decayRate);
   const decaySteps = pick('decay-steps', (v) => intFlag(v, '--decay-steps', 2000), stored?.decaySteps);
-  const maxShift = pick('shift', (v) => intFlag(v, '--shift', 2, 0), stored?.maxShift);
+  const maxShift = pick('shift', (v) => intFlag(v, '--shift', defaultShift(experiment), 0), stored?.maxShift);
   const limit = pick('limit', (v) => (v === undefined ? null : intFlag(v, '--limit', 0)), stored?.limit ?? null);
   const validation = pick('validation', (v) => intFlag(v, '--validation', 0, 0), stored?.validation);
   const dataDir = pick('data', (v) => v ?? null, stored?.data ?? null);
@@ -194,7 +199,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     throw new UsageError('capsnet train --resume: the model config comes from the checkpoint; --config, --routings, --grad-mode, --no-recon and --recon-weight cannot change it');
   }
 
-  let { train: trainSet, test: testSet } = loadData(dataDir);
+  let { train: trainSet, test: testSet } = loadExperimentData(experiment, dataDir, 'capsnet train');
+  const imageSide = trainSet.height;
+  const canvas = experimentCanvas(experiment, imageSide);
   if (limit !== null) {
     if (limit > trainSet.count) throw new UsageError(`--limit: ${limit} is more than the ${trainSet.count} training images`);
     trainSet = subset(trainSet, limit);
@@ -218,26 +225,34 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const spec: ModelSpec = previous
     ? (previous.model === 'baseline' ? { kind: 'baseline', config: previous.config } : { kind: 'capsnet', config: previous.config })
     : modelKind === 'baseline'
-      ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: trainSet.height, ...(modelOverrides as Partial<BaselineConfig>) }, '--config')) }
+      ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: canvas, ...(modelOverrides as Partial<BaselineConfig>) }, '--config')) }
       : {
         kind: 'capsnet',
-        config: validated(() => makeConfig({
+        // The experiment's preset (src/model/config.ts), sized to the data; the decoder as the
+        // preset has it (cifar10: none) unless --no-recon or --recon-weight say otherwise.
+        config: validated(() => presetConfig(experiment, {
           inputChannels: trainSet.channels,
-          inputSize: trainSet.height,
+          inputSize: canvas,
           ...(modelOverrides as Partial<CapsNetConfig>),
           ...(routings !== undefined ? { routings } : {}),
           ...(gradMode !== undefined ? { gradMode: gradMode as 'all' | 'last' } : {}),
-          decoder: reconWeight > 0,
-          reconWeight: reconWeight > 0 ? reconWeight : 0.0005,
-        }, '--config')),
+          ...(given['no-recon'] !== undefined || given['recon-weight'] !== undefined || experiment !== 'cifar10'
+            ? { decoder: reconWeight > 0, reconWeight: reconWeight > 0 ? reconWeight : 0.0005 }
+            : {}),
+        })),
       };
   const config = spec.config;
-  if (trainSet.height !== trainSet.width || trainSet.height !== config.inputSize || trainSet.channels !== config.inputChannels) {
-    throw new UsageError(`capsnet train: the data's images are ${trainSet.channels}x${trainSet.height}x${trainSet.width}, the model expects ${config.inputChannels}x${config.inputSize}x${config.inputSize}`);
+  if (trainSet.height !== trainSet.width || canvas !== config.inputSize || trainSet.channels !== config.inputChannels) {
+    throw new UsageError(
+      `capsnet train: the data's images are ${trainSet.channels}x${trainSet.height}x${trainSet.width}` +
+        `${canvas !== trainSet.height ? ` (placed in a ${canvas}x${canvas} canvas by --experiment ${experiment})` : ''}, the model expects ${config.inputChannels}x${config.inputSize}x${config.inputSize}`,
+    );
   }
-  const options: RunOptions = { model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps };
-  const fullEvalSets: Array<[string, Dataset]> = validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]];
-  const evalSets = fullEvalSets.map(([split, full]): [string, Dataset] => [split, evalLimit !== null && evalLimit < full.count ? subset(full, evalLimit) : full]);
+  const options: RunOptions = {
+    model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps,
+    experiment, dataOptions: { canvas, maxShift }, testSeed,
+  };
+  const evalSets = experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
 
   const ctx = await acquireGpu({ backend });
   const started = performance.now();
@@ -261,7 +276,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       estimate = checkBatchSize(spec, batchSize, 'train', memoryDevice(ctx), { flag: '--batch-size', adapter, ...budget });
       if (!flags['no-eval']) {
         // Each set is evaluated in batches of min(--eval-batch-size, its size).
-        const largestEvalBatch = Math.max(...evalSets.map(([, ds]) => Math.min(evalBatch, ds.count)));
+        const largestEvalBatch = Math.max(...evalSets.map((set) => Math.min(evalBatch, set.count)));
         checkBatchSize(spec, largestEvalBatch, 'eval', memoryDevice(ctx), { flag: '--eval-batch-size', adapter, ...budget });
       }
     } catch (error) {
@@ -292,7 +307,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       await truncateMetricsAfterStep(metricsPath, startStep);
     }
     const previousSkips = Number((previous?.training as { consecutiveSkips?: unknown } | undefined)?.consecutiveSkips ?? 0);
-    const batches = new TrainingBatches(trainSet, batchSize, seed, maxShift);
+    let batches;
+    try {
+      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift);
+    } catch (error) {
+      throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
+    }
     const trainer = new Trainer(ctx, model, adam, batches, logEvery, {
       onNonFinite: onNonFinite as NonFinitePolicy,
       maxConsecutiveSkips: maxSkips,
@@ -301,7 +321,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
     const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
     process.stderr.write(
-      `capsnet train: ${spec.kind === 'baseline' ? 'baseline CNN, ' : ''}${parameters.toLocaleString('en-US')} parameters on ${adapter}; ${trainSet.count} training images, ` +
+      `capsnet train: ${experiment !== 'mnist' ? `${experiment}, ` : ''}${spec.kind === 'baseline' ? 'baseline CNN, ' : ''}${parameters.toLocaleString('en-US')} parameters on ${adapter}; ${trainSet.count} training images, ` +
         `batch ${batchSize} (about ${formatBytes(estimate.totalBytes)} of GPU memory), ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
     );
     if (faults.length > 0) process.stderr.write(`capsnet train: injecting faults (a test): ${flags['inject-fault']}\n`);
@@ -358,10 +378,11 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
 
     let testAccuracy: number | null = null;
     if (!stopRequested && !flags['no-eval']) {
-      for (const [split, ds] of evalSets) {
+      for (const set of evalSets) {
+        const split = set.split;
         let result;
         try {
-          result = await evaluateDataset(model, ds, Math.min(evalBatch, ds.count), split);
+          result = await set.run(model, Math.min(evalBatch, set.count));
         } catch (error) {
           if (!(error instanceof GpuDeviceLostError || error instanceof GpuValidationError || error instanceof GpuOutOfMemoryError)) throw error;
           // Training is done and saved; only the evaluation is lost.
@@ -371,8 +392,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
           );
         }
         if (split === 'test') testAccuracy = result.accuracy;
-        await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count });
-        process.stderr.write(`capsnet train: ${split} accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count - result.correct} errors of ${result.count})\n`);
+        const almost = result.almost !== undefined ? { almost: result.almost / Math.max(1, result.count) } : {};
+        await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count, ...almost });
+        process.stderr.write(
+          `capsnet train: ${split} accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count - result.correct} errors of ${result.count}` +
+            `${result.almost !== undefined ? `; at least one digit right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%` : ''})\n`,
+        );
       }
     }
     const seconds = (performance.now() - started) / 1000;

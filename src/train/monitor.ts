@@ -70,13 +70,20 @@ export class StepMonitor {
   }
 
   /**
-   * Records the step's loss, margin loss (the loss again for models without one), how many highest
-   * scores (capsule lengths or logits, [B, classes]) match the labels, and the bad-step flag over
-   * every tensor tapped so far in this step: call it after the last tap.
+   * Records the step's loss, margin loss (the loss again for models without one), how many examples
+   * were right, and the bad-step flag over every tensor tapped so far in this step: call it after
+   * the last tap. Right: the highest score (capsule lengths or logits, [B, classes]) is the label
+   * ([B]); or, when `correct` ([B] of 0/1, e.g. MultiMNIST's two-of-two) is given, its sum (then
+   * `labels` is not read).
    */
-  stats(loss: Tensor, margin: Tensor, scores: Tensor, labels: Tensor): void {
+  stats(loss: Tensor, margin: Tensor, scores: Tensor, labels: Tensor, correct?: Tensor): void {
     const [B, J] = scores.shape;
-    this.ctx.dispatch(STATS, [loss.buffer, margin.buffer, scores.buffer, labels.buffer, this.buffer.buffer], [B, J, this.slot * this.stride, this.tapIndex], 1);
+    if (correct && (correct.shape.length !== 1 || correct.shape[0] !== B)) {
+      throw new Error(`StepMonitor.stats: correct must be [${B}], got [${correct.shape.join(', ')}]`);
+    }
+    // Without per-example values the binding still needs a buffer: the labels (never read then).
+    const perExample = correct ?? labels;
+    this.ctx.dispatch(STATS, [loss.buffer, margin.buffer, scores.buffer, labels.buffer, perExample.buffer, this.buffer.buffer], [B, J, this.slot * this.stride, this.tapIndex, correct ? 1 : 0], 1);
   }
 
   /** Where stats() writes this step's bad-step flag (1: the step saw a NaN or infinity): for Adam.step. */

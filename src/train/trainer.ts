@@ -19,12 +19,20 @@
 import type { GpuContext } from '../gpu/context.ts';
 import { type Tensor, fromArray, tidy } from '../tensor.ts';
 import { backward, noGrad } from '../autograd/tape.ts';
-import { CapsNet, oneHotTargets } from '../model/capsnet.ts';
+import { CapsNet, oneHotTargets, twoDigitLoss } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { dropoutSeed } from '../ops/dropout.ts';
 import type { Adam } from '../optim/adam.ts';
 import { StepMonitor, type StepStats } from './monitor.ts';
 import type { TrainingBatches } from './batches.ts';
+import { MultiMnistBatches, type MultiMnistBatch } from '../data/multimnist.ts';
+
+/**
+ * Where the training batches come from: single-label images (TrainingBatches, and CanvasBatches
+ * for the 40x40 affine and CIFAR-10 crop recipes), or MultiMNIST's two-digit examples, trained with
+ * two-hot targets and a reconstruction of each digit (CapsNet only).
+ */
+export type BatchSource = TrainingBatches | MultiMnistBatches;
 
 /** The models the trainer knows how to train and evaluate. */
 export type TrainableModel = CapsNet | BaselineCNN;
@@ -133,7 +141,7 @@ export class Trainer {
     readonly ctx: GpuContext,
     readonly model: TrainableModel,
     readonly adam: Adam,
-    readonly batches: TrainingBatches,
+    readonly batches: BatchSource,
     readonly logEvery = 10,
     options: TrainerOptions = {},
   ) {
@@ -146,7 +154,14 @@ export class Trainer {
     const c = model.config;
     this.images = new Float32Array(batches.batchSize * c.inputChannels * c.inputSize * c.inputSize);
     this.labels = new Int32Array(batches.batchSize);
+    if (batches instanceof MultiMnistBatches) {
+      if (!(model instanceof CapsNet)) throw new Error('Trainer: MultiMNIST batches train CapsNet only (two-hot margin targets)');
+      this.pairs = batches.createBatch(model.config.digitCaps);
+    }
   }
+
+  /** MultiMNIST: the step's two-digit batch (host arrays, filled each step). */
+  private readonly pairs: MultiMnistBatch | null = null;
 
   /** Bad steps in a row at the last statistics read ('skip' policy); checkpoints store it. */
   get consecutiveSkips(): number {
@@ -158,12 +173,16 @@ export class Trainer {
     const { ctx, model, adam, monitor } = this;
     const c = model.config;
     const B = this.batches.batchSize;
-    this.batches.fill(step, this.images, this.labels);
-    hooks.beforeStep?.(step, { images: this.images, labels: this.labels });
+    const pairs = this.pairs;
+    if (pairs) {
+      (this.batches as MultiMnistBatches).fill(step, pairs);
+      hooks.beforeStep?.(step, { images: pairs.images, labels: pairs.firstLabels });
+    } else {
+      (this.batches as TrainingBatches).fill(step, this.images, this.labels);
+      hooks.beforeStep?.(step, { images: this.images, labels: this.labels });
+    }
     monitor.beginStep(step);
     tidy(() => {
-      const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], this.images, 'images');
-      const y = fromArray(ctx, [B], Float32Array.from(this.labels), 'labels');
       const tap = (name: string, tensor: Tensor) => monitor.tap(name, tensor);
       // The parameters themselves first: a NaN in a weight is named where it is, and is found even
       // where a kernel does not pass NaN on (measured: the dense layer's fused ReLU turns NaN into 0
@@ -172,20 +191,31 @@ export class Trainer {
       let loss: Tensor;
       let margin: Tensor;
       let scores: Tensor;
-      if (model instanceof CapsNet) {
-        const t = oneHotTargets(ctx, this.labels, model.config.digitCaps);
-        const out = model.loss(x, y, t, tap);
-        [loss, margin, scores] = [out.loss, out.margin, out.lengths];
+      let y: Tensor;
+      let correct: Tensor | undefined;
+      if (pairs) {
+        const out = twoDigitLoss(model as CapsNet, pairs, B, tap);
+        [loss, margin, scores, correct] = [out.loss, out.margin, out.lengths, out.correct];
+        // Not read by the statistics when `correct` is given (one label cannot say two-of-two).
+        y = out.correct;
       } else {
-        // The dropout mask is a function of (run seed, step): a resumed run drops the same units.
-        const out = model.loss(x, y, { dropoutSeed: dropoutSeed(this.batches.seed, step), tap });
-        [loss, margin, scores] = [out.loss, out.loss, out.logits];
+        const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], this.images, 'images');
+        y = fromArray(ctx, [B], Float32Array.from(this.labels), 'labels');
+        if (model instanceof CapsNet) {
+          const t = oneHotTargets(ctx, this.labels, model.config.digitCaps);
+          const out = model.loss(x, y, t, tap);
+          [loss, margin, scores] = [out.loss, out.margin, out.lengths];
+        } else {
+          // The dropout mask is a function of (run seed, step): a resumed run drops the same units.
+          const out = model.loss(x, y, { dropoutSeed: dropoutSeed(this.batches.seed, step), tap });
+          [loss, margin, scores] = [out.loss, out.loss, out.logits];
+        }
       }
       monitor.tap('loss', loss);
       backward(loss);
       const params = model.parameterList();
       for (const p of params) monitor.tap(`gradient of ${p.name}`, p.grad!);
-      monitor.stats(loss, margin, scores, y);
+      monitor.stats(loss, margin, scores, y, correct);
       // The update reads the monitor's flag: a step with any non-finite value changes nothing.
       adam.step(params, { skipFlag: monitor.skipFlag() });
       adam.zeroGrad(params);

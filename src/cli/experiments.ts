@@ -1,0 +1,174 @@
+// The paper's experiments as `capsnet train/eval --experiment NAME`: for each, where the data comes
+// from, how training batches are made (a pure function of (seed, step), so --resume stays exact),
+// the model preset (src/model/config.ts CONFIG_PRESETS) and which sets the evaluation reports.
+// - mnist: today's recipe (28x28, shifts up to --shift 2); fashion-mnist: the same on Fashion-MNIST.
+// - affnist: MNIST placed at random in a 40x40 canvas (shifts up to 6); evaluated on the MNIST test
+//   set centred in 40x40 ('test') and on an affNIST-style set generated from it ('affnist').
+// - multimnist: two digits of different classes, each shifted up to 4 (--shift 6: the official
+//   variant) on 36x36; evaluated on a generated set of pairs where both digits must be the two
+//   longest capsules ('test'; 'almost': at least one of them).
+// - cifar10: random 24x24 crops of the 32x32 images (--data DIR required); evaluated on centre crops.
+// Generated test sets have one example per test image (capped by --eval-limit); example n is a
+// function of (test seed, n) only.
+
+import { existsSync } from 'node:fs';
+import { type Dataset, fillBatch } from '../data/dataset.ts';
+import { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, fillCentred, fillAffineTest } from '../data/affine.ts';
+import { MultiMnistBatches, MultiMnistTestSet, type MultiMnistOptions } from '../data/multimnist.ts';
+import { loadMnist } from '../io/idx-file.ts';
+import { loadCifar10 } from '../io/cifar-file.ts';
+import { CapsNet, evaluateTwoDigits } from '../model/capsnet.ts';
+import { TrainingBatches } from '../train/batches.ts';
+import { evaluate, type BatchSource, type TrainableModel } from '../train/trainer.ts';
+import { ProgressBar } from './progress.ts';
+import { UsageError } from './args.ts';
+
+export const EXPERIMENTS = ['mnist', 'fashion-mnist', 'affnist', 'multimnist', 'cifar10'] as const;
+export type ExperimentName = (typeof EXPERIMENTS)[number];
+
+/** Debian's dataset-fashion-mnist package installs the official split here. */
+export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
+
+export function parseExperiment(value: string | undefined): ExperimentName {
+  const v = value ?? 'mnist';
+  if (!(EXPERIMENTS as readonly string[]).includes(v)) throw new UsageError(`--experiment: expected one of ${EXPERIMENTS.join(', ')}, got '${v}'`);
+  return v as ExperimentName;
+}
+
+/** The data recipe of an experiment: the canvas side the model sees and the training shift default. */
+export function experimentCanvas(experiment: ExperimentName, imageSide: number): number {
+  switch (experiment) {
+    case 'affnist': return AFFNIST_TRAIN.canvas;
+    case 'cifar10': return CIFAR10_CROPS.canvas;
+    case 'multimnist': return 36;
+    default: return imageSide;
+  }
+}
+
+export function defaultShift(experiment: ExperimentName): number {
+  switch (experiment) {
+    case 'affnist': return AFFNIST_TRAIN.maxShift;
+    case 'cifar10': return CIFAR10_CROPS.maxShift;
+    case 'multimnist': return 4;
+    default: return 2;
+  }
+}
+
+/** The experiment's train and test sets; `command` names the command in errors. */
+export function loadExperimentData(experiment: ExperimentName, dataDir: string | null, command: string): { train: Dataset; test: Dataset } {
+  try {
+    switch (experiment) {
+      case 'fashion-mnist': {
+        const dir = dataDir ?? FASHION_MNIST_DIR;
+        if (dataDir === null && !existsSync(dir)) {
+          throw new Error(`Fashion-MNIST is not installed in ${FASHION_MNIST_DIR} (Debian: apt-get install dataset-fashion-mnist); or pass --data DIR with its four IDX files`);
+        }
+        return loadMnist(dir);
+      }
+      case 'cifar10':
+        if (dataDir === null) throw new Error('--experiment cifar10 needs --data DIR: the folder of the CIFAR-10 binary batches (data_batch_1.bin .. data_batch_5.bin, test_batch.bin)');
+        return loadCifar10(dataDir);
+      default:
+        return loadMnist(dataDir ?? undefined);
+    }
+  } catch (error) {
+    throw new UsageError(`${command}: ${(error as Error).message}`);
+  }
+}
+
+/** Training batches of the experiment, a pure function of (seed, step). */
+export function experimentBatches(experiment: ExperimentName, train: Dataset, batchSize: number, seed: number, maxShift: number): BatchSource {
+  switch (experiment) {
+    case 'affnist': return new CanvasBatches(train, batchSize, seed, { canvas: AFFNIST_TRAIN.canvas, maxShift });
+    case 'cifar10': return new CanvasBatches(train, batchSize, seed, { canvas: CIFAR10_CROPS.canvas, maxShift });
+    case 'multimnist': return new MultiMnistBatches(train, batchSize, seed, multiMnistOptions(maxShift));
+    default: return new TrainingBatches(train, batchSize, seed, maxShift);
+  }
+}
+
+export function multiMnistOptions(maxShift: number): MultiMnistOptions {
+  return { canvas: 36, maxShift };
+}
+
+export interface SetResult {
+  /** 'validation', 'test', or 'affnist' (affnist's transformed test set). */
+  split: string;
+  count: number;
+  correct: number;
+  accuracy: number;
+  /** multimnist: examples with at least one of their two digits among the two longest capsules. */
+  almost?: number;
+  /** Single-label sets: per example class scores, predictions and labels, confusion[label][prediction]. */
+  scores?: Float32Array;
+  predictions?: Int32Array;
+  labels?: Int32Array;
+  confusion?: number[][];
+}
+
+export interface EvalSet {
+  split: string;
+  count: number;
+  run(model: TrainableModel, batchSize: number): Promise<SetResult>;
+}
+
+/**
+ * The sets an experiment reports, each of at most `limit` examples (null: every test image once):
+ * `validation` (if any) and the test set in the experiment's form, and for affnist also the
+ * affNIST-style set. `maxShift` is the training shift (multimnist's test pairs use the same).
+ */
+export function experimentEvalSets(
+  experiment: ExperimentName, sets: Array<[string, Dataset]>, testSeed: number, maxShift: number, limit: number | null, imageSide: number,
+): EvalSet[] {
+  const capped = (n: number) => (limit !== null ? Math.min(limit, n) : n);
+  const out: EvalSet[] = [];
+  for (const [split, ds] of sets) {
+    const count = capped(ds.count);
+    if (experiment === 'multimnist') {
+      out.push({
+        split, count,
+        run: (model, batch) => withBar(split, count, async (progress) => {
+          if (!(model instanceof CapsNet)) throw new UsageError('--experiment multimnist: evaluates CapsNet only');
+          const set = new MultiMnistTestSet(ds, count, testSeed, multiMnistOptions(maxShift));
+          const r = await evaluateTwoDigits(model, count, batch, (s, b) => set.fill(s, b), progress);
+          return { split, count: r.count, correct: r.correct, accuracy: r.accuracy, almost: r.almost };
+        }),
+      });
+      continue;
+    }
+    const canvas = experimentCanvas(experiment, imageSide);
+    const fill = canvas === ds.height && canvas === ds.width
+      ? (() => {
+        const order = Uint32Array.from({ length: count }, (_, i) => i);
+        return (s: number, x: Float32Array, y: Int32Array) => fillBatch(ds, order, s, x, y);
+      })()
+      : (s: number, x: Float32Array, y: Int32Array) => fillCentred(ds, canvas, s, x, y);
+    out.push(singleLabel(split, count, fill));
+    if (experiment === 'affnist' && split === 'test') {
+      const n = capped(ds.count);
+      out.push(singleLabel('affnist', n, (s, x, y) => fillAffineTest(ds, testSeed, n, s, x, y)));
+    }
+  }
+  return out;
+}
+
+function singleLabel(split: string, count: number, fill: (start: number, images: Float32Array, labels: Int32Array) => number): EvalSet {
+  return {
+    split, count,
+    run: (model, batch) => withBar(split, count, async (progress) => {
+      const labels = new Int32Array(count);
+      const r = await evaluate(model, count, batch, (s, x, y) => {
+        const n = fill(s, x, y);
+        labels.set(y.subarray(0, Math.max(0, Math.min(n, count - s))), s);
+        return n;
+      }, progress);
+      return { split, count: r.count, correct: r.correct, accuracy: r.accuracy, scores: r.scores, predictions: r.predictions, labels, confusion: r.confusion };
+    }),
+  };
+}
+
+async function withBar(label: string, total: number, run: (progress: (done: number) => void) => Promise<SetResult>): Promise<SetResult> {
+  const bar = new ProgressBar({ total, label, unit: 'img' });
+  const r = await run((done) => bar.update(done));
+  bar.finish({ accuracy: `${(100 * r.accuracy).toFixed(2)}%` });
+  return r;
+}

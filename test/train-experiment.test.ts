@@ -1,0 +1,208 @@
+// `capsnet train/eval --experiment` (issue 8): affnist, multimnist and cifar10 (on a generated CIFAR
+// folder) run end to end on tiny configs and report their sets; the run's experiment, shift and test
+// seed are stored and --resume keeps them (another experiment is refused); a stopped and resumed
+// MultiMNIST run is bitwise the uninterrupted one; the step statistics count MultiMNIST's
+// per-example two-of-two correctness instead of one argmax per example.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from './helpers/cli.ts';
+import { gpu } from './helpers/gpu.ts';
+import { makeRng } from './helpers/random.ts';
+import { readMetrics } from '../src/io/metrics.ts';
+import { loadAnyCheckpoint } from '../src/io/checkpoint-file.ts';
+import { StepMonitor } from '../src/train/monitor.ts';
+import { fromArray, tidy } from '../src/tensor.ts';
+
+// Tiny models: a few hundred microseconds of GPU work per example on llvmpipe.
+const CAPS = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, decoderHidden: [16, 16] });
+const COMMON = ['--batch-size', '8', '--eval-batch-size', '8', '--log-every', '2', '--config', CAPS];
+
+let root = '';
+const exp = suite('capsnet train --experiment', {});
+exp.before(() => {
+  root = mkdtempSync(join(tmpdir(), 'capsnet-experiment-'));
+});
+exp.after(() => rmSync(root, { recursive: true, force: true }));
+
+const ckptPath = (dir: string) => join(dir, 'checkpoint.safetensors');
+const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+async function evalRecords(dir: string) {
+  const { records } = await readMetrics(join(dir, 'metrics.jsonl'));
+  return { train: records.filter((m) => m.type === 'train'), evals: records.filter((m) => m.type === 'eval') as Array<Record<string, unknown>> };
+}
+
+exp('step statistics: a per-example correct tensor is summed instead of counting argmax == label', async () => {
+  const ctx = await gpu();
+  const monitor = new StepMonitor(ctx, 2);
+  const B = 5;
+  const J = 3;
+  // Argmax of each row: 0, 1, 2, 0, 1; labels match rows 0, 1 and 3 (3 right by argmax).
+  const scores = [0.9, 0.1, 0.2, 0.1, 0.8, 0.3, 0.1, 0.2, 0.7, 0.6, 0.5, 0.4, 0.2, 0.9, 0.1];
+  const labels = [0, 1, 0, 0, 2];
+  // 2 right, on other rows than the argmax count: only a sum of this tensor gives 2.
+  const correct = [0, 0, 0, 1, 1];
+  for (const perExample of [false, true]) {
+    monitor.beginStep(perExample ? 1 : 0);
+    tidy(() => {
+      const loss = fromArray(ctx, [1], [0.5]);
+      const s = fromArray(ctx, [B, J], scores);
+      const y = fromArray(ctx, [B], labels);
+      monitor.stats(loss, loss, s, y, perExample ? fromArray(ctx, [B], correct) : undefined);
+    });
+  }
+  const [byArgmax, byTensor] = await monitor.read();
+  assert.is(byArgmax.correct, 3);
+  assert.is(byTensor.correct, 2);
+  assert.is(byTensor.flagged, false);
+  assert.throws(() => {
+    monitor.beginStep(0);
+    tidy(() => {
+      const loss = fromArray(ctx, [1], [0.5]);
+      monitor.stats(loss, loss, fromArray(ctx, [B, J], scores), fromArray(ctx, [B], labels), fromArray(ctx, [B + 1], [0, 0, 0, 0, 0, 0]));
+    });
+  }, /correct must be \[5\]/);
+  monitor.dispose();
+});
+
+exp('affnist: trains in the 40x40 canvas, reports the centred test set and the affNIST-style set; eval prints both; the baseline CNN runs it too', async () => {
+  const out = join(root, 'affnist');
+  const r = await runCli(['train', '--out', out, '--experiment', 'affnist', '--limit', '32', '--steps', '2', '--eval-limit', '16', ...COMMON]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /affnist, /);
+  const ckpt = await loadAnyCheckpoint(ckptPath(out));
+  assert.is(ckpt.config.inputSize, 40);
+  const options = ckpt.training!.options as Record<string, unknown>;
+  assert.is(options.experiment, 'affnist');
+  assert.equal(options.dataOptions, { canvas: 40, maxShift: 6 });
+  assert.is(options.maxShift, 6);
+  assert.is(options.testSeed, 1);
+  const { train, evals } = await evalRecords(out);
+  assert.equal(train.map((m) => m.step), [1, 2]);
+  assert.equal(evals.map((m) => [m.split, m.count]), [['test', 16], ['affnist', 16]]);
+  for (const m of evals) assert.ok(typeof m.accuracy === 'number' && m.accuracy >= 0 && m.accuracy <= 1);
+
+  const json = join(root, 'affnist-eval.json');
+  const e = await runCli(['eval', '--checkpoint', ckptPath(out), '--limit', '16', '--batch-size', '8', '--output', json]);
+  assert.is(e.code, 0, e.stderr);
+  assert.match(e.stdout, /\(16 affnist test examples, step 2\)/);
+  assert.match(e.stdout, /affnist accuracy [0-9.]+%/);
+  const report = JSON.parse(readFileSync(json, 'utf8'));
+  assert.is(report.experiment, 'affnist');
+  assert.equal(report.sets.map((s: { split: string }) => s.split), ['test', 'affnist']);
+  // The same sets as the training run's evaluation (same checkpoint, test seed and data).
+  assert.equal(report.sets.map((s: { accuracy: number }) => s.accuracy), evals.map((m) => m.accuracy));
+  assert.is(report.images.length, 16);
+  assert.is(report.images[0].lengths.length, 10);
+  // Another test seed draws another affNIST-style set (the centred set is the same).
+  const other = await runCli(['eval', '--checkpoint', ckptPath(out), '--limit', '16', '--batch-size', '8', '--test-seed', '77']);
+  assert.is(other.code, 0, other.stderr);
+
+  const base = join(root, 'affnist-baseline');
+  const b = await runCli([
+    'train', '--out', base, '--experiment', 'affnist', '--model', 'baseline', '--limit', '32', '--steps', '2', '--eval-limit', '8',
+    '--batch-size', '8', '--eval-batch-size', '8', '--config', JSON.stringify({ convChannels: [4, 4, 4], fcHidden: [16, 8] }),
+  ]);
+  assert.is(b.code, 0, b.stderr);
+  assert.is((await loadAnyCheckpoint(ckptPath(base))).config.inputSize, 40);
+  assert.equal((await evalRecords(base)).evals.map((m) => m.split), ['test', 'affnist']);
+});
+
+exp('multimnist: two-digit training and the two-of-two evaluation; --shift 6 stored; stopped and resumed is bitwise the uninterrupted run', async () => {
+  const flags = ['--experiment', 'multimnist', '--shift', '6', '--limit', '48', '--seed', '5', ...COMMON];
+  const straight = join(root, 'mm-straight');
+  const r = await runCli(['train', '--out', straight, '--steps', '4', '--eval-limit', '16', ...flags]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /at least one digit right: [0-9.]+%/);
+  const a = await loadAnyCheckpoint(ckptPath(straight));
+  assert.is(a.config.inputSize, 36);
+  const options = a.training!.options as Record<string, unknown>;
+  assert.is(options.experiment, 'multimnist');
+  assert.equal(options.dataOptions, { canvas: 36, maxShift: 6 });
+  const { train, evals } = await evalRecords(straight);
+  assert.equal(train.map((m) => m.step), [1, 2, 3, 4]);
+  for (const m of train) {
+    assert.ok(Number.isFinite(m.loss) && Number.isFinite(m.reconLoss as number) && (m.reconLoss as number) > 0, 'two reconstructions are trained');
+    // Whole examples of a batch of 8.
+    const accuracy = m.accuracy as number;
+    assert.ok(Number.isInteger(accuracy * 8) && accuracy >= 0 && accuracy <= 1);
+  }
+  assert.is(evals.length, 1);
+  assert.is(evals[0].count, 16);
+  assert.ok((evals[0].almost as number) >= (evals[0].accuracy as number), 'one digit right is at least as frequent as both');
+
+  const resumed = join(root, 'mm-resumed');
+  assert.is((await runCli(['train', '--out', resumed, '--steps', '2', '--no-eval', ...flags])).code, 0);
+  const refused = await runCli(['train', '--out', resumed, '--steps', '4', '--resume', '--experiment', 'affnist']);
+  assert.is(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /--experiment affnist differs from the run's multimnist/);
+  const c = await runCli(['train', '--out', resumed, '--steps', '4', '--resume', '--no-eval']);
+  assert.is(c.code, 0, c.stderr);
+  assert.match(c.stderr, /multimnist, .*steps 3\.\.4 \(resumed\)/);
+  const b = await loadAnyCheckpoint(ckptPath(resumed));
+  assert.is(b.step, 4);
+  for (const name of Object.keys(a.params)) {
+    assert.ok(bytes(a.params[name]).equals(bytes(b.params[name])), `${name} differs`);
+    assert.ok(bytes(a.optimizer!.m[name]).equals(bytes(b.optimizer!.m[name])), `adam.m.${name} differs`);
+  }
+
+  const e = await runCli(['eval', '--checkpoint', ckptPath(straight), '--limit', '16', '--batch-size', '8']);
+  assert.is(e.code, 0, e.stderr);
+  assert.match(e.stdout, /\(16 multimnist test examples, step 4\)/);
+  // Same checkpoint, test seed and shift as the run's own evaluation: the same accuracy.
+  assert.match(e.stdout, new RegExp(`accuracy ${(100 * (evals[0].accuracy as number)).toFixed(2)}%`));
+  assert.match(e.stdout, new RegExp(`at least one of the two digits right: ${(100 * (evals[0].almost as number)).toFixed(2)}%`));
+
+  const baseline = await runCli(['train', '--out', join(root, 'mm-baseline'), '--experiment', 'multimnist', '--model', 'baseline']);
+  assert.is(baseline.code, 2);
+  assert.match(baseline.stderr, /CapsNet only/);
+});
+
+/** A CIFAR-10 binary batch of `count` records (label byte, then 3x32x32 pixels), seeded. */
+function cifarBatch(count: number, seed: number): Uint8Array {
+  const rng = makeRng(seed);
+  const bytes = new Uint8Array(count * 3073);
+  for (let n = 0; n < count; n++) {
+    bytes[n * 3073] = n % 10;
+    for (let p = 1; p < 3073; p++) bytes[n * 3073 + p] = Math.floor(rng() * 256);
+  }
+  return bytes;
+}
+
+exp('cifar10: random 24x24 crops of a generated CIFAR folder, 3-channel preset without decoder, centre-crop evaluation; --data is required', async () => {
+  const data = join(root, 'cifar');
+  mkdirSync(data);
+  writeFileSync(join(data, 'data_batch_1.bin'), cifarBatch(16, 1));
+  writeFileSync(join(data, 'data_batch_2.bin'), cifarBatch(16, 2));
+  writeFileSync(join(data, 'test_batch.bin'), cifarBatch(12, 3));
+  const out = join(root, 'cifar-run');
+  const r = await runCli(['train', '--out', out, '--experiment', 'cifar10', '--data', data, '--steps', '2', ...COMMON]);
+  assert.is(r.code, 0, r.stderr);
+  const ckpt = await loadAnyCheckpoint(ckptPath(out));
+  assert.is(ckpt.config.inputChannels, 3);
+  assert.is(ckpt.config.inputSize, 24);
+  assert.is((ckpt.config as { decoder: boolean }).decoder, false);
+  assert.is((ckpt.config as { leaky: boolean }).leaky, true);
+  assert.is((ckpt.config as { convPadding: string }).convPadding, 'same');
+  assert.equal((ckpt.training!.options as Record<string, unknown>).dataOptions, { canvas: 24, maxShift: 4 });
+  const { train, evals } = await evalRecords(out);
+  assert.equal(train.map((m) => m.step), [1, 2]);
+  assert.equal(evals.map((m) => [m.split, m.count]), [['test', 12]]);
+
+  // eval finds the data through the checkpoint.
+  const e = await runCli(['eval', '--checkpoint', ckptPath(out), '--batch-size', '8']);
+  assert.is(e.code, 0, e.stderr);
+  assert.match(e.stdout, /\(12 cifar10 test examples, step 2\)/);
+
+  const missing = await runCli(['train', '--out', join(root, 'cifar-nodata'), '--experiment', 'cifar10']);
+  assert.is(missing.code, 2);
+  assert.match(missing.stderr, /--experiment cifar10 needs --data DIR/);
+  const unknown = await runCli(['train', '--out', join(root, 'unknown'), '--experiment', 'svhn']);
+  assert.is(unknown.code, 2);
+  assert.match(unknown.stderr, /--experiment: expected one of mnist, fashion-mnist, affnist, multimnist, cifar10, got 'svhn'/);
+});
+
+exp.run();
