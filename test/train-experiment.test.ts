@@ -5,10 +5,12 @@
 // per-example two-of-two correctness instead of one argmax per example.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
+import { skipWithReason } from './helpers/skip.ts';
+import { FASHION_MNIST_DIR } from '../src/cli/experiments.ts';
 import { gpu } from './helpers/gpu.ts';
 import { makeRng } from './helpers/random.ts';
 import { readMetrics } from '../src/io/metrics.ts';
@@ -100,6 +102,12 @@ exp('affnist: trains in the 40x40 canvas, reports the centred test set and the a
   // Another test seed draws another affNIST-style set (the centred set is the same).
   const other = await runCli(['eval', '--checkpoint', ckptPath(out), '--limit', '16', '--batch-size', '8', '--test-seed', '77']);
   assert.is(other.code, 0, other.stderr);
+
+  // figures: the curves; the image figures say why they are skipped (28x28 test images, 40x40 model).
+  const fig = await runCli(['figures', '--checkpoint', ckptPath(out), '--out', join(out, 'figures')]);
+  assert.is(fig.code, 0, fig.stderr);
+  assert.match(fig.stderr, /skipped: the model's inputs are 40x40 \(--experiment affnist\)/);
+  assert.match(fig.stdout, /loss\.svg/);
 
   const base = join(root, 'affnist-baseline');
   const b = await runCli([
@@ -204,5 +212,24 @@ exp('cifar10: random 24x24 crops of a generated CIFAR folder, 3-channel preset w
   assert.is(unknown.code, 2);
   assert.match(unknown.stderr, /--experiment: expected one of mnist, fashion-mnist, affnist, multimnist, cifar10, got 'svhn'/);
 });
+
+const fashionName = 'fashion-mnist: the MNIST model on the installed Fashion-MNIST split; eval and figures use it too';
+if (existsSync(FASHION_MNIST_DIR)) {
+  exp(fashionName, async () => {
+    const out = join(root, 'fashion');
+    const r = await runCli(['train', '--out', out, '--experiment', 'fashion-mnist', '--limit', '32', '--steps', '2', '--eval-limit', '8', ...COMMON]);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stderr, /fashion-mnist, /);
+    assert.equal((await evalRecords(out)).evals.map((m) => [m.split, m.count]), [['test', 8]]);
+    const e = await runCli(['eval', '--checkpoint', ckptPath(out), '--limit', '8', '--batch-size', '8']);
+    assert.is(e.code, 0, e.stderr);
+    assert.match(e.stdout, /\(8 fashion-mnist test examples, step 2\)/);
+    const missing = await runCli(['train', '--out', join(root, 'fashion-missing'), '--experiment', 'fashion-mnist', '--data', join(root, 'nothing-here')]);
+    assert.is(missing.code, 2);
+    assert.match(missing.stderr, /nothing-here does not exist/);
+  });
+} else {
+  skipWithReason(exp, fashionName, `${FASHION_MNIST_DIR} is absent (Debian package dataset-fashion-mnist)`);
+}
 
 exp.run();

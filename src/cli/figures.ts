@@ -10,6 +10,8 @@ import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { loadMnist } from '../io/idx-file.ts';
+import { loadExperimentData, parseExperiment } from './experiments.ts';
+import type { RunOptions } from './train.ts';
 import { fillBatch, type Dataset } from '../data/dataset.ts';
 import { readMetrics } from '../io/metrics.ts';
 import { lineChartSvg } from '../io/plot.ts';
@@ -83,7 +85,16 @@ export async function figures(
     skipped(`the images have ${config.inputChannels} channels; these figures are grey-level grids`);
     return written;
   }
-  const test = loadMnist(options.data).test;
+  // The run's own data: Fashion-MNIST for a fashion-mnist run (the MNIST package otherwise).
+  const run = (ckpt.training?.options ?? null) as Partial<RunOptions> | null;
+  const experiment = parseExperiment(run?.experiment);
+  const test = experiment === 'fashion-mnist'
+    ? loadExperimentData(experiment, options.data ?? run?.data ?? null, 'capsnet figures').test
+    : loadMnist(options.data).test;
+  if (test.height !== config.inputSize || test.width !== config.inputSize) {
+    skipped(`the model's inputs are ${config.inputSize}x${config.inputSize} (--experiment ${experiment}), these figures draw the ${test.height}x${test.width} test images as they are`);
+    return written;
+  }
   const ctx = await acquireGpu({ backend: options.backend });
   try {
     const model = new CapsNet(ctx, config, ckpt.params);
