@@ -33,7 +33,8 @@ commands:
   help                           this text
 
 train flags:
-  --experiment mnist|fashion-mnist|affnist|multimnist|cifar10   the paper's experiments (default mnist):
+  --experiment NAME              the paper's experiments: mnist (default), fashion-mnist, affnist,
+                                 multimnist or cifar10:
       fashion-mnist  the MNIST model on Fashion-MNIST (default --data /usr/share/datasets/fashion-mnist)
       affnist        MNIST at random in a 40x40 canvas (--shift 6); tested on the MNIST test set
                      centred in 40x40 and on an affNIST-style set (random rotations, shears, scalings)
