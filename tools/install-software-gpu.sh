@@ -88,4 +88,14 @@ if [ "$want_browser" = 1 ]; then
     say "installed $(/usr/bin/firefox-esr --version 2>/dev/null | head -1)"
   fi
 fi
+# 4. Fashion-MNIST (Debian's dataset-fashion-mnist) for `--experiment fashion-mnist` and its tests.
+if [ "$want_browser" = 1 ]; then
+  if [ -d /usr/share/datasets/fashion-mnist ]; then
+    say "Fashion-MNIST present (/usr/share/datasets/fashion-mnist)"
+  else
+    apt_update
+    say "installing dataset-fashion-mnist"
+    apt_install dataset-fashion-mnist || say "could not install dataset-fashion-mnist: the Fashion-MNIST tests will skip (they say so)"
+  fi
+fi
 say "done"
