@@ -24,6 +24,7 @@
 //   pack_grad_out_t   dOut                       -> dpt [CoutRows, MT4] of vec4: dpt[co, q][j] = dOut[b, co, oy, ox], m = 4q + j
 //                     (both zero past M = B * OH * OW or Cout; with relu, zero where the forward output <= 0)
 //   finalize_grad_weight  dwp [S, CoutRows, N4 * 4] (packed k order, S split-K slabs) -> dw [Cout, Cin, KH, KW] = sum over slabs
+//                     (one invocation per kernel row (co, ci, ky); total = Cout Cin KH rows)
 //   col2im            dcols [rows, NR4 * 4] (PyTorch k order) -> dx [b0 .. b0 + Bc) for a group of Bc images (base = b0 Cin H W):
 //                     dx[b, ci, iy, ix] = sum over ky, kx with oy = (iy + py - ky) / sy, ox = (ix + px - kx) / sx integral
 //                     and in range of dcols[(b * OH + oy) * OW + ox, (ci * KH + ky) * KW + kx]   (a gather)
@@ -239,33 +240,40 @@ struct FinalizeParams {
 @group(0) @binding(1) var<storage, read> pf_dwp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> pf_dw: array<f32>;
 
+/** One invocation per kernel row (co, ci, ky): its KW weights, so the index divisions (slow on CPU adapters) are paid once per row. */
 @compute @workgroup_size(WG)
 fn finalize_grad_weight(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let i = linear(wid, nwg, lid);
-  if (i >= pf.total) { return; }
-  let kx = i % pf.KW;
-  var t = i / pf.KW;
-  let ky = t % pf.KH;
-  t = t / pf.KH;
+  let row = linear(wid, nwg, lid);
+  if (row >= pf.total) { return; }
+  let ky = row % pf.KH;
+  let t = row / pf.KH;
   let ci = t % pf.Cin;
   let co = t / pf.Cin;
-  var c = ci;
-  var kq = kx / 4u;
-  var j = kx % 4u;
+  // Packed index k of (ci, ky, kx) and its step along kx: k = ((ky KQ + kq) CG + c) 4 + j.
+  var k = ((ky * pf.KQ) * pf.CG + ci) * 4u; // kx mode: c = ci, kq = kx / 4, j = kx % 4
   if (pf.kxs == 1u) {
-    c = ci / 4u;
-    kq = kx;
-    j = ci % 4u;
+    k = ((ky * pf.KQ) * pf.CG + ci / 4u) * 4u + ci % 4u; // channels mode: kq = kx, c = ci / 4, j = ci % 4
+  } else if (pf.kxs == 0u) {
+    k = (ci * pf.KH + ky) * pf.KW; // taps: the PyTorch-order tap index
   }
-  var k = ((ky * pf.KQ + kq) * pf.CG + c) * 4u + j;
-  if (pf.kxs == 0u) {
-    k = (ci * pf.KH + ky) * pf.KW + kx; // taps: the PyTorch-order tap index
+  let base = co * pf.rowLen;
+  let out0 = row * pf.KW;
+  for (var kx = 0u; kx < pf.KW; kx++) {
+    var acc = 0.0;
+    for (var s = 0u; s < pf.slabs; s++) {
+      acc += pf_dwp[s * pf.slabLen + base + k];
+    }
+    pf_dw[out0 + kx] = acc;
+    // Next kx: channels mode steps a whole kernel position (CG vec4s); kx mode steps j, and past
+    // j = 3 to the next kq (CG vec4s on); taps steps one tap.
+    if (pf.kxs == 1u) {
+      k += pf.CG * 4u;
+    } else if (pf.kxs == 4u) {
+      k += select(1u, pf.CG * 4u - 3u, (kx % 4u) == 3u);
+    } else {
+      k += 1u;
+    }
   }
-  var acc = 0.0;
-  for (var s = 0u; s < pf.slabs; s++) {
-    acc += pf_dwp[s * pf.slabLen + co * pf.rowLen + k];
-  }
-  pf_dw[i] = acc;
 }
 
 // ---- col2im ----

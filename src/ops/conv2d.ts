@@ -539,6 +539,13 @@ function packGradOut(g: Conv2dGeometry, L: GemmLayout, dOut: Tensor, mask: Tenso
   return dp;
 }
 
+/** dw [Cout, Cin, KH, KW] = the sum over slabs of the packed dwp (one invocation per kernel row). */
+function finalizeGradWeight(g: Conv2dGeometry, plan: Conv2dPlan, L: GemmLayout, dwp: Tensor, dw: Tensor): void {
+  const rows = g.Cout * g.Cin * g.KH;
+  dw.ctx.dispatch(KERNELS.finalizeGradWeight, [dwp.buffer, dw.buffer],
+    [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.NW4 * 4, L.rowsPad * L.NW4 * 4, plan.gradWeightSlabs, rows], ceilDiv(rows, PACK_WG));
+}
+
 // ---- gemm kernels with texture operands (layouts: kernels/conv2d_pack_tex.wgsl, textureLayout) ----
 
 function packInputTex(g: Conv2dGeometry, L: GemmLayout, T: TextureLayout, x: Tensor): PooledTexture {
@@ -624,9 +631,7 @@ function gradWeightGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut:
       [L.M, L.P, g.OW, L.ay, L.ax, L.Hp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0, g.OH, T.xRW, T.xIpb, T.dptQpb],
       [L.NW4 / 4, L.rowsPad / tile, plan.gradWeightSlabs]);
   }
-  const total = dw.size;
-  ctx.dispatch(KERNELS.finalizeGradWeight, [dwp.buffer, dw.buffer],
-    [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.NW4 * 4, L.rowsPad * L.NW4 * 4, plan.gradWeightSlabs, total], ceilDiv(total, PACK_WG));
+  finalizeGradWeight(g, plan, L, dwp, dw);
   ctx.releaseTexture(xq);
   ctx.releaseTexture(dpt);
   dwp.dispose();
@@ -699,9 +704,7 @@ function gradWeightGemm(g: Conv2dGeometry, plan: Conv2dPlan, x: Tensor, dOut: Te
       [L.M, L.P, g.OW, L.ay, L.ax, L.Wp, L.Hp * L.Wp, L.CG, L.kxs, L.KQ, L.NK4, L.NW4, L.MT4, L.rowsPad, L.slab4, chunk0, L.chunk4, chunk0 > 0 ? 1 : 0, g.OH],
       [L.NW4 / 4, L.rowsPad / tile, plan.gradWeightSlabs]);
   }
-  const total = dw.size;
-  ctx.dispatch(KERNELS.finalizeGradWeight, [dwp.buffer, dw.buffer],
-    [g.Cout, g.Cin, g.KH, g.KW, L.KQ, L.CG, L.kxs, L.NW4 * 4, L.rowsPad * L.NW4 * 4, plan.gradWeightSlabs, total], ceilDiv(total, PACK_WG));
+  finalizeGradWeight(g, plan, L, dwp, dw);
   xq.dispose();
   dpt.dispose();
   dwp.dispose();
