@@ -229,15 +229,17 @@ textures('kernels write textures and read them as read-only storage and sampled 
   await checkTextureRoundTrip(ctx, 1, 300);
 });
 
-textures('the same on the OpenGL adapter (compatibility mode)', async () => {
+textures('the same on the other software backend (OpenGL at the compatibility level, or Vulkan)', async () => {
+  const shared = await gpu();
+  const backend = shared.adapter.backend === 'opengl' ? 'vulkan' : 'opengl';
   let ctx: GpuContext;
   try {
-    ctx = await acquireGpu({ backend: 'opengl' });
+    ctx = await acquireGpu({ backend });
   } catch (error) {
-    throw new Error(`the OpenGL adapter is required for this test (tools/install-software-gpu.sh): ${(error as Error).message}`);
+    throw new Error(`the ${backend} adapter is required for this test (tools/install-software-gpu.sh): ${(error as Error).message}`);
   }
   try {
-    assert.is(ctx.adapter.featureLevel, 'compatibility');
+    if (backend === 'opengl') assert.is(ctx.adapter.featureLevel, 'compatibility');
     assert.ok(ctx.hasReadOnlyStorageTextures);
     await checkTextureRoundTrip(ctx, 21, 5);
   } finally {
@@ -291,6 +293,22 @@ textures('a texture past maxTextureDimension2D is refused with the limit named',
   const max = ctx.maxTextureSize;
   assert.throws(() => ctx.acquireTexture(max + 1, 1, 'too wide'), (e: Error) => /too wide/.test(e.message) && e.message.includes(String(max)) && /maxTextureDimension2D/.test(e.message));
   assert.throws(() => ctx.acquireTexture(4, 0, 'empty'), /maxTextureDimension2D/);
+});
+
+layer("'auto' takes the default adapter when it is a GPU, and prefers OpenGL's llvmpipe when the default is software", async () => {
+  const byDefault = await acquireGpu({ backend: 'default' });
+  const auto = await acquireGpu({ backend: 'auto' });
+  try {
+    if (byDefault.adapter.isSoftware) {
+      assert.is(auto.adapter.backend, 'opengl', `the default adapter ${byDefault.adapter.name} is software: OpenGL trains faster`);
+      assert.is(auto.adapter.featureLevel, 'compatibility');
+    } else {
+      assert.is(auto.adapter.backend, 'default', `the default adapter ${byDefault.adapter.name} is a GPU`);
+    }
+  } finally {
+    byDefault.destroy();
+    auto.destroy();
+  }
 });
 
 layer('an unknown backend name is refused with the list of valid ones', () => {

@@ -1,12 +1,14 @@
-// Acquiring a WebGPU device in Node through dawn.node (npm `webgpu`). Order: the platform's
-// default backend, then Vulkan (lavapipe on machines without a GPU), then OpenGL (llvmpipe, at the
-// compatibility feature level). CAPSNET_BACKEND or the `backend` option picks one explicitly.
+// Acquiring a WebGPU device in Node through dawn.node (npm `webgpu`). Order ('auto'): the platform's
+// default backend when it is a real GPU; on a machine without one (the default is Mesa's software
+// Vulkan, lavapipe) OpenGL's llvmpipe at the compatibility feature level first, which trains CapsNet
+// faster there (SOFTWARE_BACKEND_ORDER below, with the measurements), then software Vulkan.
+// CAPSNET_BACKEND or the `backend` option picks one explicitly.
 
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { GpuContext } from './context.ts';
-import { createContext } from './device.ts';
+import { createContext, describeAdapter } from './device.ts';
 import { GpuUnavailableError, INSTALL_HINT } from './errors.ts';
 
 export type NodeBackend = 'auto' | 'default' | 'vulkan' | 'opengl';
@@ -26,6 +28,15 @@ interface Attempt {
 // Dawn rounds timestamps down to 65.536 us by default (a browser's defence against timing
 // attacks); a profiler of one process needs the real resolution, or short kernels time as 0 ms.
 const COMMON_FLAGS = ['disable-dawn-features=timestamp_quantization'];
+
+/**
+ * Without a GPU, which software backend 'auto' prefers. Measured with the texture-operand conv
+ * kernels on the 2-core machine of ../shared/SOFTWARE_GPU.md, paper CapsNet training step at
+ * batch 32 (tools/profile-step.ts, npm run bench): OpenGL's llvmpipe needs about 10% less worker
+ * CPU per step than Vulkan's, and its main thread sleeps while the GPU works, where dawn.node's
+ * Vulkan polling keeps one of the two cores busy: OpenGL trains ~1.7x faster in wall-clock.
+ */
+const SOFTWARE_BACKEND_ORDER: readonly Exclude<NodeBackend, 'auto' | 'default'>[] = ['opengl', 'vulkan'];
 
 const ATTEMPTS: Record<Exclude<NodeBackend, 'auto'>, Attempt> = {
   default: { backend: 'default', flags: [...COMMON_FLAGS], featureLevel: 'core' },
@@ -66,11 +77,16 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
   for (const [name, value] of Object.entries(dawn.globals)) {
     if (!(name in globalThis)) (globalThis as Record<string, unknown>)[name] = value;
   }
-  const order = backend === 'auto' ? [ATTEMPTS.default, ATTEMPTS.vulkan, ATTEMPTS.opengl] : [ATTEMPTS[backend]];
+  const order = backend === 'auto' ? [ATTEMPTS.default, ...SOFTWARE_BACKEND_ORDER.map((b) => ATTEMPTS[b])] : [ATTEMPTS[backend]];
   const failures: string[] = [];
+  // 'auto': a software default adapter is kept as the last resort while the preferred software backend is tried.
+  let softwareDefault: { adapter: GPUAdapter; attempt: Attempt } | null = null;
+  // Every GPU object created stays referenced by the context (dawn.node crashes if one is collected while in use).
+  const owners: GPU[] = [];
   for (const attempt of order) {
     // The GPU object must outlive its device: the context keeps it (dawn.node crashes otherwise).
     const gpu = dawn.create(attempt.flags);
+    owners.push(gpu);
     let adapter: GPUAdapter | null = null;
     try {
       adapter = await gpu.requestAdapter({ featureLevel: attempt.featureLevel });
@@ -82,8 +98,14 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
       failures.push(`${attempt.backend}: no adapter`);
       continue;
     }
-    return createContext(adapter, attempt.backend, gpu);
+    if (backend === 'auto' && attempt.backend === 'default' && describeAdapter(adapter, 'default').isSoftware) {
+      softwareDefault = { adapter, attempt };
+      continue;
+    }
+    if (backend === 'auto' && softwareDefault && attempt.backend === 'vulkan') break; // the default already was software Vulkan
+    return createContext(adapter, attempt.backend, owners, gpu.wgslLanguageFeatures);
   }
+  if (softwareDefault) return createContext(softwareDefault.adapter, softwareDefault.attempt.backend, owners, (owners[0] as GPU).wgslLanguageFeatures);
   throw new GpuUnavailableError(
     `No WebGPU adapter found (tried ${failures.join('; ')}).\n${INSTALL_HINT}`,
   );
