@@ -9,6 +9,7 @@ import { GpuDeviceLostError, GpuUnavailableError, GpuValidationError, GpuOutOfMe
 import { KERNELS } from '../src/ops/elementwise.ts';
 import { fromArray, tidy, empty } from '../src/tensor.ts';
 import { type GpuContext, f32 } from '../src/gpu/context.ts';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { add } from '../src/ops/elementwise.ts';
 
 const layer = suite('gpu layer');
@@ -308,6 +309,24 @@ layer("'auto' takes the default adapter when it is a GPU, and prefers OpenGL's l
   } finally {
     byDefault.destroy();
     auto.destroy();
+  }
+});
+
+layer('software Vulkan gets 4 llvmpipe worker threads unless the user set LP_NUM_THREADS (OpenGL keeps Mesa\'s default)', async () => {
+  if (process.env.LP_NUM_THREADS !== undefined || !existsSync('/proc/self/task')) {
+    process.stdout.write(`\n  [skip inside test] LP_NUM_THREADS is set by the user (${process.env.LP_NUM_THREADS}) or /proc is missing: nothing to check\n`);
+    return;
+  }
+  const ctx = await acquireGpu({ backend: 'vulkan' });
+  try {
+    const a = fromArray(ctx, [8], new Float32Array(8).fill(1));
+    await tidy(() => add(a, a)).read();
+    a.dispose();
+    const threads = readdirSync('/proc/self/task').map((t) => readFileSync(`/proc/self/task/${t}/comm`, 'utf8').trim());
+    if (ctx.adapter.isSoftware) assert.ok(threads.includes('llvmpipe-3'), `a pool of 4 llvmpipe threads: ${threads.filter((t) => t.startsWith('llvmpipe')).join(', ')}`);
+    assert.is(process.env.LP_NUM_THREADS, undefined, 'set only while the driver loads: child processes inherit nothing');
+  } finally {
+    ctx.destroy();
   }
 });
 

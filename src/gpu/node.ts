@@ -45,6 +45,28 @@ const ATTEMPTS: Record<Exclude<NodeBackend, 'auto'>, Attempt> = {
 };
 
 /** Mesa wants these before its drivers load: a private runtime folder, and EGL without a display. */
+/**
+ * llvmpipe's worker threads (Mesa's LP_NUM_THREADS; its default is one per core) for software
+ * Vulkan, set only where the user has not set it. On Vulkan dawn.node's polling keeps the main
+ * thread busy while the GPU works, so two workers on a 2-core machine share a core with it; more
+ * workers win back time (paper CapsNet training step at batch 32, same session, tools/profile-step.ts:
+ * 2 threads 5.7 img/s, 3: 5.8-6.7, 4: 6.3-7.0). OpenGL's main thread sleeps instead, and there the
+ * default is best (2 threads 12.4-13.5 img/s, 3: 11.3-11.4, 4: 10.6-12.1): it is left alone.
+ * Mesa reads the variable when a driver creates its screen, i.e. at requestAdapter.
+ */
+const VULKAN_LP_THREADS = '4';
+
+/** Runs `fn` (which loads a driver) with LP_NUM_THREADS for `backend`; the environment is restored after (child processes inherit no setting of ours). */
+async function withLpThreads<T>(backend: Attempt['backend'], fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.LP_NUM_THREADS;
+  if (saved === undefined && backend !== 'opengl') process.env.LP_NUM_THREADS = VULKAN_LP_THREADS;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.LP_NUM_THREADS;
+  }
+}
+
 function prepareEnvironment(): void {
   if (!process.env.XDG_RUNTIME_DIR) {
     const dir = join(tmpdir(), `capsnet-runtime-${process.getuid?.() ?? 'user'}`);
@@ -89,7 +111,7 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
     owners.push(gpu);
     let adapter: GPUAdapter | null = null;
     try {
-      adapter = await gpu.requestAdapter({ featureLevel: attempt.featureLevel });
+      adapter = await withLpThreads(attempt.backend, () => gpu.requestAdapter({ featureLevel: attempt.featureLevel }));
     } catch (error) {
       failures.push(`${attempt.backend}: ${(error as Error).message}`);
       continue;
