@@ -46,12 +46,13 @@ fn input_at(b: u32, ci: u32, y: i32, x: i32) -> f32 {
 fn pack_input_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear(wid, nwg, lid);
   if (i >= pi.total) { return; }
-  let c = i % pi.CG;
-  var t = i / pi.CG;
-  let xp = t % pi.Wp;
-  t = t / pi.Wp;
+  // Invocations in input memory order (x fastest): neighbouring lanes read neighbouring floats.
+  let xp = i % pi.Wp;
+  var t = i / pi.Wp;
   let yp = t % pi.Hp;
-  let b = t / pi.Hp;
+  t = t / pi.Hp;
+  let c = t % pi.CG;
+  let b = t / pi.CG;
   let xx = i32(xp) - i32(pi.px);
   let y = i32(yp) - i32(pi.py);
   var v: vec4f;
@@ -91,13 +92,14 @@ fn tap_at(b: u32, oy: u32, ox: u32, t: u32) -> f32 {
 fn pack_taps_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear(wid, nwg, lid);
   if (i >= pt.total) { return; }
-  let c = i % pt.CG;
-  let t = 4u * c;
-  var r = i / pt.CG;
-  let ox = r % pt.OW;
-  r = r / pt.OW;
+  // Invocations in input memory order (ox fastest): neighbouring lanes read neighbouring floats.
+  let ox = i % pt.OW;
+  var r = i / pt.OW;
   let oy = r % pt.OH;
-  let b = r / pt.OH;
+  r = r / pt.OH;
+  let c = r % pt.CG;
+  let b = r / pt.CG;
+  let t = 4u * c;
   let v = vec4f(tap_at(b, oy, ox, t), tap_at(b, oy, ox, t + 1u), tap_at(b, oy, ox, t + 2u), tap_at(b, oy, ox, t + 3u));
   textureStore(pt_xq, vec2u((b / pt.ipb) * pt.RW + ox * pt.CG + c, (b % pt.ipb) * pt.OH + oy), v);
 }
@@ -112,34 +114,49 @@ struct WeightParams {
 @group(0) @binding(1) var<storage, read> pw_w: array<f32>;
 @group(0) @binding(2) var pw_wt: texture_storage_2d<rgba32float, write>;
 
+/**
+ * Invocations in weight memory order: per column group n4, r runs over (ci, ky, kx) with kx fastest
+ * (channels: ci < 4 CG, kx < KW; kx mode: ci < Cin, kx < 4 KQ; taps: r = t < 4 CG), so that
+ * neighbouring lanes read neighbouring weights (the transposition scatters the texture writes instead).
+ */
 @compute @workgroup_size(WG)
 fn pack_weight_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear(wid, nwg, lid);
   if (i >= pw.total) { return; }
-  let n4 = i % pw.N4;
+  let perColumn = pw.total / pw.N4; // KP CG 4
+  let n4 = i / perColumn;
+  let r = i - n4 * perColumn;
   let co = 4u * n4;
-  let k = i / pw.N4;
-  // k = ((ky * KQ + kq) * CG + c) * 4 + j
-  let j = k % 4u;
-  var t = k / 4u;
-  let c = t % pw.CG;
-  t = t / pw.CG;
-  let kp = t;
-  let kq = t % pw.KQ;
-  let ky = t / pw.KQ;
-  var ci = c;
-  var kx = 4u * kq + j;
-  if (pw.kxs == 1u) {
-    ci = 4u * c + j;
-    kx = kq;
-  }
   let stride = pw.Cin * pw.KH * pw.KW;
-  var valid = ci < pw.Cin && kx < pw.KW;
-  var w0 = ((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx;
+  var kp: u32;
+  var c: u32;
+  var j: u32;
+  var valid: bool;
+  var w0: u32;
   if (pw.kxs == 0u) {
-    // taps: k is the PyTorch-order tap index itself
-    valid = k < stride;
-    w0 = co * stride + k;
+    // taps: r is the PyTorch-order tap index itself
+    kp = 0u;
+    c = r / 4u;
+    j = r % 4u;
+    valid = r < stride;
+    w0 = co * stride + r;
+  } else {
+    let kxSpan = select(pw.KW, 4u * pw.KQ, pw.kxs == 4u);
+    let kx = r % kxSpan;
+    let t = r / kxSpan;
+    let ky = t % pw.KH;
+    let ci = t / pw.KH;
+    if (pw.kxs == 1u) {
+      kp = ky * pw.KQ + kx;
+      c = ci / 4u;
+      j = ci % 4u;
+    } else {
+      kp = ky * pw.KQ + kx / 4u;
+      c = ci;
+      j = kx % 4u;
+    }
+    valid = ci < pw.Cin && kx < pw.KW;
+    w0 = ((co * pw.Cin + ci) * pw.KH + ky) * pw.KW + kx;
   }
   var v = vec4f(0.0);
   if (valid) {
