@@ -1,8 +1,7 @@
 // Acquiring a WebGPU device in Node through dawn.node (npm `webgpu`). Order ('auto'): the platform's
-// default backend when it is a real GPU; on a machine without one (the default is Mesa's software
-// Vulkan, lavapipe) OpenGL's llvmpipe at the compatibility feature level first, which trains CapsNet
-// faster there (SOFTWARE_BACKEND_ORDER below, with the measurements), then software Vulkan.
-// CAPSNET_BACKEND or the `backend` option picks one explicitly.
+// default backend when it is a real GPU; on a machine without one, the software backends in
+// SOFTWARE_BACKEND_ORDER (below: why Vulkan's lavapipe is first for now although OpenGL's llvmpipe
+// trains CapsNet faster). CAPSNET_BACKEND or the `backend` option picks one explicitly.
 
 import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -36,7 +35,12 @@ const COMMON_FLAGS = ['disable-dawn-features=timestamp_quantization'];
  * CPU per step than Vulkan's, and its main thread sleeps while the GPU works, where dawn.node's
  * Vulkan polling keeps one of the two cores busy: OpenGL trains ~1.7x faster in wall-clock.
  */
-const SOFTWARE_BACKEND_ORDER: readonly Exclude<NodeBackend, 'auto' | 'default'>[] = ['opengl', 'vulkan'];
+// Held back to Vulkan first: on OpenGL llvmpipe a chain of same-shape convolutions (the baseline
+// CNN's conv1 -> conv2 -> conv3 at 28x28) gets wrong input gradients (up to several times their
+// scale) although each convolution alone matches the reference; CapsNet's tests pass there, the
+// baseline's full-size test does not. tools/check-conv-chain.ts reproduces it. Switch back to
+// ['opengl', 'vulkan'] (1.7-2x faster training) once that is fixed and tested.
+const SOFTWARE_BACKEND_ORDER: readonly Exclude<NodeBackend, 'auto' | 'default'>[] = ['vulkan', 'opengl'];
 
 const ATTEMPTS: Record<Exclude<NodeBackend, 'auto'>, Attempt> = {
   default: { backend: 'default', flags: [...COMMON_FLAGS], featureLevel: 'core' },
