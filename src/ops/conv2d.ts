@@ -385,8 +385,13 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
  *   vec4s along input channels unless padding Cin to 4 wastes more than padding KW to 4 ('kx').
  * - Tiles: on software adapters (llvmpipe, SwiftShader: one invocation per SIMD lane) 8 invocations
  *   x 8 rows, the best measured shape there; on GPUs 64 invocations x 4 rows.
- * - Subgroups: where every subgroup is 8 invocations wide (llvmpipe on Vulkan), the _sg kernels with
- *   8 invocations (one workgroup = one subgroup): about 1.8x on the measured matmul there.
+ * - Operands: on software adapters with read-only storage textures (llvmpipe on OpenGL and Vulkan,
+ *   SwiftShader) textures, folded under maxTextureDimension2D (tools/bench-conv.ts, PrimaryCaps at
+ *   batch 32: ~3x the buffer kernels' GFLOP/s on OpenGL, ~1.3x the subgroup buffer kernels' per
+ *   CPU-second on Vulkan; equal on SwiftShader); buffers on GPUs, or where the textures cannot fit.
+ *   (Textures + subgroupBroadcast were tried on Vulkan: +2-3% on a training step, within noise: not kept.)
+ * - Subgroups (buffer operands): where every subgroup is 8 invocations wide, the _sg kernels with
+ *   8 invocations (one workgroup = one subgroup): about 1.8x on the measured buffer matmul there.
  * - Split-K: forward chunks of ~2,048 of the reduction (PrimaryCaps: 8 of 81 kernel positions);
  *   grad weight: parallel slabs while there are fewer than ~128 workgroups, chunks of 2,048 rows m.
  * - Grad input: groups of images whose column gradient fits in 64 MiB (and the binding limit).
