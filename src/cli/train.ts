@@ -21,10 +21,10 @@ import { BaselineCNN } from '../model/baseline.ts';
 import { baselineParameterCount, makeBaselineConfig, type BaselineConfig } from '../model/baseline-config.ts';
 import { Adam } from '../optim/adam.ts';
 import { staircaseDecay } from '../optim/schedule.ts';
-import { Trainer, NonFiniteError, evaluate, type StepRecord, type TrainableModel, type NonFinitePolicy } from '../train/trainer.ts';
+import { Trainer, NonFiniteError, type StepRecord, type TrainableModel, type NonFinitePolicy } from '../train/trainer.ts';
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { BatchTooLargeError, checkBatchSize, formatBytes, memoryDevice, type ModelSpec } from '../train/memory.ts';
-import { type Dataset, splitValidation, subset, fillBatch } from '../data/dataset.ts';
+import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
 import { type ExperimentName, defaultShift, experimentBatches, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
@@ -525,13 +525,4 @@ function fieldsOf(last: StepRecord | null, window: StepRecord[]): Record<string,
   if (!last) return {};
   const acc = window.reduce((s, r) => s + r.accuracy, 0) / Math.max(1, window.length);
   return { loss: last.loss.toFixed(4), acc: `${(100 * acc).toFixed(1)}%` };
-}
-
-/** Test accuracy of a model on a data set, with a progress bar. */
-export async function evaluateDataset(model: TrainableModel, ds: Dataset, batchSize: number, label: string) {
-  const bar = new ProgressBar({ total: ds.count, label, unit: 'img' });
-  const order = Uint32Array.from({ length: ds.count }, (_, i) => i);
-  const result = await evaluate(model, ds.count, batchSize, (start, images, labels) => fillBatch(ds, order, start, images, labels), (done) => bar.update(done));
-  bar.finish({ accuracy: `${(100 * result.accuracy).toFixed(2)}%` });
-  return result;
 }

@@ -29,12 +29,9 @@
 //
 // Tests: test/affine.test.ts.
 
-import type { Dataset } from './dataset.ts';
+import { BYTE_TO_UNIT, type Dataset } from './dataset.ts';
 import { Rng } from './rng.ts';
 import { TrainingBatches, mixSeed } from '../train/batches.ts';
-
-/** pixel / 255 for every byte value. */
-const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
 export interface CanvasOptions {
   /** Side of the square canvas the examples are placed in. */

@@ -100,7 +100,7 @@ export function permutation(n: number, rng: Rng): Uint32Array {
 }
 
 /** pixel / 255 for every byte value, so batching is a table lookup. */
-const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
+export const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
 /**
  * Write example `index`, shifted by (dx, dy) pixels (dx > 0: right, dy > 0: down) with zero

@@ -28,7 +28,7 @@
 // Tests: test/multimnist.test.ts.
 
 import type { Dataset } from './dataset.ts';
-import { permutation } from './dataset.ts';
+import { BYTE_TO_UNIT, permutation } from './dataset.ts';
 import { Rng } from './rng.ts';
 import { exampleSeed, placeBytes } from './affine.ts';
 import { mixSeed } from '../train/batches.ts';
@@ -44,9 +44,6 @@ export interface MultiMnistOptions {
 export const MULTIMNIST_PAPER: Readonly<MultiMnistOptions> = Object.freeze({ canvas: 36, maxShift: 4 });
 /** The official data script's 6-pixel variant on the same 36x36 canvas. */
 export const MULTIMNIST_SHIFT6: Readonly<MultiMnistOptions> = Object.freeze({ canvas: 36, maxShift: 6 });
-
-/** pixel / 255 for every byte value. */
-const BYTE_TO_UNIT = Float32Array.from({ length: 256 }, (_, v) => v / 255);
 
 /** A batch of MultiMNIST examples in caller-owned arrays (allocate once with createMultiMnistBatch). */
 export interface MultiMnistBatch {

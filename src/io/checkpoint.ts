@@ -4,7 +4,7 @@
 // paper's baseline CNN), the model config, the step and the training state as JSON.
 // Pure (bytes in, bytes out): the browser uses it too. Files: src/io/checkpoint-file.ts.
 
-import { decodeSafetensors, encodeSafetensors, type TensorToEncode } from './safetensors.ts';
+import { clip, decodeSafetensors, encodeSafetensors, type TensorToEncode } from './safetensors.ts';
 import { makeConfig, parameterShapes, type CapsNetConfig } from '../model/config.ts';
 import { makeBaselineConfig, baselineParameterShapes, type BaselineConfig } from '../model/baseline-config.ts';
 
@@ -114,9 +114,6 @@ function jsonDepth(root: unknown): number {
 }
 
 const MAX_PROBLEMS_LISTED = 40;
-
-/** A metadata string as quoted in an error: a hostile file's megabyte value stays a one-line message. */
-const clip = (text: string) => (text.length > 80 ? `${text.slice(0, 80)}... (${text.length} characters)` : text);
 
 function parseCount(text: string | undefined, source: string, field: string): number | undefined {
   if (text === undefined) return undefined;

@@ -187,7 +187,8 @@ export function encodeSafetensors(tensors: Record<string, TensorToEncode>, metad
 
 // Error messages quote what the file holds, but never more than a line of it: a hostile header can
 // hold megabyte names and values, and arrays nested deeper than JSON.stringify can recurse.
-const clip = (text: string, max = 80) => (text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text);
+/** A value quoted in an error, cut to `max` characters (hostile files carry megabyte names). */
+export const clip = (text: string, max = 80) => (text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text);
 
 /** A JSON value's kind (null, an array, an object) or the value itself when it is a primitive (clipped). */
 const describe = (v: unknown): string =>
