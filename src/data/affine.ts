@@ -109,12 +109,9 @@ export class CanvasBatches extends TrainingBatches {
     if (images.length !== B * size || labels.length !== B) {
       throw new Error(`CanvasBatches.fill: expected images of ${B} x ${size} floats and ${B} labels, got ${images.length} and ${labels.length}`);
     }
-    const epoch = Math.floor(step / this.stepsPerEpoch);
-    const k = step - epoch * this.stepsPerEpoch;
-    const order = this.order(epoch);
-    const rng = new Rng(mixSeed(this.seed, step));
+    const { order, offset, rng } = this.locate(step);
     for (let b = 0; b < B; b++) {
-      const i = order[k * B + b];
+      const i = order[offset + b];
       let dx = 0;
       let dy = 0;
       if (maxShift > 0) {

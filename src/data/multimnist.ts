@@ -28,10 +28,10 @@
 // Tests: test/multimnist.test.ts.
 
 import type { Dataset } from './dataset.ts';
-import { BYTE_TO_UNIT, permutation } from './dataset.ts';
+import { BYTE_TO_UNIT } from './dataset.ts';
 import { Rng } from './rng.ts';
 import { exampleSeed, placeBytes } from './affine.ts';
-import { mixSeed } from '../train/batches.ts';
+import { TrainingBatches } from '../train/batches.ts';
 
 export interface MultiMnistOptions {
   /** Side of the square canvas (36 in the paper). */
@@ -199,8 +199,8 @@ export class MultiMnistBatches {
   readonly stepsPerEpoch: number;
   private readonly sampler: PartnerSampler;
   private readonly scratch: Uint8Array;
-  private epochOrder: Uint32Array | null = null;
-  private orderEpoch = -1;
+  /** The first digits' order and each step's generator: TrainingBatches' (no shifts of its own). */
+  private readonly steps: TrainingBatches;
 
   constructor(
     readonly data: Dataset,
@@ -213,7 +213,8 @@ export class MultiMnistBatches {
     checkOptions(data, options, 'MultiMnistBatches');
     this.sampler = new PartnerSampler(data);
     this.scratch = new Uint8Array(2 * data.channels * options.canvas * options.canvas);
-    this.stepsPerEpoch = Math.floor(data.count / batchSize);
+    this.steps = new TrainingBatches(data, batchSize, seed, 0);
+    this.stepsPerEpoch = this.steps.stepsPerEpoch;
   }
 
   /** Classes of the split (the targets' width). */
@@ -226,13 +227,9 @@ export class MultiMnistBatches {
     return createMultiMnistBatch(this.batchSize, this.options.canvas, classes, this.data.channels);
   }
 
-  /** The first digits' order in an epoch (the same permutation as TrainingBatches.order). */
+  /** The first digits' order in an epoch (TrainingBatches.order). */
   order(epoch: number): Uint32Array {
-    if (this.orderEpoch !== epoch || !this.epochOrder) {
-      this.epochOrder = permutation(this.data.count, new Rng(mixSeed(this.seed, 0x5eed0000 + epoch)));
-      this.orderEpoch = epoch;
-    }
-    return this.epochOrder;
+    return this.steps.order(epoch);
   }
 
   /** Writes the batch of global step `step` (0-based). */
@@ -240,12 +237,9 @@ export class MultiMnistBatches {
     if (!Number.isInteger(step) || step < 0) throw new Error(`MultiMnistBatches.fill: step ${step}, expected a non-negative integer`);
     if (batch.size !== this.batchSize) throw new Error(`MultiMnistBatches.fill: the batch holds ${batch.size} examples, expected ${this.batchSize}`);
     checkBatch(this.data, batch, this.options, 'MultiMnistBatches.fill');
-    const epoch = Math.floor(step / this.stepsPerEpoch);
-    const k = step - epoch * this.stepsPerEpoch;
-    const order = this.order(epoch);
-    const rng = new Rng(mixSeed(this.seed, step));
+    const { order, offset, rng } = this.steps.locate(step);
     for (let b = 0; b < this.batchSize; b++) {
-      const first = order[k * this.batchSize + b];
+      const first = order[offset + b];
       const { second, shifts } = drawPair(this.sampler, first, rng, this.options.maxShift);
       writePair(this.data, first, second, shifts, batch, b, this.scratch);
     }

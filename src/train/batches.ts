@@ -42,11 +42,20 @@ export class TrainingBatches {
     return this.epochOrder;
   }
 
-  /** Writes the batch of global step `step` (0-based) into images [B, C, H, W] and labels [B]. */
-  fill(step: number, images: Float32Array, labels: Int32Array): void {
+  /**
+   * Where global step `step` (0-based) reads: its epoch's order, the offset of its first example
+   * there, and the generator of its random choices. Every batch source built on this class draws
+   * through it, so a resumed run sees the same examples and choices.
+   */
+  locate(step: number): { order: Uint32Array; offset: number; rng: Rng } {
     const epoch = Math.floor(step / this.stepsPerEpoch);
     const k = step - epoch * this.stepsPerEpoch;
-    const rng = new Rng(mixSeed(this.seed, step));
-    fillBatch(this.data, this.order(epoch), k * this.batchSize, images, labels, { maxShift: this.maxShift, rng });
+    return { order: this.order(epoch), offset: k * this.batchSize, rng: new Rng(mixSeed(this.seed, step)) };
+  }
+
+  /** Writes the batch of global step `step` (0-based) into images [B, C, H, W] and labels [B]. */
+  fill(step: number, images: Float32Array, labels: Int32Array): void {
+    const { order, offset, rng } = this.locate(step);
+    fillBatch(this.data, order, offset, images, labels, { maxShift: this.maxShift, rng });
   }
 }
