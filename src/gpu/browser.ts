@@ -15,5 +15,5 @@ export async function acquireGpu(options: { powerPreference?: GPUPowerPreference
     (await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })) ??
     (await gpu.requestAdapter({ featureLevel: 'compatibility' }));
   if (!adapter) throw new GpuUnavailableError(`WebGPU is present but no adapter was found (the GPU may be blocklisted). ${BROWSER_HINT}`);
-  return createContext(adapter, 'browser', gpu);
+  return createContext(adapter, 'browser', gpu, gpu.wgslLanguageFeatures);
 }

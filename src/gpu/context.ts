@@ -39,10 +39,10 @@ export type BufferBinding = GPUBuffer | { buffer: GPUBuffer; offset?: number; si
 export type { PooledTexture } from './pool.ts';
 
 /**
- * A binding of a dispatch: a storage buffer (or a range of one), a pooled texture (its view is
- * bound: a storage texture or a sampled texture, as the kernel declares it), or any texture view.
+ * A binding of a dispatch: a storage buffer (or a range of one), or a pooled texture (its view is
+ * bound: a storage texture or a sampled texture, as the kernel declares it).
  */
-export type Binding = BufferBinding | PooledTexture | GPUTextureView;
+export type Binding = BufferBinding | PooledTexture;
 
 /** The texture format of every pooled texture: one vec4 of f32 per texel. */
 export const TEXTURE_FORMAT: GPUTextureFormat = 'rgba32float';
@@ -505,8 +505,7 @@ class Profiler {
 function bindingResource(b: Binding): GPUBindingResource {
   if ('view' in b) return b.view; // a pooled texture
   if ('buffer' in b) return b; // a buffer range
-  // A GPUBuffer has a size (on its prototype); a GPUTextureView has none.
-  return 'size' in b ? { buffer: b as GPUBuffer } : (b as GPUTextureView);
+  return { buffer: b };
 }
 
 function summarize(names: string[]): string {

@@ -40,11 +40,10 @@ export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterSu
 }
 
 /**
- * A context on the adapter. `owner` is kept alive as long as the context (dawn.node's GPU object);
- * the WGSL language features (e.g. read-only storage textures) come from `wgslFeatures`, or else
- * from `owner` when it is the GPU object (navigator.gpu or dawn.node's).
+ * A context on the adapter. `owner` is kept alive as long as the context (dawn.node's GPU objects);
+ * `wgslFeatures`: the WGSL language features of the GPU object (e.g. read-only storage textures).
  */
-export async function createContext(adapter: GPUAdapter, backend: string, owner: unknown, wgslFeatures?: Iterable<string>): Promise<GpuContext> {
+export async function createContext(adapter: GPUAdapter, backend: string, owner: unknown, wgslFeatures: Iterable<string> | undefined): Promise<GpuContext> {
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) {
     const value = (adapter.limits as unknown as Record<string, number | undefined>)[name];
@@ -52,6 +51,5 @@ export async function createContext(adapter: GPUAdapter, backend: string, owner:
   }
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f)) as GPUFeatureName[];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures, label: 'capsnet' });
-  const wgsl = wgslFeatures ?? (owner as { wgslLanguageFeatures?: Iterable<string> } | null)?.wgslLanguageFeatures;
-  return new GpuContext(device, describeAdapter(adapter, backend), owner, new Set(wgsl ?? []));
+  return new GpuContext(device, describeAdapter(adapter, backend), owner, new Set(wgslFeatures ?? []));
 }

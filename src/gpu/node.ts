@@ -103,10 +103,12 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
   const order = backend === 'auto' ? [ATTEMPTS.default, ...SOFTWARE_BACKEND_ORDER.map((b) => ATTEMPTS[b])] : [ATTEMPTS[backend]];
   const failures: string[] = [];
   // 'auto': a software default adapter is kept as the last resort while the preferred software backend is tried.
-  let softwareDefault: { adapter: GPUAdapter; attempt: Attempt } | null = null;
+  let softwareDefault: { adapter: GPUAdapter; attempt: Attempt; gpu: GPU } | null = null;
   // Every GPU object created stays referenced by the context (dawn.node crashes if one is collected while in use).
   const owners: GPU[] = [];
   for (const attempt of order) {
+    // The software default already is Vulkan (lavapipe): loading it again would start a second llvmpipe.
+    if (backend === 'auto' && softwareDefault && attempt.backend === 'vulkan') break;
     const gpu = dawn.create(attempt.flags);
     owners.push(gpu);
     let adapter: GPUAdapter | null = null;
@@ -121,13 +123,12 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
       continue;
     }
     if (backend === 'auto' && attempt.backend === 'default' && describeAdapter(adapter, 'default').isSoftware) {
-      softwareDefault = { adapter, attempt };
+      softwareDefault = { adapter, attempt, gpu };
       continue;
     }
-    if (backend === 'auto' && softwareDefault && attempt.backend === 'vulkan') break; // the default already was software Vulkan
     return createContext(adapter, attempt.backend, owners, gpu.wgslLanguageFeatures);
   }
-  if (softwareDefault) return createContext(softwareDefault.adapter, softwareDefault.attempt.backend, owners, (owners[0] as GPU).wgslLanguageFeatures);
+  if (softwareDefault) return createContext(softwareDefault.adapter, softwareDefault.attempt.backend, owners, softwareDefault.gpu.wgslLanguageFeatures);
   throw new GpuUnavailableError(
     `No WebGPU adapter found (tried ${failures.join('; ')}).\n${INSTALL_HINT}`,
   );
