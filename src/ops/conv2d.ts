@@ -406,7 +406,7 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
   // The taps' im2col is KH KW / (sy sx) times the input: when it does not fit, pack implicitly.
   if (plan.pack === 'taps' && oversizedBuffers(g, plan, limit, maxGroups).length > 0) plan = gemmPlan(g, device, implicit);
   // Textures that do not fit even folded: the buffer kernels (a choice of the plan, visible in it).
-  if (oversizedTextures(g, plan).length > 0) plan = { ...plan, operands: 'buffer', subgroups: device.subgroups8 === true };
+  if (oversizedTextures(g, plan).length > 0) plan = gemmPlan(g, device, plan.pack, 'buffer');
   if (force) return { ...plan, forward: force, gradInput: force, gradWeight: force };
   const macs = g.B * g.Cout * g.OH * g.OW * g.Cin * g.KH * g.KW;
   if (macs < GEMM_MIN_MACS) return { ...plan, forward: 'direct', gradInput: 'direct', gradWeight: 'direct' };
@@ -417,10 +417,19 @@ export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, fo
   return plan;
 }
 
-/** The all-gemm plan for a packing: tiles, split-K chunks, groups and slabs as described above. */
-function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan['pack']): Conv2dPlan {
-  // Textures on CPU-like adapters (measured faster than buffers and than subgroups there); buffers on GPUs.
-  const operands = device.isSoftware && device.readOnlyStorageTextures === true ? 'texture' : 'buffer';
+/** The texture side the adapter allows (WebGPU's guaranteed minimum when it does not say). */
+const textureLimitOf = (device: Conv2dDeviceInfo) => device.maxTextureDimension2D ?? 8192;
+
+/** Textures on CPU-like adapters (measured faster than buffers and than subgroups there); buffers on GPUs. */
+function defaultOperands(device: Conv2dDeviceInfo): Conv2dPlan['operands'] {
+  return device.isSoftware && device.readOnlyStorageTextures === true ? 'texture' : 'buffer';
+}
+
+/**
+ * The all-gemm plan for a packing: tiles, split-K chunks, groups and slabs as described above.
+ * `operands`: forced (buffers, when textures do not fit), else the adapter's choice.
+ */
+function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan['pack'], operands = defaultOperands(device)): Conv2dPlan {
   const subgroups = operands === 'buffer' && device.subgroups8 === true;
   const tiles: GemmTiles = device.isSoftware || subgroups ? { wg: 8, rows: 8 } : { wg: 64, rows: 4 };
   const KK = g.Cin * g.KH * g.KW;
@@ -436,7 +445,7 @@ function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan[
     pack,
     subgroups,
     operands,
-    textureLimit: device.maxTextureDimension2D ?? 8192,
+    textureLimit: textureLimitOf(device),
     forwardTiles: tiles, gradInputTiles: tiles, gradWeightTiles: tiles,
     forwardChunk: Math.max(1, Math.min(KP, Math.round(SPLIT_K_TARGET / (4 * CG)))),
     gradInputGroup: ceilDiv(g.B, groups),
@@ -459,7 +468,7 @@ function validatePlan(plan: Conv2dPlan, device: Conv2dDeviceInfo): void {
   }
   if (plan.operands === 'texture') {
     if (!device.readOnlyStorageTextures) throw new ShapeError('conv2d: plan.operands = \'texture\' needs read-only storage textures (WGSL readonly_and_readwrite_storage_textures), which this device does not have');
-    const max = device.maxTextureDimension2D ?? 8192;
+    const max = textureLimitOf(device);
     if (!Number.isInteger(plan.textureLimit) || plan.textureLimit < 16 || plan.textureLimit > max) {
       throw new ShapeError(`conv2d: plan.textureLimit must be an integer in 16 .. ${max} (maxTextureDimension2D), got ${plan.textureLimit}`);
     }
