@@ -53,7 +53,7 @@ try {
     // the conv), with buffer operands, subgroups (where subgroups are 8 wide) and texture operands
     // (where read-only storage textures exist). The best of them is the ceiling.
     const cases = [];
-    for (const operands of matmulOperands(ctx)) cases.push(matmulCase(ctx, 1024, 1024, 1024, 0, operands), matmulCase(ctx, 32 * 36, 256, 20736, 2048, operands));
+    for (const operands of available) cases.push(matmulCase(ctx, 1024, 1024, 1024, 0, operands), matmulCase(ctx, 32 * 36, 256, 20736, 2048, operands));
     for (const key of args.layers!.split(',')) {
       for (const kind of args.operands!.split(',')) {
         if (!(kind === 'chosen' || available.includes(kind as MatmulOperands))) continue;

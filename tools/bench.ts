@@ -29,7 +29,7 @@ import { dense } from '../src/ops/dense.ts';
 import { marginLoss, reconstructionLoss } from '../src/ops/losses.ts';
 import { CapsNet, oneHotTargets } from '../src/model/capsnet.ts';
 import { Adam } from '../src/optim/adam.ts';
-import { type Case, type Row, type TimingMethod, convLayerCases, matmulCase, matmulOperands, measure, median, randomData } from './bench/lib.ts';
+import { type Case, type Row, type TimingMethod, OPERANDS_LABEL, convLayerCases, matmulCase, matmulOperands, measure, median, randomData } from './bench/lib.ts';
 import { syntheticBatch, trainingSetup } from './bench/model.ts';
 import { type BenchReport, type ProfileRow, type TrainingRow, ceilingOf, compareReports, formatComparison, formatReport, parseReport } from './bench/report.ts';
 
@@ -307,7 +307,7 @@ async function ceilingAndLayers(ctx: GpuContext): Promise<{ ceilingRows: Row[]; 
     for (const operands of matmulOperands(ctx)) {
       const limit = operands === 'texture' ? Math.floor(ctx.maxTextureSize / 64) * 64 : maxRows;
       const M = Math.min(roundUp(B * 36, 64), limit);
-      const label = operands === 'buffer' ? '' : operands === 'subgroups' ? ' subgroups' : ' textures';
+      const label = OPERANDS_LABEL[operands];
       if (k === 0) for (const n of matmulSizes) ceiling.push(matmulCase(ctx, n, n, n, 0, operands));
       ceiling.push(matmulCase(ctx, M, 256, 20736, 2048, operands, `matmul PrimaryCaps GEMM ${M}x256x20736${label}`));
     }

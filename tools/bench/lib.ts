@@ -152,6 +152,9 @@ const CEILING_KERNELS: Record<MatmulOperands, KernelSpec> = {
   texture: { name: 'conv2d_ceiling_matmul_tex', code: ceilingTexWgsl, constants: { WG: 8, ROWS: 8 } },
 };
 
+/** How a matmul case names its operand kind (buffers are the plain case). */
+export const OPERANDS_LABEL: Record<MatmulOperands, string> = { buffer: '', subgroups: ' subgroups', texture: ' textures' };
+
 /**
  * C = A B with the ceiling kernel of `operands`, split-K in chunks of `chunk` (0: none); checks a
  * few elements after timing. M must be a multiple of 64, N of 16, K of 4. Texture operands are
@@ -185,7 +188,7 @@ export function matmulCase(ctx: GpuContext, M: number, N: number, K: number, chu
     free = () => [ba, bb].forEach((t) => t.dispose());
   }
   const step = chunk || K;
-  const label = operands === 'buffer' ? '' : operands === 'subgroups' ? ' subgroups' : ' textures';
+  const label = OPERANDS_LABEL[operands];
   return {
     what: what ?? `matmul ${M}x${N}x${K}${chunk ? ` (split-K ${chunk})` : ''}${label}`,
     batch: null,
