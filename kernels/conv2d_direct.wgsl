@@ -20,6 +20,14 @@ struct Params {
 
 override WG: u32 = 64;
 
+// ReLU that keeps NaN, decided on the bits (as in dense.wgsl): OpenGL llvmpipe may compare floats
+// unordered (`NaN < 0.0` true) and WGSL's max(NaN, 0) may return either operand; a NaN must reach
+// the trainer's non-finite check, not become 0. Zero for -0 ... -inf, v otherwise.
+fn relu_keep_nan(v: f32) -> f32 {
+  let bits = bitcast<u32>(v);
+  return select(v, 0.0, bits >= 0x80000000u && bits <= 0xff800000u);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.x + wid.y * nwg.x) * WG + lid;
@@ -50,6 +58,6 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     }
   }
   // select, not max: llvmpipe's max(NaN, 0) is 0, which would hide a NaN from the training monitor.
-  if (p.relu != 0u) { acc = select(acc, 0.0, acc < 0.0); }
+  if (p.relu != 0u) { acc = relu_keep_nan(acc); }
   out[i] = acc;
 }

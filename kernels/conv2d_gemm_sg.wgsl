@@ -78,9 +78,17 @@ fn write_out(m: u32, ob: u32, n4: u32, v: vec4f) {
     if ((p.flags & 1u) == 0u) {
       s += out[i];
     }
-    if ((p.flags & 6u) == 6u) { s = select(s, 0.0, s < 0.0); } // not max: max(NaN, 0) is 0 on llvmpipe
+    if ((p.flags & 6u) == 6u) { s = relu_keep_nan(s); }
     out[i] = s;
   }
+}
+
+// ReLU that keeps NaN, decided on the bits (as in dense.wgsl): OpenGL llvmpipe may compare floats
+// unordered (`NaN < 0.0` true) and WGSL's max(NaN, 0) may return either operand; a NaN must reach
+// the trainer's non-finite check, not become 0. Zero for -0 ... -inf, v otherwise.
+fn relu_keep_nan(v: f32) -> f32 {
+  let bits = bitcast<u32>(v);
+  return select(v, 0.0, bits >= 0x80000000u && bits <= 0xff800000u);
 }
 
 @compute @workgroup_size(WG)

@@ -62,8 +62,13 @@ export interface BaselineRefResult {
   loss: number;
   /** Every layer's output, by name (conv1.., fc1.., dropout), for tests that look inside. */
   activations: Record<string, Float64Array>;
-  /** Gradients of the loss by parameter name, and with respect to the images. */
-  backward(): { grads: Record<string, Float64Array>; dImages: Float64Array };
+  /**
+   * Gradients of the loss by parameter name, and with respect to the images. `reluMasks` (layer
+   * outputs by name, e.g. the GPU's own conv1.., fc1..) decide where each ReLU passes the gradient
+   * (where the output is > 0) instead of the reference's outputs: a pre-activation within rounding
+   * of 0 can be positive in f32 and negative in f64, and the mask is not what the test is about.
+   */
+  backward(reluMasks?: Record<string, ArrayLike<number>>): { grads: Record<string, Float64Array>; dImages: Float64Array };
 }
 
 export function baselineRefForward(params: Record<string, Float64Array>, cfg: BaselineRefConfig, inputs: BaselineRefInputs): BaselineRefResult {
@@ -121,13 +126,19 @@ export function baselineRefForward(params: Record<string, Float64Array>, cfg: Ba
   const K = cfg.classes;
   const { loss } = softmaxCrossEntropy(logits, inputs.labels, B, K);
 
-  const backward = () => {
+  const backward = (reluMasks: Record<string, ArrayLike<number>> = {}) => {
+    const maskOf = (name: string, own: Float64Array): Float64Array => {
+      const given = reluMasks[name];
+      if (!given) return own;
+      checkLength(given, own.length, `baselineRefForward backward mask ${name}`);
+      return Float64Array.from(given);
+    };
     const grads: Record<string, Float64Array> = {};
     let d = softmaxCrossEntropyBackward(logits, inputs.labels, B, K);
     for (let l = layers; l >= 1; l--) {
       const last = l === layers;
       const [Out, In] = shapes[`fc${l}.weight`];
-      const r = denseBackward(fcIn[l - 1], params[`fc${l}.weight`], d, { B, In, Out }, last ? 'none' : 'relu', fcOut[l - 1]);
+      const r = denseBackward(fcIn[l - 1], params[`fc${l}.weight`], d, { B, In, Out }, last ? 'none' : 'relu', last ? fcOut[l - 1] : maskOf(`fc${l}`, fcOut[l - 1]));
       grads[`fc${l}.weight`] = r.dW;
       grads[`fc${l}.bias`] = r.db;
       d = r.dx;
@@ -135,7 +146,7 @@ export function baselineRefForward(params: Record<string, Float64Array>, cfg: Ba
     }
     for (let l = cfg.convChannels.length; l >= 1; l--) {
       const { x: xin, shape } = convIn[l - 1];
-      const r = conv2dBackward(xin, shape, params[`conv${l}.weight`], shapes[`conv${l}.weight`], d, convOptions, convOut[l - 1]);
+      const r = conv2dBackward(xin, shape, params[`conv${l}.weight`], shapes[`conv${l}.weight`], d, convOptions, maskOf(`conv${l}`, convOut[l - 1]));
       grads[`conv${l}.weight`] = r.dw;
       grads[`conv${l}.bias`] = r.db;
       d = r.dx;
