@@ -9,7 +9,7 @@
 //   exact command that continues; nothing is written from the GPU after the failure, so the last
 //   checkpoint on disk (written atomically, after its steps were checked) stays the last good state.
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { acquireGpu, resolveBackend } from '../gpu/node.ts';
@@ -30,6 +30,7 @@ import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
+import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, intFlag, numberFlag, parseFlags } from './args.ts';
 
@@ -496,22 +497,28 @@ function parseModelFlag(value: string | undefined): ModelKind {
   return v;
 }
 
+/** Largest --config file read: a model config is a few hundred bytes; this refuses a wrong path at once. */
+export const MAX_CONFIG_FILE_BYTES = 1 << 20;
+
 /** --config: model config fields as JSON, inline or in a file (e.g. '{"routings": 1, "primaryTypes": 16}'). */
 function parseConfigFlag(value: string | undefined, model: ModelKind): Partial<CapsNetConfig> | Partial<BaselineConfig> {
   if (value === undefined) return {};
   let text = value;
+  let source = 'inline JSON';
   if (!value.trimStart().startsWith('{')) {
+    source = value;
     try {
-      text = readFileSync(value, 'utf8');
+      // A regular file of bounded size: readFileSync would wait forever on a FIFO and read /dev/zero until memory runs out.
+      text = new TextDecoder().decode(readRegularFile(value, MAX_CONFIG_FILE_BYTES, 'model config JSON'));
     } catch (error) {
-      throw new UsageError(`--config: cannot read ${value}: ${(error as Error).message}`);
+      throw new UsageError(`--config: ${(error as Error).message}`);
     }
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
   } catch (error) {
-    throw new UsageError(`--config: not valid JSON (${(error as Error).message})`);
+    throw new UsageError(`--config: ${source}: not valid JSON (${(error as Error).message})`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--config: expected a JSON object of model config fields');
   const known = new Set(Object.keys(model === 'baseline' ? makeBaselineConfig() : makeConfig()));
