@@ -5,12 +5,16 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
 import { train, MAX_CONFIG_FILE_BYTES } from '../src/cli/train.ts';
+import { evalCommand } from '../src/cli/eval.ts';
 import { UsageError } from '../src/cli/args.ts';
+import { checkStoredOptions } from '../src/cli/run-options.ts';
+import { encodeCheckpoint } from '../src/io/checkpoint.ts';
+import { makeConfig, parameterShapes } from '../src/model/config.ts';
 
 let root = '';
 const hardening = suite('capsnet CLI hardening', {});
@@ -64,6 +68,83 @@ hardening('--config FILE: a file over the size limit is refused by its size, nam
   const badMessage = await usageError(() => train(['--out', out, '--config', bad]), 'bad JSON --config');
   assert.match(badMessage, new RegExp(`^--config: ${bad}: not valid JSON`));
   assert.not.ok(existsSync(out), 'nothing written');
+});
+
+/** A run's stored options as `capsnet train` writes them (valid). */
+const GOOD_OPTIONS = {
+  model: 'capsnet', seed: 7, batchSize: 8, lr: 0.001, decayRate: 0.96, decaySteps: 2000, maxShift: 2, limit: 64, validation: 0,
+  data: null, totalSteps: 4, experiment: 'mnist', dataOptions: { canvas: 28, maxShift: 2 }, testSeed: 1,
+};
+
+/** A small CapsNet checkpoint (zero parameters) whose __metadata__.training.options is `options`. */
+function checkpointWith(options: unknown): Uint8Array {
+  const config = makeConfig({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
+  const params = Object.fromEntries(Object.entries(parameterShapes(config)).map(([name, shape]) => [name, new Float32Array(shape.reduce((a, b) => a * b, 1))]));
+  return encodeCheckpoint({ config, params, step: 2, training: { options, consecutiveSkips: 0 } });
+}
+
+hardening('train --resume refuses stored run options that break the flags\' rules, naming the file, the field and what was expected', async () => {
+  // The good options pass the same check (so the cases below fail for their one edited field).
+  assert.equal(checkStoredOptions(GOOD_OPTIONS, 'good', 'test'), GOOD_OPTIONS);
+  const { batchSize: _, ...withoutBatchSize } = GOOD_OPTIONS;
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['batchSize "abc"', { ...GOOD_OPTIONS, batchSize: 'abc' }, /options\.batchSize: expected an integer >= 1 \(as --batch-size\), got "abc"$/],
+    ['batchSize 0', { ...GOOD_OPTIONS, batchSize: 0 }, /options\.batchSize: expected an integer >= 1 \(as --batch-size\), got 0$/],
+    ['batchSize missing', withoutBatchSize, /options\.batchSize: expected an integer >= 1 \(as --batch-size\), got nothing$/],
+    ['totalSteps 1e300', { ...GOOD_OPTIONS, totalSteps: 1e300 }, /options\.totalSteps: expected an integer >= 1 \(as --steps\), got 1e\+300$/],
+    ['totalSteps 2.5', { ...GOOD_OPTIONS, totalSteps: 2.5 }, /options\.totalSteps: expected an integer >= 1 \(as --steps\), got 2\.5$/],
+    ['negative seed', { ...GOOD_OPTIONS, seed: -1 }, /options\.seed: expected an integer in \[0, 4294967295\] \(as --seed\), got -1$/],
+    ['seed 2^32', { ...GOOD_OPTIONS, seed: 2 ** 32 }, /options\.seed: expected an integer in \[0, 4294967295\] \(as --seed\), got 4294967296$/],
+    ['testSeed "1"', { ...GOOD_OPTIONS, testSeed: '1' }, /options\.testSeed: expected an integer in \[0, 4294967295\] \(as --test-seed\), got "1"$/],
+    // NaN has no JSON form: JSON.stringify writes null, another tool may write the string.
+    ['lr NaN (null)', { ...GOOD_OPTIONS, lr: NaN }, /options\.lr: expected a learning rate > 0 \(as --lr\), got null$/],
+    ['lr "NaN"', { ...GOOD_OPTIONS, lr: 'NaN' }, /options\.lr: expected a learning rate > 0 \(as --lr\), got "NaN"$/],
+    ['lr -1', { ...GOOD_OPTIONS, lr: -1 }, /options\.lr: expected a learning rate > 0/],
+    ['decayRate 1.5', { ...GOOD_OPTIONS, decayRate: 1.5 }, /options\.decayRate: expected a number in \(0, 1\] \(as --decay-rate\), got 1\.5$/],
+    ['maxShift -2', { ...GOOD_OPTIONS, maxShift: -2 }, /options\.maxShift: expected an integer >= 0 \(as --shift\), got -2$/],
+    ['limit 0', { ...GOOD_OPTIONS, limit: 0 }, /options\.limit: expected an integer >= 1 \(as --limit\) or null, got 0$/],
+    ['validation true', { ...GOOD_OPTIONS, validation: true }, /options\.validation: expected an integer >= 0 \(as --validation\), got true$/],
+    ['unknown experiment', { ...GOOD_OPTIONS, experiment: 'imagenet' }, /options\.experiment: expected one of mnist, fashion-mnist, affnist, multimnist, cifar10 \(as --experiment\), got "imagenet"$/],
+    ['unknown model', { ...GOOD_OPTIONS, model: 'resnet' }, /options\.model: expected one of capsnet, baseline \(as --model\), got "resnet"$/],
+    ['data 42', { ...GOOD_OPTIONS, data: 42 }, /options\.data: expected a folder path or null \(as --data\), got 42$/],
+    ['dataOptions.canvas "x"', { ...GOOD_OPTIONS, dataOptions: { canvas: 'x', maxShift: 2 } }, /options\.dataOptions\.canvas: expected an integer >= 1, got "x"$/],
+    ['options an array', [1, 2], /__metadata__\.training\.options: expected a JSON object of run options, got an array$/],
+    // A megabyte of text is quoted clipped, not whole.
+    ['batchSize a long string', { ...GOOD_OPTIONS, batchSize: 'x'.repeat(1 << 20) }, /options\.batchSize: expected an integer >= 1 \(as --batch-size\), got "x{79}\.\.\. \(1048578 characters\)$/],
+  ];
+  for (const [what, options, pattern] of cases) {
+    const out = join(root, 'resume');
+    rmSync(out, { recursive: true, force: true });
+    mkdirSync(out);
+    const path = join(out, 'checkpoint.safetensors');
+    const bytes = checkpointWith(options);
+    writeFileSync(path, bytes);
+    const message = await usageError(() => train(['--out', out, '--resume']), what);
+    assert.ok(message.startsWith(`capsnet train --resume: ${path}: __metadata__.training.options`), `${what}: names the command and the file: ${message.slice(0, 300)}`);
+    assert.match(message, pattern, what);
+    assert.ok(message.length < 400, `${what}: a short message (${message.length} characters)`);
+    assert.equal(readdirSync(out), ['checkpoint.safetensors'], `${what}: nothing written`);
+    assert.ok(readFileSync(path).equals(bytes), `${what}: the checkpoint is untouched`);
+  }
+});
+
+hardening('train --resume with corrupt stored options exits with code 2; eval refuses a corrupt stored experiment the same way', async () => {
+  const out = join(root, 'resume-cli');
+  mkdirSync(out);
+  writeFileSync(join(out, 'checkpoint.safetensors'), checkpointWith({ ...GOOD_OPTIONS, totalSteps: 1e300 }));
+  const r = await runCli(['train', '--out', out, '--resume'], { timeoutMs: 30_000 });
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /checkpoint\.safetensors: __metadata__\.training\.options\.totalSteps: expected an integer >= 1 \(as --steps\), got 1e\+300/);
+  assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
+  assert.equal(readdirSync(out), ['checkpoint.safetensors'], 'nothing written');
+
+  const file = join(root, 'eval-corrupt.safetensors');
+  writeFileSync(file, checkpointWith({ ...GOOD_OPTIONS, experiment: 'x'.repeat(5000) }));
+  const message = await usageError(() => evalCommand(['--checkpoint', file]), 'eval with a corrupt stored experiment');
+  assert.match(message, new RegExp(`^capsnet eval: ${file}: __metadata__\\.training\\.options\\.experiment: expected one of .*, got "x{79}\\.\\.\\. \\(5002 characters\\)$`));
+  const testSeedFile = join(root, 'eval-test-seed.safetensors');
+  writeFileSync(testSeedFile, checkpointWith({ ...GOOD_OPTIONS, testSeed: -3 }));
+  assert.match(await usageError(() => evalCommand(['--checkpoint', testSeedFile]), 'eval with a negative stored test seed'), /options\.testSeed: expected an integer in \[0, 4294967295\]/);
 });
 
 hardening.run();

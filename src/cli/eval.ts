@@ -9,7 +9,7 @@ import { CapsNet } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { classCount, type TrainableModel } from '../train/trainer.ts';
 import { defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
-import type { RunOptions } from './train.ts';
+import { checkStoredOptions } from './run-options.ts';
 import { BatchTooLargeError, checkBatchSize, memoryDevice } from '../train/memory.ts';
 import { UsageError, intFlag, parseFlags } from './args.ts';
 
@@ -54,7 +54,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     throw new UsageError(`capsnet eval: ${(error as Error).message}`);
   }
   // Default: the checkpoint's experiment, test seed and data (runs from before experiments: mnist).
-  const stored = (ckpt.training?.options ?? null) as Partial<RunOptions> | null;
+  const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, values.checkpoint, 'capsnet eval', ['experiment', 'testSeed', 'maxShift', 'data']);
   const experiment = parseExperiment(values.experiment ?? stored?.experiment);
   const sameExperiment = (stored?.experiment ?? 'mnist') === experiment;
   const testSeed = values['test-seed'] !== undefined ? intFlag(values['test-seed'], '--test-seed', 1, 0) : (sameExperiment ? stored?.testSeed : undefined) ?? 1;

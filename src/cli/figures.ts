@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { loadMnist } from '../io/idx-file.ts';
 import { loadExperimentData, parseExperiment } from './experiments.ts';
-import type { RunOptions } from './train.ts';
+import { checkStoredOptions } from './run-options.ts';
 import { fillBatch, type Dataset } from '../data/dataset.ts';
 import { readMetrics } from '../io/metrics.ts';
 import { lineChartSvg } from '../io/plot.ts';
@@ -86,7 +86,7 @@ export async function figures(
     return written;
   }
   // The run's own data: Fashion-MNIST for a fashion-mnist run (the MNIST package otherwise).
-  const run = (ckpt.training?.options ?? null) as Partial<RunOptions> | null;
+  const run = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, checkpointPath, 'capsnet figures', ['experiment', 'data']);
   const experiment = parseExperiment(run?.experiment);
   const test = experiment === 'fashion-mnist'
     ? loadExperimentData(experiment, options.data ?? run?.data ?? null, 'capsnet figures').test

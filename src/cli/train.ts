@@ -33,31 +33,12 @@ import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, intFlag, numberFlag, parseFlags } from './args.ts';
+import { type RunOptions, checkStoredOptions, ruleFlag } from './run-options.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
 
-/** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
-export interface RunOptions {
-  /** Absent in runs written before the baseline existed: CapsNet. */
-  model?: ModelKind;
-  seed: number;
-  batchSize: number;
-  lr: number;
-  decayRate: number;
-  decaySteps: number;
-  maxShift: number;
-  limit: number | null;
-  validation: number;
-  data: string | null;
-  totalSteps: number;
-  /** Absent in runs written before the experiments existed: mnist. */
-  experiment?: ExperimentName;
-  /** The data recipe: the canvas the model sees and the training shift (the same as maxShift). */
-  dataOptions?: { canvas: number; maxShift: number };
-  /** Seed of the generated test sets (affnist's transformed set, multimnist's pairs). */
-  testSeed?: number;
-}
+export type { RunOptions } from './run-options.ts';
 
 export const TRAIN_FLAGS = {
   out: { type: 'string' },
@@ -146,8 +127,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       throw new UsageError(`capsnet train --resume: ${(error as Error).message}`);
     }
   }
-  const stored = (previous?.training?.options ?? null) as RunOptions | null;
-  if (resume && !stored) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
+  if (previous && previous.training?.options === undefined) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
+  // Checked like the flags: a hand-edited checkpoint must not reach the trainer with batchSize "abc".
+  const stored = previous ? (checkStoredOptions(previous.training?.options, checkpointPath, 'capsnet train --resume') as RunOptions) : null;
   const pick = <T>(flag: string, parse: (v: string | undefined) => T, storedValue: T | undefined): T => {
     const explicit = given[flag as keyof typeof given];
     if (stored && explicit !== undefined && parse(explicit as string) !== storedValue) {
@@ -160,17 +142,15 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   if (experiment === 'multimnist' && modelKind === 'baseline') {
     throw new UsageError('capsnet train --experiment multimnist: trains CapsNet only (two-hot margin targets); --model baseline is not supported there');
   }
-  const testSeed = pick('test-seed', (v) => intFlag(v, '--test-seed', 1, 0), stored ? (stored.testSeed ?? 1) : undefined);
-  if (testSeed > 0xffffffff) throw new UsageError(`--test-seed: expected an integer in [0, 4294967295], got '${testSeed}'`);
-  const seed = pick('seed', (v) => intFlag(v, '--seed', 1, 0), stored?.seed);
-  if (seed > 0xffffffff) throw new UsageError(`--seed: expected an integer in [0, 4294967295], got '${seed}'`);
-  const batchSize = pick('batch-size', (v) => intFlag(v, '--batch-size', 128), stored?.batchSize);
-  const lr = pick('lr', (v) => numberFlag(v, '--lr', 1e-3, (n) => n > 0, 'a learning rate > 0'), stored?.lr);
-  const decayRate = pick('decay-rate', (v) => numberFlag(v, '--decay-rate', 0.96, (n) => n > 0 && n <= 1, 'a number in (0, 1]'), stored?.decayRate);
-  const decaySteps = pick('decay-steps', (v) => intFlag(v, '--decay-steps', 2000), stored?.decaySteps);
-  const maxShift = pick('shift', (v) => intFlag(v, '--shift', defaultShift(experiment), 0), stored?.maxShift);
-  const limit = pick('limit', (v) => (v === undefined ? null : intFlag(v, '--limit', 0)), stored?.limit ?? null);
-  const validation = pick('validation', (v) => intFlag(v, '--validation', 0, 0), stored?.validation);
+  const testSeed = pick('test-seed', (v) => ruleFlag('testSeed', v, 1), stored ? (stored.testSeed ?? 1) : undefined);
+  const seed = pick('seed', (v) => ruleFlag('seed', v, 1), stored?.seed);
+  const batchSize = pick('batch-size', (v) => ruleFlag('batchSize', v, 128), stored?.batchSize);
+  const lr = pick('lr', (v) => ruleFlag('lr', v, 1e-3), stored?.lr);
+  const decayRate = pick('decay-rate', (v) => ruleFlag('decayRate', v, 0.96), stored?.decayRate);
+  const decaySteps = pick('decay-steps', (v) => ruleFlag('decaySteps', v, 2000), stored?.decaySteps);
+  const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored?.maxShift);
+  const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), stored?.limit ?? null);
+  const validation = pick('validation', (v) => ruleFlag('validation', v, 0), stored?.validation);
   const dataDir = pick('data', (v) => v ?? null, stored?.data ?? null);
   const checkpointEvery = intFlag(flags['checkpoint-every'] as string | undefined, '--checkpoint-every', 500);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
@@ -217,7 +197,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   if (batchSize > trainSet.count) throw new UsageError(`--batch-size: ${batchSize} is more than the ${trainSet.count} training images`);
   const stepsPerEpoch = Math.floor(trainSet.count / batchSize);
   let totalSteps: number;
-  if (given.steps !== undefined || (flags.steps !== undefined && given.epochs === undefined)) totalSteps = intFlag(flags.steps as string, '--steps', 1);
+  if (given.steps !== undefined || (flags.steps !== undefined && given.epochs === undefined)) totalSteps = ruleFlag('totalSteps', flags.steps as string, 1);
   else if (flags.epochs !== undefined) totalSteps = Math.round(numberFlag(flags.epochs as string, '--epochs', 1, (n) => n > 0, 'a number of epochs > 0') * stepsPerEpoch);
   else totalSteps = stored?.totalSteps ?? stepsPerEpoch;
   totalSteps = Math.max(1, totalSteps);

@@ -1,0 +1,130 @@
+// The options that define a training run, their rules, and the check of the copy stored in a
+// checkpoint (__metadata__.training.options). One rule per option serves both the flag and the
+// stored value: a checkpoint edited by hand or by another tool (batchSize "abc", totalSteps 1e300,
+// a negative seed) is refused with the file, the field and what was expected, exactly as the flag
+// with that value would be, instead of reaching the trainer.
+
+import { MODEL_KINDS, type ModelKind } from '../io/checkpoint.ts';
+import { clip } from '../io/safetensors.ts';
+import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
+import { UsageError, intFlag, numberFlag } from './args.ts';
+
+/** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
+export interface RunOptions {
+  /** Absent in runs written before the baseline existed: CapsNet. */
+  model?: ModelKind;
+  seed: number;
+  batchSize: number;
+  lr: number;
+  decayRate: number;
+  decaySteps: number;
+  maxShift: number;
+  limit: number | null;
+  validation: number;
+  data: string | null;
+  totalSteps: number;
+  /** Absent in runs written before the experiments existed: mnist. */
+  experiment?: ExperimentName;
+  /** The data recipe: the canvas the model sees and the training shift (the same as maxShift). */
+  dataOptions?: { canvas: number; maxShift: number };
+  /** Seed of the generated test sets (affnist, multimnist). */
+  testSeed?: number;
+}
+
+/** Seeds feed 32-bit generators (src/data/rng.ts): a larger one would silently wrap. */
+export const SEED_MAX = 0xffffffff;
+
+export type IntRule = { kind: 'int'; flag: string; min: number; max?: number };
+export type NumberRule = { kind: 'number'; flag: string; check: (n: number) => boolean; expected: string };
+export type OptionRule = IntRule | NumberRule;
+
+/** The numeric options' rules, shared by their flags and by the stored copy. */
+export const RUN_OPTION_RULES = {
+  seed: { kind: 'int', flag: '--seed', min: 0, max: SEED_MAX },
+  testSeed: { kind: 'int', flag: '--test-seed', min: 0, max: SEED_MAX },
+  batchSize: { kind: 'int', flag: '--batch-size', min: 1 },
+  lr: { kind: 'number', flag: '--lr', check: (n: number) => n > 0, expected: 'a learning rate > 0' },
+  decayRate: { kind: 'number', flag: '--decay-rate', check: (n: number) => n > 0 && n <= 1, expected: 'a number in (0, 1]' },
+  decaySteps: { kind: 'int', flag: '--decay-steps', min: 1 },
+  maxShift: { kind: 'int', flag: '--shift', min: 0 },
+  limit: { kind: 'int', flag: '--limit', min: 1 },
+  validation: { kind: 'int', flag: '--validation', min: 0 },
+  totalSteps: { kind: 'int', flag: '--steps', min: 1 },
+} as const satisfies Record<string, OptionRule>;
+
+export type RuleName = keyof typeof RUN_OPTION_RULES;
+
+export function expectedOf(rule: OptionRule): string {
+  if (rule.kind === 'number') return rule.expected;
+  return rule.max === undefined ? `an integer >= ${rule.min}` : `an integer in [${rule.min}, ${rule.max}]`;
+}
+
+/** The option's flag value (`fallback` when absent), by its rule. */
+export function ruleFlag(name: RuleName, value: string | undefined, fallback: number): number {
+  const rule: OptionRule = RUN_OPTION_RULES[name];
+  if (rule.kind === 'number') return numberFlag(value, rule.flag, fallback, rule.check, rule.expected);
+  const n = intFlag(value, rule.flag, fallback, rule.min);
+  if (rule.max !== undefined && n > rule.max) throw new UsageError(`${rule.flag}: expected ${expectedOf(rule)}, got '${n}'`);
+  return n;
+}
+
+/** Whether a stored (JSON) value meets the rule. */
+function meets(rule: OptionRule, value: unknown): value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return false;
+  if (rule.kind === 'number') return rule.check(value);
+  return Number.isSafeInteger(value) && value >= rule.min && (rule.max === undefined || value <= rule.max);
+}
+
+/** A stored value as quoted in an error: its JSON, clipped. */
+const quote = (value: unknown): string => (value === undefined ? 'nothing' : clip(JSON.stringify(value) ?? String(value)));
+
+/** Fields every run written by `capsnet train` stores (they have been there since the first version). */
+const REQUIRED: readonly (keyof RunOptions)[] = ['seed', 'batchSize', 'lr', 'decayRate', 'decaySteps', 'maxShift', 'validation', 'totalSteps'];
+
+/**
+ * The checkpoint's stored run options, each checked by its flag's rule. `fields` limits the check
+ * to the fields the caller uses (all of them, and the required ones present, when omitted: what
+ * --resume needs). Errors name `command`, the checkpoint file, the field and what was expected.
+ */
+export function checkStoredOptions(raw: unknown, checkpointPath: string, command: string, fields?: readonly (keyof RunOptions)[]): Partial<RunOptions> {
+  const fail = (field: string, expected: string, value: unknown): never => {
+    throw new UsageError(`${command}: ${checkpointPath}: __metadata__.training.options.${field}: expected ${expected}, got ${quote(value)}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new UsageError(`${command}: ${checkpointPath}: __metadata__.training.options: expected a JSON object of run options, got ${Array.isArray(raw) ? 'an array' : quote(raw)}`);
+  }
+  const options = raw as Record<string, unknown>;
+  const checked = (field: keyof RunOptions) => (fields === undefined || fields.includes(field)) && (fields !== undefined || options[field] !== undefined || REQUIRED.includes(field));
+  const out: Partial<RunOptions> = {};
+  for (const [field, rule] of Object.entries(RUN_OPTION_RULES) as Array<[RuleName, OptionRule]>) {
+    if (!checked(field)) continue;
+    const value = options[field];
+    if (value === undefined && !REQUIRED.includes(field)) continue;
+    if (field === 'limit' && value === null) {
+      out.limit = null;
+      continue;
+    }
+    if (!meets(rule, value)) fail(field, `${expectedOf(rule)} (as ${rule.flag})${field === 'limit' ? ' or null' : ''}`, value);
+    (out as Record<string, unknown>)[field] = value;
+  }
+  if (checked('model') && options.model !== undefined) {
+    if (!(MODEL_KINDS as readonly unknown[]).includes(options.model)) fail('model', `one of ${MODEL_KINDS.join(', ')} (as --model)`, options.model);
+    out.model = options.model as ModelKind;
+  }
+  if (checked('experiment') && options.experiment !== undefined) {
+    if (!(EXPERIMENTS as readonly unknown[]).includes(options.experiment)) fail('experiment', `one of ${EXPERIMENTS.join(', ')} (as --experiment)`, options.experiment);
+    out.experiment = options.experiment as ExperimentName;
+  }
+  if (checked('data') && options.data !== undefined) {
+    if (options.data !== null && typeof options.data !== 'string') fail('data', 'a folder path or null (as --data)', options.data);
+    out.data = options.data as string | null;
+  }
+  if (checked('dataOptions') && options.dataOptions !== undefined) {
+    const d = options.dataOptions as Record<string, unknown> | null;
+    if (typeof d !== 'object' || d === null || Array.isArray(d)) fail('dataOptions', 'an object { canvas, maxShift }', d);
+    if (!meets({ kind: 'int', flag: '', min: 1 }, d!.canvas)) fail('dataOptions.canvas', 'an integer >= 1', d!.canvas);
+    if (!meets(RUN_OPTION_RULES.maxShift, d!.maxShift)) fail('dataOptions.maxShift', expectedOf(RUN_OPTION_RULES.maxShift), d!.maxShift);
+    out.dataOptions = { canvas: d!.canvas as number, maxShift: d!.maxShift as number };
+  }
+  return out;
+}
