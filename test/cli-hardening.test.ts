@@ -147,4 +147,55 @@ hardening('train --resume with corrupt stored options exits with code 2; eval re
   assert.match(await usageError(() => evalCommand(['--checkpoint', testSeedFile]), 'eval with a negative stored test seed'), /options\.testSeed: expected an integer in \[0, 4294967295\]/);
 });
 
+hardening('a flag value of 100,000 characters is quoted clipped (80 characters and the length) in every error', async () => {
+  const long = 'x'.repeat(100_000);
+  const clipped = `${'x'.repeat(80)}... (100000 characters)`;
+  const out = join(root, 'never-long');
+  const check = (message: string, what: string) => {
+    assert.ok(message.includes(clipped), `${what}: the value is quoted clipped: ${message.slice(0, 300)}`);
+    assert.ok(message.length < 400, `${what}: ${message.length} characters`);
+  };
+  const trainCases: Array<[string, string[]]> = [
+    ['--backend', ['--backend', long]],
+    ['--grad-mode', ['--grad-mode', long]],
+    ['--model', ['--model', long]],
+    ['--experiment', ['--experiment', long]],
+    ['--on-nonfinite', ['--on-nonfinite', long]],
+    ['--seed', ['--seed', long]],
+    ['--test-seed', ['--test-seed', long]],
+    ['--batch-size', ['--batch-size', long]],
+    ['--lr', ['--lr', long]],
+    ['--out', ['--out', long]],
+    ['--data', ['--data', long]],
+    ['--config FILE', ['--config', long]],
+    ['--config field name', ['--config', JSON.stringify({ [long]: 1 })]],
+    ['--inject-fault', ['--inject-fault', `nan-input@1,${long}`]],
+  ];
+  for (const [what, args] of trainCases) {
+    const argv = args.includes('--out') ? args : ['--out', out, ...args];
+    check(await usageError(() => train(argv), `train ${what}`), `train ${what}`);
+  }
+  // makeConfig's message quotes the value after the field and what it expects: the message is clipped at 400.
+  const configValue = await usageError(() => train(['--out', out, '--config', JSON.stringify({ routings: long })]), 'train --config field value');
+  assert.match(configValue, /routings must be a positive integer, got "x+\.\.\. \(100\d\d\d characters\)$/);
+  assert.ok(configValue.length < 450, `--config field value: ${configValue.length} characters`);
+  const ckpt = join(root, 'good.safetensors');
+  writeFileSync(ckpt, checkpointWith(GOOD_OPTIONS));
+  for (const [what, args] of [
+    ['--backend', ['--checkpoint', ckpt, '--backend', long]],
+    ['--experiment', ['--checkpoint', ckpt, '--experiment', long]],
+    ['--checkpoint', ['--checkpoint', long]],
+    ['--limit', ['--checkpoint', ckpt, '--limit', long]],
+  ] as Array<[string, string[]]>) {
+    check(await usageError(() => evalCommand(args), `eval ${what}`), `eval ${what}`);
+  }
+  // Through the command: doctor's --backend, and an unknown flag's name.
+  for (const args of [['doctor', '--backend', long], ['figures', '--checkpoint', ckpt, '--out', out, '--backend', long]]) {
+    const r = await runCli(args, { timeoutMs: 30_000 });
+    assert.is(r.code, 2, `${args[0]}: ${r.stderr.slice(0, 300)}`);
+    check(r.stderr.trim(), `${args[0]} --backend`);
+  }
+  assert.not.ok(existsSync(out), 'nothing written');
+});
+
 hardening.run();

@@ -1,6 +1,8 @@
 // Command-line parsing helpers: every bad flag becomes a UsageError (exit code 2) naming the flag
 // and what was expected.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { clip } from '../io/safetensors.ts';
+import { NODE_BACKENDS, resolveBackend, type NodeBackend } from '../gpu/node.ts';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -12,7 +14,7 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(co
   } catch (error) {
     const message = (error as Error).message.replace(/^.*?: /, '');
     // An unknown option is quoted in the message: a pasted megabyte must still give a readable one.
-    throw new UsageError(`capsnet ${command}: ${message.length > 400 ? `${message.slice(0, 400)}...` : message}`);
+    throw new UsageError(`capsnet ${command}: ${clip(message, 400)}`);
   }
 }
 
@@ -28,7 +30,7 @@ const NUMBER_TEXT = /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/;
 export function intFlag(value: string | undefined, flag: string, fallback: number, min = 1): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!INTEGER_TEXT.test(value) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag}: expected an integer >= ${min}, got '${preview(value)}'`);
+  if (!INTEGER_TEXT.test(value) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag}: expected an integer >= ${min}, got ${quoteFlag(value)}`);
   return n;
 }
 
@@ -36,9 +38,35 @@ export function intFlag(value: string | undefined, flag: string, fallback: numbe
 export function numberFlag(value: string | undefined, flag: string, fallback: number, check?: (n: number) => boolean, expected = 'a number'): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!NUMBER_TEXT.test(value) || !Number.isFinite(n) || (check && !check(n))) throw new UsageError(`${flag}: expected ${expected}, got '${preview(value)}'`);
+  if (!NUMBER_TEXT.test(value) || !Number.isFinite(n) || (check && !check(n))) throw new UsageError(`${flag}: expected ${expected}, got ${quoteFlag(value)}`);
   return n;
 }
 
-/** A flag's value as quoted in an error: a pasted megabyte stays a readable message. */
-const preview = (value: string) => (value.length > 60 ? `${value.slice(0, 60)}... (${value.length} characters)` : value);
+/**
+ * A flag's value as quoted in an error: a pasted megabyte stays a readable message (the first 80
+ * characters and the length, as safetensors and checkpoint errors quote values).
+ */
+export const quoteFlag = (value: string): string => `'${clip(value)}'`;
+
+/** A flag that takes one of `choices`; the error lists them and quotes the value clipped. */
+export function choiceFlag<T extends string>(value: string | undefined, flag: string, choices: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(value)) throw new UsageError(`${flag}: expected ${choices.length === 2 ? `'${choices[0]}' or '${choices[1]}'` : `one of ${choices.join(', ')}`}, got ${quoteFlag(value)}`);
+  return value as T;
+}
+
+/** --backend (undefined: CAPSNET_BACKEND or 'auto', as acquireGpu decides), with the value clipped in the error. */
+export function backendFlag(value: string | undefined): NodeBackend | undefined {
+  if (value === undefined) return undefined;
+  if (!(NODE_BACKENDS as readonly string[]).includes(value)) throw new UsageError(`--backend: ${quoteFlag(value)} is not a backend; expected one of ${NODE_BACKENDS.join(', ')}`);
+  return resolveBackend(value);
+}
+
+/** Longest path Linux resolves (PATH_MAX): a longer flag value is a paste gone wrong, refused before it is echoed by a file error. */
+export const MAX_PATH_CHARACTERS = 4096;
+
+/** A file or folder path flag, refused (clipped in the message) when longer than any path can be. */
+export function pathFlag<T extends string | undefined>(value: T, flag: string): T {
+  if (value !== undefined && value.length > MAX_PATH_CHARACTERS) throw new UsageError(`${flag}: expected a path of at most ${MAX_PATH_CHARACTERS} characters, got ${quoteFlag(value)}`);
+  return value;
+}

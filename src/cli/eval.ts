@@ -4,14 +4,14 @@
 
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import { acquireGpu, resolveBackend } from '../gpu/node.ts';
+import { acquireGpu } from '../gpu/node.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { classCount, type TrainableModel } from '../train/trainer.ts';
 import { defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
 import { checkStoredOptions } from './run-options.ts';
 import { BatchTooLargeError, checkBatchSize, memoryDevice } from '../train/memory.ts';
-import { UsageError, intFlag, parseFlags } from './args.ts';
+import { UsageError, backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
 
 export interface EvalReport {
   checkpoint: string;
@@ -44,9 +44,12 @@ export async function evalCommand(argv: string[]): Promise<number> {
     backend: { type: 'string' },
   });
   if (!values.checkpoint) throw new UsageError('capsnet eval: --checkpoint FILE is required');
+  pathFlag(values.checkpoint, '--checkpoint');
+  pathFlag(values.data, '--data');
+  pathFlag(values.output, '--output');
   const limit = values.limit === undefined ? null : intFlag(values.limit, '--limit', 1);
   const batchSize = intFlag(values['batch-size'], '--batch-size', 100);
-  const backend = values.backend === undefined ? undefined : resolveBackend(values.backend);
+  const backend = backendFlag(values.backend);
   let ckpt;
   try {
     ckpt = await loadAnyCheckpoint(values.checkpoint);

@@ -21,7 +21,7 @@ import { CapsNet, evaluateTwoDigits } from '../model/capsnet.ts';
 import { TrainingBatches } from '../train/batches.ts';
 import { evaluate, type BatchSource, type TrainableModel } from '../train/trainer.ts';
 import { ProgressBar } from './progress.ts';
-import { UsageError } from './args.ts';
+import { UsageError, choiceFlag } from './args.ts';
 
 export const EXPERIMENTS = ['mnist', 'fashion-mnist', 'affnist', 'multimnist', 'cifar10'] as const;
 export type ExperimentName = (typeof EXPERIMENTS)[number];
@@ -30,9 +30,7 @@ export type ExperimentName = (typeof EXPERIMENTS)[number];
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
 export function parseExperiment(value: string | undefined): ExperimentName {
-  const v = value ?? 'mnist';
-  if (!(EXPERIMENTS as readonly string[]).includes(v)) throw new UsageError(`--experiment: expected one of ${EXPERIMENTS.join(', ')}, got '${v}'`);
-  return v as ExperimentName;
+  return choiceFlag(value, '--experiment', EXPERIMENTS, 'mnist');
 }
 
 /** The data recipe of an experiment: the canvas side the model sees and the training shift default. */

@@ -21,7 +21,7 @@ import { acquireGpu, resolveBackend } from '../gpu/node.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { type Tensor, fromArray, tidy } from '../tensor.ts';
 import { noGrad } from '../autograd/tape.ts';
-import { UsageError, parseFlags } from './args.ts';
+import { UsageError, backendFlag, parseFlags, pathFlag } from './args.ts';
 import { METRICS_FILE } from './train.ts';
 
 export const PERTURBATION_STEPS = Array.from({ length: 11 }, (_, k) => Math.round((-0.25 + 0.05 * k) * 100) / 100);
@@ -36,10 +36,11 @@ export async function figuresCommand(argv: string[]): Promise<number> {
   });
   if (!values.checkpoint) throw new UsageError('capsnet figures: --checkpoint FILE is required');
   if (!values.out) throw new UsageError('capsnet figures: --out DIR is required');
+  for (const flag of ['checkpoint', 'out', 'metrics', 'data'] as const) pathFlag(values[flag], `--${flag}`);
   const files = await figures(values.checkpoint, values.out, {
     metrics: values.metrics,
     data: values.data,
-    backend: values.backend === undefined ? undefined : resolveBackend(values.backend),
+    backend: backendFlag(values.backend),
   });
   for (const f of files) console.log(`wrote ${f}`);
   return 0;

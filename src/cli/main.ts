@@ -1,8 +1,7 @@
 // The `capsnet` command line. Exit codes: 0 done, 1 failed (the message says why and what to do),
 // 2 bad usage (a flag or a file argument is wrong; nothing was written).
 import { GpuUnavailableError } from '../gpu/errors.ts';
-import { resolveBackend } from '../gpu/node.ts';
-import { UsageError, parseFlags } from './args.ts';
+import { UsageError, backendFlag, parseFlags } from './args.ts';
 import { doctor } from './doctor.ts';
 import { TrainingStoppedError, trainCommand } from './train.ts';
 import { evalCommand } from './eval.ts';
@@ -81,7 +80,7 @@ async function main(argv: string[]): Promise<number> {
       return figuresCommand(rest);
     case 'doctor': {
       const { values } = parseFlags('doctor', rest, { backend: { type: 'string' }, all: { type: 'boolean' } });
-      return doctor(values.backend === undefined ? undefined : resolveBackend(values.backend), values.all ?? false);
+      return doctor(backendFlag(values.backend), values.all ?? false);
     }
     case undefined:
     case 'help':

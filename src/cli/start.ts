@@ -9,7 +9,7 @@ import { readMetrics } from '../io/metrics.ts';
 import { CHECKPOINT_FILE, METRICS_FILE, train } from './train.ts';
 import { figures } from './figures.ts';
 import { formatDuration } from './progress.ts';
-import { parseFlags, intFlag } from './args.ts';
+import { backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
 
 /**
  * The default budget: the paper's recipe (batch 128, Adam 1e-3 decayed x0.96 every 2000 steps,
@@ -28,7 +28,8 @@ export async function startCommand(argv: string[]): Promise<number> {
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
-  const out = values.out ?? join('runs', values.full ? 'mnist-full' : 'mnist');
+  const out = pathFlag(values.out, '--out') ?? join('runs', values.full ? 'mnist-full' : 'mnist');
+  backendFlag(values.backend); // checked (and clipped in its error) before anything is printed
   const checkpoint = join(out, CHECKPOINT_FILE);
   const budget = values.full ? ['--epochs', String(FULL_EPOCHS)] : ['--steps', String(intFlag(values.steps, '--steps', START_STEPS))];
   const backend = values.backend ? ['--backend', values.backend] : [];

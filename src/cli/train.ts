@@ -12,7 +12,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { acquireGpu, resolveBackend } from '../gpu/node.ts';
+import { acquireGpu } from '../gpu/node.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError } from '../gpu/errors.ts';
 import { CapsNet } from '../model/capsnet.ts';
@@ -27,12 +27,13 @@ import { BatchTooLargeError, checkBatchSize, formatBytes, memoryDevice, type Mod
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
 import { type ExperimentName, defaultShift, experimentBatches, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
+import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
-import { UsageError, intFlag, numberFlag, parseFlags } from './args.ts';
+import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, pathFlag, quoteFlag } from './args.ts';
+import { clip } from '../io/safetensors.ts';
 import { type RunOptions, checkStoredOptions, ruleFlag } from './run-options.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
@@ -104,12 +105,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
 export async function train(argv: string[], defaults: Partial<Record<keyof typeof TRAIN_FLAGS, string>> = {}): Promise<TrainResult> {
   const { values: given } = parseFlags('train', argv, TRAIN_FLAGS);
   const flags: Record<string, string | boolean | undefined> = { ...defaults, ...given };
-  const outDir = flags.out as string | undefined;
+  const outDir = pathFlag(flags.out as string | undefined, '--out');
   if (!outDir) throw new UsageError('capsnet train: --out DIR is required (the folder for checkpoints, metrics and figures)');
   if (flags.epochs !== undefined && flags.steps !== undefined && given.epochs !== undefined && given.steps !== undefined) {
     throw new UsageError('capsnet train: give --epochs or --steps, not both');
   }
-  const backend = flags.backend === undefined ? undefined : resolveBackend(flags.backend as string);
+  const backend = backendFlag(flags.backend as string | undefined);
   const checkpointPath = join(outDir, CHECKPOINT_FILE);
   const metricsPath = join(outDir, METRICS_FILE);
   const resume = given.resume ?? false;
@@ -133,7 +134,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const pick = <T>(flag: string, parse: (v: string | undefined) => T, storedValue: T | undefined): T => {
     const explicit = given[flag as keyof typeof given];
     if (stored && explicit !== undefined && parse(explicit as string) !== storedValue) {
-      throw new UsageError(`capsnet train --resume: --${flag} ${explicit} differs from the run's ${storedValue}; start a new run to change it`);
+      throw new UsageError(`capsnet train --resume: --${flag} ${clip(String(explicit))} differs from the run's ${clip(String(storedValue))}; start a new run to change it`);
     }
     return stored && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
   };
@@ -151,26 +152,28 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored?.maxShift);
   const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), stored?.limit ?? null);
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), stored?.validation);
-  const dataDir = pick('data', (v) => v ?? null, stored?.data ?? null);
+  const dataDir = pick('data', (v) => pathFlag(v, '--data') ?? null, stored?.data ?? null);
   const checkpointEvery = intFlag(flags['checkpoint-every'] as string | undefined, '--checkpoint-every', 500);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
   const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
-  const onNonFinite = flags['on-nonfinite'] ?? 'stop';
-  if (onNonFinite !== 'stop' && onNonFinite !== 'skip') throw new UsageError(`--on-nonfinite: expected 'stop' or 'skip', got '${onNonFinite}'`);
+  const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
   const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
   let faults: Fault[] = [];
   if (flags['inject-fault'] !== undefined) {
     try {
-      faults = parseFaults(flags['inject-fault'] as string);
+      const spec = flags['inject-fault'] as string;
+      // parseFaults quotes the part it refuses: each part is clipped here first.
+      const long = spec.split(',').find((part) => part.length > 80);
+      if (long !== undefined) throw new Error(`--inject-fault: expected KIND@STEP or nan-param:NAME@STEP, got ${quoteFlag(long)}`);
+      faults = parseFaults(spec);
     } catch (error) {
       throw new UsageError((error as Error).message);
     }
   }
   const modelOverrides = parseConfigFlag(flags.config as string | undefined, modelKind);
   const routings = flags.routings === undefined ? undefined : intFlag(flags.routings as string, '--routings', 3);
-  const gradMode = flags['grad-mode'];
-  if (gradMode !== undefined && gradMode !== 'all' && gradMode !== 'last') throw new UsageError(`--grad-mode: expected 'all' or 'last', got '${gradMode}'`);
+  const gradMode = flags['grad-mode'] === undefined ? undefined : choiceFlag(flags['grad-mode'] as string, '--grad-mode', ['all', 'last'], 'all');
   const reconWeight = flags['no-recon'] ? 0 : numberFlag(flags['recon-weight'] as string | undefined, '--recon-weight', 0.0005, (n) => n >= 0, 'a weight >= 0');
   const capsuleFlags = ['routings', 'grad-mode', 'no-recon', 'recon-weight'].filter((f) => given[f as keyof typeof given] !== undefined);
   if (modelKind === 'baseline' && capsuleFlags.length > 0) {
@@ -295,7 +298,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
     }
     const trainer = new Trainer(ctx, model, adam, batches, logEvery, {
-      onNonFinite: onNonFinite as NonFinitePolicy,
+      onNonFinite,
       maxConsecutiveSkips: maxSkips,
       consecutiveSkips: Number.isInteger(previousSkips) && previousSkips >= 0 ? previousSkips : 0,
     });
@@ -467,14 +470,13 @@ function validated<T>(make: () => T): T {
   try {
     return make();
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    // makeConfig quotes the value it refuses (after the field and what it expects): clipped.
+    throw new UsageError(clip((error as Error).message, 400));
   }
 }
 
 function parseModelFlag(value: string | undefined): ModelKind {
-  const v = value ?? 'capsnet';
-  if (v !== 'capsnet' && v !== 'baseline') throw new UsageError(`--model: expected 'capsnet' or 'baseline', got '${v}'`);
-  return v;
+  return choiceFlag(value, '--model', MODEL_KINDS, 'capsnet');
 }
 
 /** Largest --config file read: a model config is a few hundred bytes; this refuses a wrong path at once. */
@@ -486,7 +488,7 @@ function parseConfigFlag(value: string | undefined, model: ModelKind): Partial<C
   let text = value;
   let source = 'inline JSON';
   if (!value.trimStart().startsWith('{')) {
-    source = value;
+    source = pathFlag(value, '--config');
     try {
       // A regular file of bounded size: readFileSync would wait forever on a FIFO and read /dev/zero until memory runs out.
       text = new TextDecoder().decode(readRegularFile(value, MAX_CONFIG_FILE_BYTES, 'model config JSON'));
@@ -503,7 +505,7 @@ function parseConfigFlag(value: string | undefined, model: ModelKind): Partial<C
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--config: expected a JSON object of model config fields');
   const known = new Set(Object.keys(model === 'baseline' ? makeBaselineConfig() : makeConfig()));
   for (const key of Object.keys(parsed)) {
-    if (!known.has(key)) throw new UsageError(`--config: unknown field '${key}' for --model ${model} (known: ${[...known].join(', ')})`);
+    if (!known.has(key)) throw new UsageError(`--config: unknown field ${quoteFlag(key)} for --model ${model} (known: ${[...known].join(', ')})`);
   }
   return parsed as Partial<CapsNetConfig> | Partial<BaselineConfig>;
 }
