@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
 import { train, MAX_CONFIG_FILE_BYTES } from '../src/cli/train.ts';
 import { evalCommand } from '../src/cli/eval.ts';
-import { UsageError } from '../src/cli/args.ts';
+import { UsageError, intFlag } from '../src/cli/args.ts';
 import { checkStoredOptions } from '../src/cli/run-options.ts';
 import { encodeCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig, parameterShapes } from '../src/model/config.ts';
@@ -195,6 +195,22 @@ hardening('a flag value of 100,000 characters is quoted clipped (80 characters a
     assert.is(r.code, 2, `${args[0]}: ${r.stderr.slice(0, 300)}`);
     check(r.stderr.trim(), `${args[0]} --backend`);
   }
+  assert.not.ok(existsSync(out), 'nothing written');
+});
+
+hardening('intFlag checks an optional max; --seed and --test-seed (train and eval) take 0..4294967295', async () => {
+  assert.is(intFlag('4', '--n', 1, 0, 4), 4);
+  assert.is(intFlag(undefined, '--n', 9, 0, 4), 9, 'the fallback is not checked');
+  assert.throws(() => intFlag('5', '--n', 1, 0, 4), /^--n: expected an integer in \[0, 4\], got '5'$/);
+  assert.throws(() => intFlag('5', '--n', 1, 6), /^--n: expected an integer >= 6, got '5'$/);
+  const out = join(root, 'never-seed');
+  for (const flag of ['--seed', '--test-seed']) {
+    assert.match(await usageError(() => train(['--out', out, flag, '4294967296']), `train ${flag}`), new RegExp(`^${flag}: expected an integer in \\[0, 4294967295\\], got '4294967296'$`));
+  }
+  const ckpt = join(root, 'seed.safetensors');
+  writeFileSync(ckpt, checkpointWith(GOOD_OPTIONS));
+  // Before, eval took any --test-seed up to 2^53 - 1 (the generators use 32 bits).
+  assert.match(await usageError(() => evalCommand(['--checkpoint', ckpt, '--test-seed', '4294967296']), 'eval --test-seed'), /^--test-seed: expected an integer in \[0, 4294967295\], got '4294967296'$/);
   assert.not.ok(existsSync(out), 'nothing written');
 });
 

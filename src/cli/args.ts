@@ -24,15 +24,20 @@ const INTEGER_TEXT = /^[0-9]+$/;
 const NUMBER_TEXT = /^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$/;
 
 /**
- * A non-negative integer flag of at least `min` (and at most 2^53 - 1, so it is exact), written
- * in plain decimal digits, with the flag named in the error.
+ * A non-negative integer flag in [min, max] (max: at most 2^53 - 1, so it is exact), written in
+ * plain decimal digits, with the flag and the range named in the error.
  */
-export function intFlag(value: string | undefined, flag: string, fallback: number, min = 1): number {
+export function intFlag(value: string | undefined, flag: string, fallback: number, min = 1, max?: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!INTEGER_TEXT.test(value) || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag}: expected an integer >= ${min}, got ${quoteFlag(value)}`);
+  if (!INTEGER_TEXT.test(value) || !Number.isSafeInteger(n) || n < min || (max !== undefined && n > max)) {
+    throw new UsageError(`${flag}: expected ${integerRange(min, max)}, got ${quoteFlag(value)}`);
+  }
   return n;
 }
+
+/** 'an integer >= min', or 'an integer in [min, max]': the words of intFlag's errors. */
+export const integerRange = (min: number, max?: number): string => (max === undefined ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`);
 
 /** A finite decimal number flag, optionally checked (`expected` says what the check wants). */
 export function numberFlag(value: string | undefined, flag: string, fallback: number, check?: (n: number) => boolean, expected = 'a number'): number {

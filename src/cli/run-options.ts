@@ -7,7 +7,7 @@
 import { MODEL_KINDS, type ModelKind } from '../io/checkpoint.ts';
 import { clip } from '../io/safetensors.ts';
 import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
-import { UsageError, intFlag, numberFlag } from './args.ts';
+import { UsageError, intFlag, integerRange, numberFlag } from './args.ts';
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
 export interface RunOptions {
@@ -56,16 +56,14 @@ export type RuleName = keyof typeof RUN_OPTION_RULES;
 
 export function expectedOf(rule: OptionRule): string {
   if (rule.kind === 'number') return rule.expected;
-  return rule.max === undefined ? `an integer >= ${rule.min}` : `an integer in [${rule.min}, ${rule.max}]`;
+  return integerRange(rule.min, rule.max);
 }
 
 /** The option's flag value (`fallback` when absent), by its rule. */
 export function ruleFlag(name: RuleName, value: string | undefined, fallback: number): number {
   const rule: OptionRule = RUN_OPTION_RULES[name];
   if (rule.kind === 'number') return numberFlag(value, rule.flag, fallback, rule.check, rule.expected);
-  const n = intFlag(value, rule.flag, fallback, rule.min);
-  if (rule.max !== undefined && n > rule.max) throw new UsageError(`${rule.flag}: expected ${expectedOf(rule)}, got '${n}'`);
-  return n;
+  return intFlag(value, rule.flag, fallback, rule.min, rule.max);
 }
 
 /** Whether a stored (JSON) value meets the rule. */
