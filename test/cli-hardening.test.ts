@@ -13,6 +13,7 @@ import { train, MAX_CONFIG_FILE_BYTES } from '../src/cli/train.ts';
 import { evalCommand } from '../src/cli/eval.ts';
 import { UsageError, intFlag } from '../src/cli/args.ts';
 import { checkStoredOptions } from '../src/cli/run-options.ts';
+import { loadExperimentData } from '../src/cli/experiments.ts';
 import { encodeCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig, parameterShapes } from '../src/model/config.ts';
 
@@ -212,6 +213,63 @@ hardening('intFlag checks an optional max; --seed and --test-seed (train and eva
   // Before, eval took any --test-seed up to 2^53 - 1 (the generators use 32 bits).
   assert.match(await usageError(() => evalCommand(['--checkpoint', ckpt, '--test-seed', '4294967296']), 'eval --test-seed'), /^--test-seed: expected an integer in \[0, 4294967295\], got '4294967296'$/);
   assert.not.ok(existsSync(out), 'nothing written');
+});
+
+/** An IDX file: magic (type 0x08 = unsigned bytes, `dims.length` dimensions), big-endian sizes, then the bytes. */
+function idx(dims: number[], data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + 4 * dims.length + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, 0x0800 + dims.length);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d));
+  out.set(data, 4 + 4 * dims.length);
+  return out;
+}
+
+/** A folder with only MNIST's two test files (t10k-*), `count` seeded images of 28x28 and labels 0..9 in turn. */
+function testOnlyMnist(dir: string, count: number): void {
+  mkdirSync(dir, { recursive: true });
+  let state = 12345;
+  const pixels = Uint8Array.from({ length: count * 28 * 28 }, () => ((state = (state * 1103515245 + 12345) >>> 0) >>> 24));
+  writeFileSync(join(dir, 't10k-images-idx3-ubyte'), idx([count, 28, 28], pixels));
+  writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), idx([count], Uint8Array.from({ length: count }, (_, i) => i % 10)));
+}
+
+hardening('eval and figures read only the test split: a --data folder with only the test files is enough', async () => {
+  const data = join(root, 'mnist-test-only');
+  testOnlyMnist(data, 40);
+  const { test, ...rest } = loadExperimentData('mnist', data, 'test', ['test']);
+  assert.is(test.count, 40);
+  assert.equal(Object.keys(rest), [], 'no training split');
+  // Asking for the training split still finds it missing, with the file named.
+  assert.throws(() => loadExperimentData('mnist', data, 'capsnet train'), /^capsnet train: loadMnist: folder .* has no train-images-idx3-ubyte \(looked for train-images-idx3-ubyte and train-images-idx3-ubyte\.gz\)$/);
+
+  // CIFAR-10: test_batch.bin alone (records of a label byte and 3x32x32 pixels).
+  const cifar = join(root, 'cifar-test-only');
+  mkdirSync(cifar);
+  const records = new Uint8Array(5 * 3073);
+  for (let r = 0; r < 5; r++) records[r * 3073] = r;
+  writeFileSync(join(cifar, 'test_batch.bin'), records);
+  const cifarSets = loadExperimentData('cifar10', cifar, 'test', ['test']);
+  assert.is(cifarSets.test.count, 5);
+  assert.equal(Object.keys(cifarSets), ['test']);
+
+  // End to end: eval of a (tiny, zero-parameter) checkpoint on that folder, and its figures.
+  const ckpt = join(root, 'mnist-test-only.safetensors');
+  writeFileSync(ckpt, checkpointWith(GOOD_OPTIONS));
+  const output = join(root, 'mnist-test-only.json');
+  const log = console.log;
+  console.log = () => {};
+  try {
+    assert.is(await evalCommand(['--checkpoint', ckpt, '--data', data, '--output', output, '--batch-size', '20']), 0);
+  } finally {
+    console.log = log;
+  }
+  const report = JSON.parse(readFileSync(output, 'utf8')) as { count: number; images: Array<{ label: number }> };
+  assert.is(report.count, 40);
+  assert.equal(report.images.map((image) => image.label), Array.from({ length: 40 }, (_, i) => i % 10));
+  const { figures } = await import('../src/cli/figures.ts');
+  const written = await figures(ckpt, join(root, 'figures-test-only'), { data });
+  assert.ok(written.some((f) => f.endsWith('reconstructions.png')), written.join(', '));
 });
 
 hardening.run();

