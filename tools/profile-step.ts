@@ -3,17 +3,27 @@
 // Adapters without timestamp queries (OpenGL) get the whole step only: wall-clock and the CPU time
 // of llvmpipe's worker threads and of the main thread (dawn.node's polling) per step. Usage:
 //   node --import ./tools/register-ts.mjs tools/profile-step.ts [--batch 32] [--backend vulkan] [--steps 3]
+// Start-up instead (one process per way, so that nothing is compiled before; set
+// MESA_SHADER_CACHE_DISABLE=true to see the cold figures Mesa's disk cache otherwise hides):
+//   ... tools/profile-step.ts --startup cold    first step compiles every pipeline as it dispatches
+//   ... tools/profile-step.ts --startup warm    collectKernels + warmPipelines (async, concurrent), then the first step
+//   ... tools/profile-step.ts --startup sync    the same pipelines created one by one with createComputePipeline, then the first step
 import { parseArgs } from 'node:util';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
 import { trainingSetup } from './bench/model.ts';
 import { median, workerCpuMs } from './bench/lib.ts';
 
-const { values } = parseArgs({ options: { batch: { type: 'string' }, backend: { type: 'string' }, steps: { type: 'string' } } });
+const { values } = parseArgs({ options: { batch: { type: 'string' }, backend: { type: 'string' }, steps: { type: 'string' }, startup: { type: 'string' } } });
 const B = Number(values.batch ?? 32);
 const steps = Number(values.steps ?? 3);
 const ctx = await acquireGpu({ backend: values.backend === undefined ? undefined : resolveBackend(values.backend) });
 try {
   const { step } = trainingSetup(ctx, B);
+  if (values.startup !== undefined) {
+    await startup(values.startup, step);
+    ctx.destroy();
+    process.exit(0);
+  }
   step(); // warm-up: compiles every pipeline
   await ctx.sync();
   const threads = process.env.LP_NUM_THREADS ? `, LP_NUM_THREADS=${process.env.LP_NUM_THREADS}` : '';
@@ -46,4 +56,38 @@ try {
   }
 } finally {
   ctx.destroy();
+}
+
+/** Wall-clock and CPU time (this process, all threads) of fn, in ms. */
+async function timed<T>(fn: () => T | Promise<T>): Promise<{ value: T; wallMs: number; cpuMs: number }> {
+  const [t0, c0] = [performance.now(), process.cpuUsage()];
+  const value = await fn();
+  const c = process.cpuUsage(c0);
+  return { value, wallMs: performance.now() - t0, cpuMs: (c.user + c.system) / 1000 };
+}
+
+async function startup(way: string, step: () => void): Promise<void> {
+  if (!['cold', 'warm', 'sync'].includes(way)) throw new Error(`--startup: expected cold, warm or sync, got '${way}'`);
+  const cache = process.env.MESA_SHADER_CACHE_DISABLE === 'true' ? "Mesa's shader cache disabled" : "Mesa's shader cache on (set MESA_SHADER_CACHE_DISABLE=true for cold figures)";
+  const runStep = () => timed(async () => { step(); await ctx.sync(); });
+  const fmt = (t: { wallMs: number; cpuMs: number }) => `${(t.wallMs / 1000).toFixed(2)} s (CPU ${(t.cpuMs / 1000).toFixed(2)} s)`;
+  const lines: string[] = [];
+  let before = { wallMs: 0, cpuMs: 0 };
+  if (way !== 'cold') {
+    const collect = await timed(() => ctx.collectKernels(step));
+    const specs = collect.value;
+    const create = way === 'warm'
+      ? await timed(() => ctx.warmPipelines(specs))
+      : await timed(async () => { for (const k of specs) ctx.pipeline(k); await ctx.sync(); return specs.length; });
+    lines.push(`collect ${specs.length} kernels ${fmt(collect)}; ${way === 'warm' ? 'warmPipelines (async)' : 'createComputePipeline one by one'}: ${create.value} pipelines in ${fmt(create)}`);
+    before = { wallMs: collect.wallMs + create.wallMs, cpuMs: collect.cpuMs + create.cpuMs };
+  }
+  const p0 = ctx.counters.pipelinesCreated;
+  const first = await runStep();
+  const createdInStep = ctx.counters.pipelinesCreated - p0;
+  const second = await runStep();
+  lines.push(`first step ${fmt(first)} (${createdInStep} pipelines created in it); second step ${fmt(second)}`);
+  lines.push(`start-up to the end of the first step: ${fmt({ wallMs: before.wallMs + first.wallMs, cpuMs: before.cpuMs + first.cpuMs })}`);
+  console.log(`${ctx.adapter.name}, batch ${B}, --startup ${way}, ${cache}:`);
+  for (const l of lines) console.log(`  ${l}`);
 }

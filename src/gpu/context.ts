@@ -189,6 +189,7 @@ export class GpuContext {
 
   /** Copies a whole texture back to the host: height x width x 4 floats, row by row (after everything recorded so far). */
   async readTexture(texture: PooledTexture): Promise<Float32Array> {
+    this.refuseWhileCollecting('readTexture');
     const { width, height } = texture;
     const rowBytes = Math.ceil((width * 16) / 256) * 256; // copies need rows aligned to 256 bytes
     const staging = this.pool.acquire(rowBytes * height, STORAGE_USAGE, 'texture readback');
@@ -212,28 +213,124 @@ export class GpuContext {
 
   /** The compute pipeline of a kernel, created once per (source, entry point, constants). */
   pipeline(kernel: KernelSpec): GPUComputePipeline {
-    const entryPoint = kernel.entryPoint ?? 'main';
-    const constants = kernel.constants ?? {};
-    // Keyed by the code itself (not its name): two kernels can never share a pipeline by accident.
-    const key = `${entryPoint}|${JSON.stringify(Object.entries(constants).sort())}|${kernel.code}`;
+    const key = pipelineKey(kernel);
     let pipeline = this.pipelines.get(key);
     if (pipeline) return pipeline;
     this.checkAlive();
-    let module = this.shaderModules.get(kernel.code);
+    const { entryPoint, constants } = pipelineStage(kernel);
     this.device.pushErrorScope('validation');
+    const module = this.shaderModule(kernel);
+    pipeline = this.device.createComputePipeline({ label: `${kernel.name}:${entryPoint}`, layout: 'auto', compute: { module, entryPoint, constants } });
+    this.watch(this.device.popErrorScope(), compilingWhat(kernel));
+    this.pipelines.set(key, pipeline);
+    this.counters.pipelinesCreated++;
+    return pipeline;
+  }
+
+  private shaderModule(kernel: KernelSpec): GPUShaderModule {
+    let module = this.shaderModules.get(kernel.code);
     if (!module) {
       module = this.device.createShaderModule({ code: kernel.code, label: kernel.name });
       this.shaderModules.set(kernel.code, module);
     }
-    pipeline = this.device.createComputePipeline({
-      label: `${kernel.name}:${entryPoint}`,
-      layout: 'auto',
-      compute: { module, entryPoint, constants },
-    });
-    this.watch(this.device.popErrorScope(), `compiling kernel '${kernel.name}' (entry point '${entryPoint}', constants ${JSON.stringify(constants)})`);
-    this.pipelines.set(key, pipeline);
-    this.counters.pipelinesCreated++;
-    return pipeline;
+    return module;
+  }
+
+  /** Kernels met by dispatch() inside collectKernels, by pipeline key; null outside it. */
+  private collected: Map<string, KernelSpec> | null = null;
+
+  /** True inside collectKernels: dispatches are noted, not run. */
+  get isCollecting(): boolean {
+    return this.collected !== null;
+  }
+
+  /**
+   * Runs `fn` (synchronous: a training step, a forward pass) without running it on the GPU, and
+   * returns the kernels it dispatches whose pipelines are not created yet: pass them to
+   * warmPipelines before the real work, so that the first real step compiles nothing.
+   * Inside, kernel launches are noted and dropped: what kernels would have written is left as it
+   * was. Uploads, clears and copies still happen (submitted when collectKernels returns), so
+   * tensors made on the host (fromArray, zeros: an optimizer's fresh moments) hold what they
+   * should. Buffers and textures come from the pool and go back to it as usual; reads (readBuffer,
+   * readTexture, sync) throw. Host-side state that `fn` changes (an optimizer's step count, a
+   * monitor's slot) changes for real: give it throwaway objects where that matters (Trainer.warmUp
+   * does).
+   */
+  collectKernels(fn: () => void): KernelSpec[] {
+    this.checkAlive();
+    if (this.collected) throw new Error('collectKernels: already collecting (calls do not nest)');
+    // Work recorded before goes to the GPU now, so that the collecting mode only ever sees its own.
+    this.flush();
+    const collected = new Map<string, KernelSpec>();
+    this.collected = collected;
+    try {
+      const result: unknown = fn();
+      if (result && typeof (result as { then?: unknown }).then === 'function') {
+        throw new Error('collectKernels: the function returned a promise; it must record its work synchronously (no awaits, no reads)');
+      }
+    } finally {
+      this.collected = null;
+      this.flush(); // the uploads, clears and copies recorded inside
+    }
+    return [...collected.values()];
+  }
+
+  private refuseWhileCollecting(doing: string): void {
+    if (this.collected) {
+      throw new Error(`${doing} inside collectKernels: nothing runs on the GPU while kernels are being collected, so there is nothing to read or wait for; read after collectKernels returns`);
+    }
+  }
+
+  /**
+   * Creates the pipelines of `kernels` that are not created yet, all at once with
+   * createComputePipelineAsync (drivers that compile on other threads compile them in parallel),
+   * into the cache pipeline() reads: dispatches of these kernels then create nothing. Rejects with
+   * the first failure (GpuValidationError naming the kernel, entry point and constants, as
+   * pipeline() would report it); the pipelines that did compile stay cached.
+   * Returns how many pipelines were created.
+   */
+  async warmPipelines(kernels: readonly KernelSpec[]): Promise<number> {
+    this.checkAlive();
+    this.refuseWhileCollecting('warmPipelines');
+    const todo = new Map<string, KernelSpec>();
+    for (const k of kernels) {
+      const key = pipelineKey(k);
+      if (!this.pipelines.has(key)) todo.set(key, k);
+    }
+    const results = await Promise.all(
+      [...todo].map(async ([key, kernel]): Promise<Error | null> => {
+        const { entryPoint, constants } = pipelineStage(kernel);
+        const what = compilingWhat(kernel);
+        this.device.pushErrorScope('validation');
+        const module = this.shaderModule(kernel);
+        const moduleError = this.device.popErrorScope();
+        let pipeline: GPUComputePipeline;
+        try {
+          pipeline = await this.device.createComputePipelineAsync({ label: `${kernel.name}:${entryPoint}`, layout: 'auto', compute: { module, entryPoint, constants } });
+        } catch (error) {
+          // A GPUPipelineError (reason 'validation' or 'internal'); the module's own error, when
+          // there is one, says more (the WGSL line).
+          const scoped = await moduleError;
+          if (scoped) return fromGpuError(scoped, what);
+          if (this.lostError) return this.lostError;
+          return fromGpuError({ message: error instanceof Error ? error.message : String(error) } as GPUError, what);
+        }
+        const scoped = await moduleError;
+        if (scoped) return fromGpuError(scoped, what);
+        if (!this.pipelines.has(key)) {
+          this.pipelines.set(key, pipeline);
+          this.counters.pipelinesCreated++;
+        }
+        return null;
+      }),
+    );
+    const failed = results.filter((e): e is Error => e !== null);
+    if (failed.length > 0) {
+      if (failed.length > 1) failed[0].message += `
+(${failed.length - 1} more kernels failed to compile)`;
+      throw failed[0];
+    }
+    return todo.size;
   }
 
   private ensureEncoder(): GPUCommandEncoder {
@@ -279,10 +376,15 @@ export class GpuContext {
    * workgroup index as wid.x + wid.y * num_workgroups.x and skip indices past the end.
    */
   dispatch(kernel: KernelSpec, buffers: readonly Binding[], params: readonly Param[] | null, workgroups: number | readonly [number, number?, number?]): void {
-    const pipeline = this.pipeline(kernel);
     const [x, y, z] = typeof workgroups === 'number' ? this.fold(workgroups) : [workgroups[0], workgroups[1] ?? 1, workgroups[2] ?? 1];
     const max = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (x > max || y > max || z > max) throw new Error(`kernel '${kernel.name}': grid ${x}x${y}x${z} exceeds ${max} workgroups per dimension`);
+    if (this.collected) {
+      const key = pipelineKey(kernel);
+      if (!this.pipelines.has(key)) this.collected.set(key, kernel);
+      return;
+    }
+    const pipeline = this.pipeline(kernel);
     if (x * y * z === 0) return;
     this.ensureEncoder();
     const entries: GPUBindGroupEntry[] = [];
@@ -367,6 +469,7 @@ export class GpuContext {
 
   /** Submits, waits for the GPU to finish, and reports any error. */
   async sync(): Promise<void> {
+    this.refuseWhileCollecting('sync');
     this.flush();
     this.checkAlive();
     await this.device.queue.onSubmittedWorkDone();
@@ -374,7 +477,13 @@ export class GpuContext {
   }
 
   /** Copies `bytes` bytes of a buffer back to the host (after everything recorded so far). */
-  async readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+  readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+    // Thrown here, not as a rejected promise: a read nobody awaits inside collectKernels still fails it.
+    this.refuseWhileCollecting(`reading buffer '${buffer.label}'`);
+    return this.readBufferAfterCheck(buffer, bytes, offset);
+  }
+
+  private async readBufferAfterCheck(buffer: GPUBuffer, bytes: number, offset: number): Promise<ArrayBuffer> {
     const size = Math.ceil(bytes / 4) * 4;
     const staging = this.pool.acquire(size, READBACK_USAGE, 'readback');
     try {
@@ -423,6 +532,7 @@ export class GpuContext {
    * so use this to measure, not in production). Throws where the adapter has no timestamp queries.
    */
   beginProfile(): void {
+    this.refuseWhileCollecting('beginProfile');
     if (!this.canProfile) throw new Error(`profiling needs the 'timestamp-query' feature, which ${this.adapter.name} does not offer`);
     this.flush();
     this.profiler = new Profiler(this);
@@ -500,6 +610,21 @@ class Profiler {
     this.querySet.destroy();
     return out;
   }
+}
+
+/** The pipeline cache's key: the code itself (not the name), so two kernels never share a pipeline by accident. */
+function pipelineKey(kernel: KernelSpec): string {
+  const { entryPoint, constants } = pipelineStage(kernel);
+  return `${entryPoint}|${JSON.stringify(Object.entries(constants).sort())}|${kernel.code}`;
+}
+
+function pipelineStage(kernel: KernelSpec): { entryPoint: string; constants: Record<string, number> } {
+  return { entryPoint: kernel.entryPoint ?? 'main', constants: kernel.constants ?? {} };
+}
+
+function compilingWhat(kernel: KernelSpec): string {
+  const { entryPoint, constants } = pipelineStage(kernel);
+  return `compiling kernel '${kernel.name}' (entry point '${entryPoint}', constants ${JSON.stringify(constants)})`;
 }
 
 function bindingResource(b: Binding): GPUBindingResource {

@@ -22,7 +22,7 @@ import { backward, noGrad } from '../autograd/tape.ts';
 import { CapsNet, oneHotTargets, twoDigitLoss } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { dropoutSeed } from '../ops/dropout.ts';
-import type { Adam } from '../optim/adam.ts';
+import { Adam } from '../optim/adam.ts';
 import { StepMonitor, type StepStats } from './monitor.ts';
 import type { TrainingBatches } from './batches.ts';
 import { MultiMnistBatches, type MultiMnistBatch } from '../data/multimnist.ts';
@@ -104,6 +104,23 @@ export interface TrainerOptions {
   maxConsecutiveSkips?: number;
   /** Bad steps in a row just before the first step of this run (a resumed run's count). Default 0. */
   consecutiveSkips?: number;
+  /**
+   * Create every pipeline of a training step and of the evaluation forward pass before the first
+   * step (Trainer.warmUp, at the first run()). Default true.
+   */
+  warmUp?: boolean;
+  /** The batch size evaluate() will use, for the warm-up (kernel choices depend on shapes). Default: the training batch size. */
+  evalBatchSize?: number;
+}
+
+/** What the warm-up did (hooks.onStartup; metrics logs write it as a 'startup' record). */
+export interface StartupReport {
+  /** Distinct kernels met in a training step and an evaluation forward pass. */
+  kernels: number;
+  /** Pipelines created by the warm-up (kernels whose pipelines existed already are not counted). */
+  pipelines: number;
+  /** Wall-clock seconds of the warm-up: collecting the kernels and creating their pipelines. */
+  seconds: number;
 }
 
 export interface TrainHooks {
@@ -116,6 +133,8 @@ export interface TrainHooks {
   onCheckpoint?(stepsDone: number): Promise<void>;
   /** Polled after every step: stop cleanly (after a statistics read and a checkpoint). */
   shouldStop?(): boolean;
+  /** Once, before the first step of the first run(), after the pipelines were created (see TrainerOptions.warmUp). */
+  onStartup?(startup: StartupReport): void | Promise<void>;
   /** After every step has run on the GPU (for progress bars). */
   onStep?(stepsDone: number): void;
   /**
@@ -136,6 +155,9 @@ export class Trainer {
   private readonly labels: Int32Array;
   /** 0-based index of the step being recorded or run; for error reports. */
   currentStep = -1;
+  readonly evalBatchSize: number;
+  /** Whether run() still has to warm the pipelines up before its first step. */
+  private warmUpPending: boolean;
 
   constructor(
     readonly ctx: GpuContext,
@@ -150,6 +172,9 @@ export class Trainer {
     this.maxConsecutiveSkips = options.maxConsecutiveSkips ?? 10;
     if (!Number.isInteger(this.maxConsecutiveSkips) || this.maxConsecutiveSkips < 1) throw new Error(`Trainer: maxConsecutiveSkips must be an integer >= 1, got ${this.maxConsecutiveSkips}`);
     this.consecutive = options.consecutiveSkips ?? 0;
+    this.warmUpPending = options.warmUp ?? true;
+    this.evalBatchSize = options.evalBatchSize ?? batches.batchSize;
+    if (!Number.isInteger(this.evalBatchSize) || this.evalBatchSize < 1) throw new Error(`Trainer: evalBatchSize must be an integer >= 1, got ${this.evalBatchSize}`);
     this.monitor = new StepMonitor(ctx, logEvery);
     const c = model.config;
     this.images = new Float32Array(batches.batchSize * c.inputChannels * c.inputSize * c.inputSize);
@@ -168,9 +193,13 @@ export class Trainer {
     return this.consecutive;
   }
 
-  /** Records one training step (global 0-based index `step`) into the encoder. */
-  private step(step: number, hooks: TrainHooks): void {
-    const { ctx, model, adam, monitor } = this;
+  /**
+   * Records one training step (global 0-based index `step`) into the encoder. The warm-up passes
+   * a throwaway optimizer and monitor: collecting the step's kernels must not advance the real
+   * ones' step counts.
+   */
+  private step(step: number, hooks: TrainHooks, adam: Adam = this.adam, monitor: StepMonitor = this.monitor): void {
+    const { ctx, model } = this;
     const c = model.config;
     const B = this.batches.batchSize;
     const pairs = this.pairs;
@@ -224,6 +253,39 @@ export class Trainer {
   }
 
   /**
+   * Creates the pipelines of a training step (the one of global index `step`) and of an evaluation
+   * forward pass at evalBatchSize before anything runs, all at once (GpuContext.collectKernels and
+   * warmPipelines), so that the first step does not create them one by one as it dispatches. On
+   * GPUs that compile at pipeline creation (browsers, native drivers) this moves compilation off
+   * the first step and runs it in parallel; on Mesa's llvmpipe, which compiles a kernel at its
+   * first dispatch, it saves little (measured: tools/profile-step.ts --startup). Nothing runs on
+   * the GPU and no state of the model, optimizer or monitor changes. run() calls it once.
+   */
+  async warmUp(step = 0): Promise<StartupReport> {
+    const { ctx, model } = this;
+    const started = performance.now();
+    const kernels = ctx.collectKernels(() => {
+      const adam = new Adam(ctx);
+      const monitor = new StepMonitor(ctx, this.logEvery);
+      try {
+        this.step(step, {}, adam, monitor);
+      } finally {
+        adam.dispose();
+        monitor.dispose();
+      }
+      const c = model.config;
+      const B = this.evalBatchSize;
+      noGrad(() => tidy(() => {
+        const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], new Float32Array(B * c.inputChannels * c.inputSize * c.inputSize), 'images');
+        model.forward(x);
+      }));
+    });
+    const pipelines = await ctx.warmPipelines(kernels);
+    this.warmUpPending = false;
+    return { kernels: kernels.length, pipelines, seconds: (performance.now() - started) / 1000 };
+  }
+
+  /**
    * Reads the statistics: good steps as records, bad ones as skipped; `error` is the NonFiniteError
    * that ends the run (the steps before it are reported, the ones after it are not).
    */
@@ -265,6 +327,10 @@ export class Trainer {
   async run(stepsDone: number, totalSteps: number, hooks: TrainHooks = {}): Promise<number> {
     const lrOf = (s: number) => this.adam.schedule(s);
     let done = stepsDone;
+    if (this.warmUpPending && done < totalSteps) {
+      const startup = await this.warmUp(done);
+      await hooks.onStartup?.(startup);
+    }
     while (done < totalSteps) {
       this.currentStep = done;
       this.step(done, hooks);
