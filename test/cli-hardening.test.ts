@@ -13,7 +13,9 @@ import { train, MAX_CONFIG_FILE_BYTES } from '../src/cli/train.ts';
 import { evalCommand } from '../src/cli/eval.ts';
 import { UsageError, intFlag } from '../src/cli/args.ts';
 import { checkStoredOptions } from '../src/cli/run-options.ts';
-import { loadExperimentData } from '../src/cli/experiments.ts';
+import { buildModel, checkBatchFits, loadExperimentData, specOf } from '../src/cli/experiments.ts';
+import { gpu } from './helpers/gpu.ts';
+import { makeBaselineConfig } from '../src/model/baseline-config.ts';
 import { encodeCheckpoint } from '../src/io/checkpoint.ts';
 import { makeConfig, parameterShapes } from '../src/model/config.ts';
 
@@ -270,6 +272,33 @@ hardening('eval and figures read only the test split: a --data folder with only 
   const { figures } = await import('../src/cli/figures.ts');
   const written = await figures(ckpt, join(root, 'figures-test-only'), { data });
   assert.ok(written.some((f) => f.endsWith('reconstructions.png')), written.join(', '));
+});
+
+hardening('specOf, buildModel and checkBatchFits: the one way train and eval turn a checkpoint into a model', async () => {
+  const ctx = await gpu();
+  const config = makeConfig({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
+  const params = Object.fromEntries(Object.entries(parameterShapes(config)).map(([name, shape], k) => [name, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => ((i * 7 + k) % 13) / 13 - 0.5)]));
+  // A checkpoint without __metadata__.model holds CapsNet.
+  assert.equal(specOf({ config, params, step: 0 }), { kind: 'capsnet', config });
+  const baselineConfig = makeBaselineConfig();
+  assert.equal(specOf({ model: 'baseline', config: baselineConfig, params: {}, step: 0 }), { kind: 'baseline', config: baselineConfig });
+  const model = buildModel(ctx, { kind: 'capsnet', config }, { params });
+  try {
+    const exported = await model.exportParams();
+    for (const name of Object.keys(params)) assert.ok(Buffer.from(exported[name].buffer).equals(Buffer.from(params[name].buffer)), `${name}: the checkpoint's values`);
+  } finally {
+    model.dispose();
+  }
+  const seeded = [buildModel(ctx, { kind: 'capsnet', config }, { seed: 3 }), buildModel(ctx, { kind: 'capsnet', config }, { seed: 3 })];
+  try {
+    const [a, b] = await Promise.all(seeded.map((m) => m.exportParams()));
+    for (const name of Object.keys(params)) assert.ok(Buffer.from(a[name].buffer).equals(Buffer.from(b[name].buffer)), `${name}: the same seed, the same initial values`);
+  } finally {
+    for (const m of seeded) m.dispose();
+  }
+  assert.ok(checkBatchFits(ctx, { kind: 'capsnet', config }, 2, 'eval', '--batch-size', 'capsnet eval').totalBytes > 0);
+  const message = await usageError(async () => checkBatchFits(ctx, { kind: 'capsnet', config }, 2 ** 40, 'eval', '--batch-size', 'capsnet eval'), 'a batch of 2^40');
+  assert.match(message, /^capsnet eval: --batch-size 1099511627776: an evaluation batch does not fit on .*The largest batch size that fits is \d+\.$/s);
 });
 
 hardening.run();

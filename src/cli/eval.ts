@@ -5,12 +5,9 @@
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { acquireGpu } from '../gpu/node.ts';
-import { CapsNet } from '../model/capsnet.ts';
-import { BaselineCNN } from '../model/baseline.ts';
-import { classCount, type TrainableModel } from '../train/trainer.ts';
-import { defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
+import { classCount } from '../train/trainer.ts';
+import { buildModel, checkBatchFits, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
 import { checkStoredOptions, ruleFlag } from './run-options.ts';
-import { BatchTooLargeError, checkBatchSize, memoryDevice } from '../train/memory.ts';
 import { UsageError, backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
 
 export interface EvalReport {
@@ -78,14 +75,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const ctx = await acquireGpu({ backend });
   try {
     const batch = Math.min(batchSize, Math.max(...sets.map((set) => set.count)));
-    try {
-      const spec = ckpt.model === 'baseline' ? { kind: 'baseline' as const, config: ckpt.config } : { kind: 'capsnet' as const, config: ckpt.config };
-      checkBatchSize(spec, batch, 'eval', memoryDevice(ctx), { flag: '--batch-size', adapter: ctx.adapter.name });
-    } catch (error) {
-      if (error instanceof BatchTooLargeError) throw new UsageError(`capsnet eval: ${error.message}`);
-      throw error;
-    }
-    const model: TrainableModel = ckpt.model === 'baseline' ? new BaselineCNN(ctx, ckpt.config, ckpt.params) : new CapsNet(ctx, ckpt.config, ckpt.params);
+    const spec = specOf(ckpt);
+    checkBatchFits(ctx, spec, batch, 'eval', '--batch-size', 'capsnet eval');
+    const model = buildModel(ctx, spec, { params: ckpt.params });
     const results: SetResult[] = [];
     for (const set of sets) results.push(await set.run(model, Math.min(batch, set.count)));
     const J = classCount(model);

@@ -19,6 +19,10 @@ import { MultiMnistBatches, MultiMnistTestSet, type MultiMnistOptions } from '..
 import { loadIdxDataset, loadMnist, mnistDataDir } from '../io/idx-file.ts';
 import { CIFAR10_TEST_FILE, cifar10Folder, loadCifar10, readCifarBatch } from '../io/cifar-file.ts';
 import { CapsNet, evaluateTwoDigits } from '../model/capsnet.ts';
+import { BaselineCNN } from '../model/baseline.ts';
+import type { GpuContext } from '../gpu/context.ts';
+import type { AnyCheckpoint } from '../io/checkpoint.ts';
+import { BatchTooLargeError, checkBatchSize, memoryDevice, type MemoryEstimate, type MemoryMode, type ModelSpec } from '../train/memory.ts';
 import { TrainingBatches } from '../train/batches.ts';
 import { evaluate, type BatchSource, type TrainableModel } from '../train/trainer.ts';
 import { ProgressBar } from './progress.ts';
@@ -105,6 +109,33 @@ function loadMnistSplits(dir: string, splits: ReadonlySet<Split>): Partial<Recor
   // Every file located before any is read, so a missing one is reported at once.
   const paths = [...splits].map((split) => [split, MNIST_SPLIT_FILES[split].map(find)] as const);
   return Object.fromEntries(paths.map(([split, [images, labels]]) => [split, loadIdxDataset(images, labels)]));
+}
+
+/** The network a checkpoint holds (a checkpoint without __metadata__.model holds CapsNet). */
+export function specOf(ckpt: AnyCheckpoint): ModelSpec {
+  return ckpt.model === 'baseline' ? { kind: 'baseline', config: ckpt.config } : { kind: 'capsnet', config: ckpt.config };
+}
+
+/** The network of `spec` on `ctx`, with a checkpoint's parameters or freshly initialised from a seed. */
+export function buildModel(ctx: GpuContext, spec: ModelSpec, init: { params: Record<string, Float32Array> } | { seed: number }): TrainableModel {
+  if (spec.kind === 'baseline') return 'params' in init ? new BaselineCNN(ctx, spec.config, init.params) : BaselineCNN.create(ctx, spec.config, init.seed);
+  return 'params' in init ? new CapsNet(ctx, spec.config, init.params) : CapsNet.create(ctx, spec.config, init.seed);
+}
+
+/**
+ * checkBatchSize on `ctx`'s adapter, before anything is allocated: a batch too large is a usage
+ * error of `command` naming `flag` and the largest batch that fits.
+ */
+export function checkBatchFits(
+  ctx: GpuContext, spec: ModelSpec, batchSize: number, mode: MemoryMode, flag: string, command: string,
+  budget: { budgetBytes?: number; budgetWhat?: string } = {},
+): MemoryEstimate {
+  try {
+    return checkBatchSize(spec, batchSize, mode, memoryDevice(ctx), { flag, adapter: ctx.adapter.name, ...budget });
+  } catch (error) {
+    if (error instanceof BatchTooLargeError) throw new UsageError(`${command}: ${error.message}`);
+    throw error;
+  }
 }
 
 /** Training batches of the experiment, a pure function of (seed, step). */

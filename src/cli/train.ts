@@ -15,17 +15,15 @@ import { join } from 'node:path';
 import { acquireGpu } from '../gpu/node.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError } from '../gpu/errors.ts';
-import { CapsNet } from '../model/capsnet.ts';
 import { makeConfig, parameterCount, presetConfig, type CapsNetConfig } from '../model/config.ts';
-import { BaselineCNN } from '../model/baseline.ts';
 import { baselineParameterCount, makeBaselineConfig, type BaselineConfig } from '../model/baseline-config.ts';
 import { Adam } from '../optim/adam.ts';
 import { staircaseDecay } from '../optim/schedule.ts';
-import { Trainer, NonFiniteError, type StepRecord, type TrainableModel, type NonFinitePolicy } from '../train/trainer.ts';
+import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy } from '../train/trainer.ts';
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
-import { BatchTooLargeError, checkBatchSize, formatBytes, memoryDevice, type ModelSpec } from '../train/memory.ts';
+import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
-import { type ExperimentName, defaultShift, experimentBatches, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
+import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
@@ -207,7 +205,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   if (previous && previous.step > totalSteps) throw new UsageError(`capsnet train --resume: the run already did ${previous.step} steps, more than the ${totalSteps} asked`);
 
   const spec: ModelSpec = previous
-    ? (previous.model === 'baseline' ? { kind: 'baseline', config: previous.config } : { kind: 'capsnet', config: previous.config })
+    ? specOf(previous)
     : modelKind === 'baseline'
       ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: canvas, ...(modelOverrides as Partial<BaselineConfig>) }, '--config')) }
       : {
@@ -255,17 +253,11 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     // The batch sizes against the adapter's limits, before anything is allocated or dispatched.
     const adapter = ctx.adapter.name;
     const budget = ctx.adapter.isSoftware ? { budgetBytes: SOFTWARE_MEMORY_FRACTION * totalmem(), budgetWhat: `${100 * SOFTWARE_MEMORY_FRACTION}% of this machine's memory (a software adapter's GPU memory is the machine's RAM)` } : {};
-    let estimate;
-    try {
-      estimate = checkBatchSize(spec, batchSize, 'train', memoryDevice(ctx), { flag: '--batch-size', adapter, ...budget });
-      if (!flags['no-eval']) {
-        // Each set is evaluated in batches of min(--eval-batch-size, its size).
-        const largestEvalBatch = Math.max(...evalSets.map((set) => Math.min(evalBatch, set.count)));
-        checkBatchSize(spec, largestEvalBatch, 'eval', memoryDevice(ctx), { flag: '--eval-batch-size', adapter, ...budget });
-      }
-    } catch (error) {
-      if (error instanceof BatchTooLargeError) throw new UsageError(`capsnet train: ${error.message}`);
-      throw error;
+    const estimate = checkBatchFits(ctx, spec, batchSize, 'train', '--batch-size', 'capsnet train', budget);
+    if (!flags['no-eval']) {
+      // Each set is evaluated in batches of min(--eval-batch-size, its size).
+      const largestEvalBatch = Math.max(...evalSets.map((set) => Math.min(evalBatch, set.count)));
+      checkBatchFits(ctx, spec, largestEvalBatch, 'eval', '--eval-batch-size', 'capsnet train', budget);
     }
     mkdirSync(outDir, { recursive: true });
     // A process killed while writing a checkpoint (or rewriting the log) leaves its temporary file
@@ -280,9 +272,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       await writeFileAtomic(metricsPath, new Uint8Array(0));
     }
 
-    const model: TrainableModel = spec.kind === 'baseline'
-      ? (previous ? new BaselineCNN(ctx, spec.config, previous.params) : BaselineCNN.create(ctx, spec.config, seed))
-      : (previous ? new CapsNet(ctx, spec.config, previous.params) : CapsNet.create(ctx, spec.config, seed));
+    const model = buildModel(ctx, spec, previous ? { params: previous.params } : { seed });
     const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }) });
     if (previous?.optimizer) adam.importState(previous.optimizer, model.parameterList());
     const startStep = previous?.step ?? 0;
