@@ -109,7 +109,8 @@ hardening('train --resume refuses stored run options that break the flags\' rule
     ['validation true', { ...GOOD_OPTIONS, validation: true }, /options\.validation: expected an integer >= 0 \(as --validation\), got true$/],
     ['unknown experiment', { ...GOOD_OPTIONS, experiment: 'imagenet' }, /options\.experiment: expected one of mnist, fashion-mnist, affnist, multimnist, cifar10 \(as --experiment\), got "imagenet"$/],
     ['unknown model', { ...GOOD_OPTIONS, model: 'resnet' }, /options\.model: expected one of capsnet, baseline \(as --model\), got "resnet"$/],
-    ['data 42', { ...GOOD_OPTIONS, data: 42 }, /options\.data: expected a folder path or null \(as --data\), got 42$/],
+    ['data 42', { ...GOOD_OPTIONS, data: 42 }, /options\.data: expected a folder path of at most 4096 characters or null \(as --data\), got 42$/],
+    ['data a long string', { ...GOOD_OPTIONS, data: 'd'.repeat(5000) }, /options\.data: expected a folder path of at most 4096 characters or null \(as --data\), got "d{79}\.\.\. \(5002 characters\)$/],
     ['dataOptions.canvas "x"', { ...GOOD_OPTIONS, dataOptions: { canvas: 'x', maxShift: 2 } }, /options\.dataOptions\.canvas: expected an integer >= 1, got "x"$/],
     ['options an array', [1, 2], /__metadata__\.training\.options: expected a JSON object of run options, got an array$/],
     // A megabyte of text is quoted clipped, not whole.

@@ -7,7 +7,7 @@
 import { MODEL_KINDS, type ModelKind } from '../io/checkpoint.ts';
 import { clip } from '../io/safetensors.ts';
 import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
-import { UsageError, intFlag, integerRange, numberFlag } from './args.ts';
+import { MAX_PATH_CHARACTERS, UsageError, intFlag, integerRange, numberFlag } from './args.ts';
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
 export interface RunOptions {
@@ -114,7 +114,9 @@ export function checkStoredOptions(raw: unknown, checkpointPath: string, command
     out.experiment = options.experiment as ExperimentName;
   }
   if (checked('data') && options.data !== undefined) {
-    if (options.data !== null && typeof options.data !== 'string') fail('data', 'a folder path or null (as --data)', options.data);
+    // At most a path's length, as the flag: file errors quote it whole.
+    const path = options.data === null || (typeof options.data === 'string' && options.data.length <= MAX_PATH_CHARACTERS);
+    if (!path) fail('data', `a folder path of at most ${MAX_PATH_CHARACTERS} characters or null (as --data)`, options.data);
     out.data = options.data as string | null;
   }
   if (checked('dataOptions') && options.dataOptions !== undefined) {

@@ -161,7 +161,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   if (flags['inject-fault'] !== undefined) {
     try {
       const spec = flags['inject-fault'] as string;
-      // parseFaults quotes the part it refuses: each part is clipped here first.
+      // parseFaults quotes the part it refuses whole: a part longer than 80 characters is refused here, quoted clipped.
       const long = spec.split(',').find((part) => part.length > 80);
       if (long !== undefined) throw new Error(`--inject-fault: expected KIND@STEP or nan-param:NAME@STEP, got ${quoteFlag(long)}`);
       faults = parseFaults(spec);
