@@ -5,7 +5,8 @@
 //   2. every layer of the model forward and backward at batch 32 and 128: time, GFLOP/s or GB/s,
 //      share of the ceiling;
 //   3. training-step and inference images per second of the whole paper model at batch 1, 32, 128;
-//   4. pipeline compile time at start-up and the pool's peak GPU memory;
+//   4. pipeline compile time at start-up, then the same start-up with the pipelines warmed first
+//      (GpuContext.collectKernels + warmPipelines, on a fresh device), and the pool's peak GPU memory;
 //   5. where the adapter has timestamp queries, the top kernels of a training step.
 // Layer and ceiling times are GPU time from timestamp queries where the adapter has them, else
 // CPU-side wall-clock (record + submit + wait for queue completion); the whole-model figures are
@@ -57,10 +58,24 @@ function printComparison(report: BenchReport, file: string): void {
   for (const line of formatComparison(compareReports(report, before), file)) console.log(line);
 }
 
+/** formatReport's lines, with the warmed start-up (reports from before it have none) after the cold one. */
+function printReport(report: BenchReport): void {
+  const warmUp = (report.startup as BenchReport['startup'] & { warmUp?: WarmStartup }).warmUp;
+  for (const line of formatReport(report)) {
+    console.log(line);
+    if (warmUp && line.startsWith('start-up: ')) {
+      console.log(
+        `start-up with the pipelines warmed first (collectKernels + warmPipelines, fresh device): ${(warmUp.collectMs + warmUp.warmMs).toFixed(0)} ms for ${warmUp.pipelines} pipelines, ` +
+          `then first step ${warmUp.firstStepMs.toFixed(0)} ms, steady ${warmUp.steadyStepMs.toFixed(0)} ms. ${warmUp.note}.`,
+      );
+    }
+  }
+}
+
 if (args.show) {
   // Prints a report written earlier (and its comparison with --compare), without touching the GPU.
   const report = parseReport(readFileSync(args.show, 'utf8'), args.show);
-  for (const line of formatReport(report)) console.log(line);
+  printReport(report);
   if (args.compare) printComparison(report, args.compare);
   process.exit(0);
 }
@@ -144,6 +159,57 @@ async function wholeModel(ctx: GpuContext): Promise<{ training: TrainingRow[]; s
     console.log(`whole model, batch ${B}: step ${stepMs.toFixed(1)} ms, inference ${inferMs.toFixed(1)} ms${startup.batch === B ? ` (first step ${first.toFixed(0)} ms, ${pipelines} pipelines)` : ''}`);
   }
   return { training, startup: startup! };
+}
+
+// ---- 4b: start-up with the pipelines created first, on a fresh device (nothing created yet) -----
+
+interface WarmStartup {
+  batch: number;
+  /** Distinct kernels of a training step (collectKernels). */
+  kernels: number;
+  /** Pipelines created by warmPipelines, and the wall-clock of collecting and of creating them. */
+  pipelines: number;
+  collectMs: number;
+  warmMs: number;
+  /** The first training step after the warm-up, and the next one. */
+  firstStepMs: number;
+  steadyStepMs: number;
+  pipelinesCreatedInFirstStep: number;
+  note: string;
+}
+
+async function warmStartup(B: number): Promise<WarmStartup> {
+  const fresh = await acquireGpu({ backend: resolveBackend(args.backend) });
+  try {
+    const { step, dispose } = trainingSetup(fresh, B);
+    // (Collecting runs the step's host side for real: its Adam counts one more update, which
+    // changes no timing.)
+    let t0 = performance.now();
+    const kernels = fresh.collectKernels(step);
+    const collectMs = performance.now() - t0;
+    t0 = performance.now();
+    const pipelines = await fresh.warmPipelines(kernels);
+    const warmMs = performance.now() - t0;
+    const created0 = fresh.counters.pipelinesCreated;
+    const timeStep = async () => {
+      await fresh.sync();
+      const start = performance.now();
+      step();
+      await fresh.sync();
+      return performance.now() - start;
+    };
+    const firstStepMs = await timeStep();
+    const pipelinesCreatedInFirstStep = fresh.counters.pipelinesCreated - created0;
+    const steadyStepMs = await timeStep();
+    dispose();
+    return {
+      batch: B, kernels: kernels.length, pipelines, collectMs, warmMs, firstStepMs, steadyStepMs, pipelinesCreatedInFirstStep,
+      note: 'Measured on llvmpipe (GL and Vulkan): creating a pipeline does not compile it, the kernel compiles at its first dispatch, so the first step stays slow there; ' +
+        'drivers that compile at pipeline creation (native GPU drivers; Chromium runs createComputePipelineAsync off the page) get the compilation out of the first step',
+    };
+  } finally {
+    fresh.destroy();
+  }
 }
 
 // ---- 5: top kernels of a training step -----------------------------------------------------------
@@ -326,7 +392,15 @@ async function ceilingAndLayers(ctx: GpuContext): Promise<{ ceilingRows: Row[]; 
 // ---- the run ------------------------------------------------------------------------------------
 
 try {
-  const { training, startup } = await wholeModel(ctx);
+  const { training, startup: coldStartup } = await wholeModel(ctx);
+  const warmUp = await warmStartup(coldStartup.batch);
+  console.log(
+    `start-up with warm-up (fresh device), batch ${warmUp.batch}: collect ${warmUp.kernels} kernels ${warmUp.collectMs.toFixed(0)} ms, ` +
+      `warmPipelines ${warmUp.pipelines} pipelines ${warmUp.warmMs.toFixed(0)} ms, then first step ${warmUp.firstStepMs.toFixed(0)} ms ` +
+      `(${warmUp.pipelinesCreatedInFirstStep} pipelines created in it), steady ${warmUp.steadyStepMs.toFixed(0)} ms`,
+  );
+  // The warmed figures ride along in the report's start-up record (printReport prints them after formatReport's cold line).
+  const startup: BenchReport['startup'] & { warmUp: WarmStartup } = { ...coldStartup, warmUp };
   const peakBytes = ctx.poolStats().peakBytes;
   const profile = await profileStep(ctx, quick ? Math.max(...trainBatches) : 32);
   const { ceilingRows, layers } = await ceilingAndLayers(ctx);
@@ -341,7 +415,7 @@ try {
     layers, training, startup, memory: { peakBytes }, profile,
   };
   console.log('');
-  for (const line of formatReport(report)) console.log(line);
+  printReport(report);
   mkdirSync(dirname(jsonFile), { recursive: true });
   writeFileSync(jsonFile, JSON.stringify(report, null, 2));
   console.log(`\nwrote ${jsonFile}`);
