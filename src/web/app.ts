@@ -1,7 +1,8 @@
 // The capsule explorer: entry point of the web app (bundled into dist/web/app.js by build.mjs via
 // src/web/build-web.mjs). Acquires WebGPU (or says clearly what the browser needs), opens the first
 // model (?model=URL, else the model shipped in models/ when there is one, else a fresh paper model,
-// clearly marked untrained), and wires the Explore, Train and Model tabs.
+// clearly marked untrained), and wires the Explore, Train and Model tabs. A lost GPU device brings
+// up a notice that restores the model on a new device (src/web/recovery.ts).
 // Tests: test/web.test.ts drives this page in Chromium; window.capsnetApp is its handle.
 
 import './styles.css';
@@ -10,6 +11,8 @@ import { App } from './app-state.ts';
 import { Explorer } from './explorer.ts';
 import { TrainPanel } from './train-panel.ts';
 import { ModelPanel } from './model-panel.ts';
+import { Recovery } from './recovery.ts';
+import type { GpuContext } from '../gpu/context.ts';
 import { type ModelEntry, type PresetName, PRESETS, fetchWithProgress, freshModel, modelFromBytes, shippedModels } from './models.ts';
 import { byId, el, errorText, formatBytes } from './dom.ts';
 
@@ -125,34 +128,44 @@ async function main(): Promise<void> {
     return;
   }
   const gpuChip = byId('gpu-chip');
-  const a = app.ctx.adapter;
-  // Some browsers (Firefox) do not name their adapter.
-  const named = a.description !== 'unknown adapter';
-  gpuChip.textContent = `${named ? a.name : 'WebGPU'}${a.isSoftware ? ' · software GPU' : ''}`;
-  gpuChip.className = `chip ${a.isSoftware ? 'warn' : 'ok'}`;
-  gpuChip.title = `WebGPU adapter: ${a.description} (${a.vendor || 'unknown vendor'}, ${a.featureLevel})${a.isSoftware ? '. A software adapter: everything works, only slower.' : ''}`;
+  const showGpu = (ctx: GpuContext | null) => {
+    if (!ctx) {
+      gpuChip.textContent = 'GPU device lost';
+      gpuChip.className = 'chip bad';
+      gpuChip.title = 'The WebGPU device was lost: restore the model with the button at the top of the page';
+      return;
+    }
+    const a = ctx.adapter;
+    // Some browsers (Firefox) do not name their adapter.
+    const named = a.description !== 'unknown adapter';
+    gpuChip.textContent = `${named ? a.name : 'WebGPU'}${a.isSoftware ? ' · software GPU' : ''}`;
+    gpuChip.className = `chip ${a.isSoftware ? 'warn' : 'ok'}`;
+    gpuChip.title = `WebGPU adapter: ${a.description} (${a.vendor || 'unknown vendor'}, ${a.featureLevel})${a.isSoftware ? '. A software adapter: everything works, only slower.' : ''}`;
+  };
+  showGpu(app.ctx);
   const busy = byId('busy-chip');
   app.queue.onBusy = (on) => {
     busy.hidden = !on;
   };
   const modelChip = byId('model-chip');
   let loadError: string | null = null;
-  app.ctx.device.lost.then((info) => {
-    if (info.reason === 'destroyed') return;
-    loadError = `The GPU device was lost (${info.message || info.reason}). Reload the page to start again.`;
-    showNotice(app.entry, select, loadError);
-  });
 
   const explorer = new Explorer(app);
   trainPanel = new TrainPanel(app);
   const modelPanel = new ModelPanel(app);
+  const recovery = new Recovery(app, trainPanel, showGpu);
+  // Leaving the page frees the device at once; a flag on the context (not the browser's reason,
+  // 'destroyed' either way) tells this from a loss. Kept alive for the back-forward cache.
+  window.addEventListener('pagehide', (event) => {
+    if (!event.persisted) app.destroyContext();
+  });
   app.onInfo((entry) => {
     modelChip.textContent = `${entry.name} · ${entry.trained ? `step ${entry.step.toLocaleString('en-US')}` : 'untrained'}`;
     modelChip.className = `chip ${entry.trained ? 'ok' : 'warn'}`;
     showNotice(entry, select, loadError);
   });
   const handle = {
-    app, explorer, trainPanel, modelPanel,
+    app, explorer, trainPanel, modelPanel, recovery,
     /** Resolves when the explorer and the GPU queue have nothing left to do. */
     idle: async () => {
       await explorer.idle();

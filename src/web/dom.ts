@@ -77,6 +77,11 @@ export function formatBytes(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.max(1, Math.round(n / 1024))} KB`;
 }
 
+/** "step 5 is lost" or "steps 4 to 9 are lost": the steps after `kept` up to `reached`. */
+export function stepsLost(kept: number, reached: number): string {
+  return reached === kept + 1 ? `step ${reached} is lost` : `steps ${kept + 1} to ${reached} are lost`;
+}
+
 export function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }

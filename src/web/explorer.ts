@@ -262,7 +262,12 @@ export class Explorer {
       this.renderBars();
       await this.runRouting(analysis);
     } catch (error) {
+      // Nothing stale stays on screen: the bars and the reconstruction were of an earlier input.
       this.state.error = errorText(error);
+      this.state.analysis = null;
+      this.state.reconstruction = null;
+      this.state.routing = null;
+      this.renderEmpty();
       byId('pred-line').textContent = 'Could not classify';
       byId('pred-sub').textContent = this.state.error;
     }
@@ -273,6 +278,7 @@ export class Explorer {
     byId('pred-line').textContent = 'Draw or pick a digit';
     byId('pred-sub').textContent = 'the longest capsule wins';
     byId('forward-time').textContent = '';
+    byId('decode-time').textContent = '';
     for (const bar of this.bars) {
       (bar.querySelector('.fill') as HTMLElement).style.width = '0';
       bar.querySelector('.val')!.textContent = '–';

@@ -23,6 +23,15 @@ export const PRESETS: Record<PresetName, Partial<CapsNetConfig>> = {
 
 export type Origin = 'fresh' | 'shipped' | 'url' | 'file' | 'trained';
 
+/**
+ * How to rebuild a model on a new GPU device after a loss, from what the page keeps on the CPU:
+ * the checkpoint bytes it was loaded from (or a training run's last snapshot), or the preset and
+ * seed of a fresh model (its initial weights are a function of the seed).
+ */
+export type RestorePoint =
+  | { kind: 'bytes'; bytes: Uint8Array; step: number; what: string }
+  | { kind: 'fresh'; preset: PresetName; seed: number; step: 0; what: string };
+
 /** What the page can do with a checkpoint's training state while a run is live. */
 export interface LiveTraining {
   optimizer(): Promise<AdamState>;
@@ -33,6 +42,8 @@ export class ModelEntry {
   /** Set while a training run in the page owns this model: its Adam state and run options. */
   live: LiveTraining | null = null;
   testAccuracy: { accuracy: number; count: number } | null = null;
+  /** What rebuilds this model if the device is lost (see RestorePoint); null when nothing does. */
+  restorePoint: RestorePoint | null = null;
 
   constructor(
     readonly model: CapsNet,
@@ -74,7 +85,9 @@ export class ModelEntry {
 
 export function freshModel(ctx: GpuContext, preset: PresetName, seed: number): ModelEntry {
   const model = CapsNet.create(ctx, PRESETS[preset], seed);
-  return new ModelEntry(model, `fresh ${preset} model (seed ${seed})`, 'fresh', 0);
+  const entry = new ModelEntry(model, `fresh ${preset} model (seed ${seed})`, 'fresh', 0);
+  entry.restorePoint = { kind: 'fresh', preset, seed, step: 0, what: `its initial weights (${preset} model, seed ${seed})` };
+  return entry;
 }
 
 /** The explorer draws 28x28 grey digits: refuse anything else with a clear message. */
@@ -88,7 +101,26 @@ export function modelFromBytes(ctx: GpuContext, bytes: Uint8Array, name: string,
   const ckpt = decodeCheckpoint(bytes, name);
   checkExplorable(ckpt.config, name);
   const model = new CapsNet(ctx, ckpt.config, ckpt.params);
-  return new ModelEntry(model, name, origin, ckpt.step, ckpt.optimizer ?? null, ckpt.training ?? null);
+  const entry = new ModelEntry(model, name, origin, ckpt.step, ckpt.optimizer ?? null, ckpt.training ?? null);
+  // The bytes are kept (not copied): a lost device rebuilds the model from them.
+  entry.restorePoint = { kind: 'bytes', bytes, step: ckpt.step, what: `the checkpoint it was loaded from (step ${ckpt.step})` };
+  return entry;
+}
+
+/**
+ * The model of `entry` rebuilt on `ctx` from its restore point (same name, origin and notes);
+ * when the point is older than the entry, the steps since are gone and the result says so.
+ */
+export function restoreModel(ctx: GpuContext, entry: ModelEntry): ModelEntry {
+  const point = entry.restorePoint;
+  if (!point) throw new Error(`${entry.name}: the page kept nothing to rebuild this model from`);
+  const restored = point.kind === 'bytes' ? modelFromBytes(ctx, point.bytes, entry.name, entry.origin) : freshModel(ctx, point.preset, point.seed);
+  restored.name = entry.name;
+  restored.origin = entry.origin;
+  restored.note = entry.note;
+  restored.restorePoint = point;
+  if (restored.step === entry.step) restored.testAccuracy = entry.testAccuracy;
+  return restored;
 }
 
 /** Fetches a URL's bytes, reporting progress (0..1, or NaN when the size is unknown). */

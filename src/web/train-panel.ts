@@ -3,10 +3,13 @@
 // per GPU job so that the explorer and the page stay responsive; live loss and accuracy curves,
 // images per second, pause and resume, periodic tests, and checkpoints with Adam's state and the
 // run's options, so that `capsnet train --resume` continues them in Node.
+// If the GPU device is lost, the run stops; the page keeps a snapshot of the run (checkpoint bytes
+// with Adam's state, taken every SNAPSHOT_INTERVAL_MS of training and at each pause) from which
+// the model is restored on a new device, and training continues exactly from there.
 
 import type { App } from './app-state.ts';
 import { ModelEntry, PRESETS, type PresetName, checkExplorable } from './models.ts';
-import { byId, breathe, downloadBytes, drawGray, el, errorText, formatCount } from './dom.ts';
+import { byId, breathe, downloadBytes, drawGray, el, errorText, formatCount, stepsLost } from './dom.ts';
 import { exampleImage, trainSet, testSet } from './mnist.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { makeConfig, parameterCount } from '../model/config.ts';
@@ -47,6 +50,15 @@ interface Run {
   running: boolean;
   loop: Promise<void> | null;
   error: string | null;
+  /** run.trainMs at the last snapshot. */
+  snapshotAtMs: number;
+}
+
+/** A stopped run's curves, continued by the next run of the same (restored) model. */
+interface Carry {
+  entry: ModelEntry;
+  records: StepRecord[];
+  tests: Array<[number, number]>;
 }
 
 /** Test digits shown with their predictions in the progress card. */
@@ -55,14 +67,24 @@ const DECAY_RATE = 0.96;
 const DECAY_STEPS = 2000;
 /** Steps between refreshes of the explorer's view while training runs. */
 const EXPLORER_REFRESH_STEPS = 25;
+/**
+ * Training time between snapshots of the run into page memory (parameters and Adam's state: 13 MB
+ * for the small model, 98 MB for the paper's, read back in well under a second by a software GPU).
+ */
+const SNAPSHOT_INTERVAL_MS = 60_000;
 
 export class TrainPanel {
   run: Run | null = null;
+  /** Training time between snapshots (tests shorten or lengthen it). */
+  snapshotIntervalMs = SNAPSHOT_INTERVAL_MS;
   private train: Dataset | null = null;
   private lastChart = 0;
+  private carry: Carry | null = null;
 
   constructor(private readonly app: App) {
-    byId('train-start').addEventListener('click', () => void this.startOrResume());
+    byId('train-start').addEventListener('click', () => {
+      this.startOrResume().catch((error) => this.setMessage(`Could not start training: ${errorText(error)}`, true));
+    });
     byId('train-pause').addEventListener('click', () => void this.pause());
     byId('train-reset').addEventListener('click', () => void this.endRun());
     byId('train-eval').addEventListener('click', () => void this.test());
@@ -74,6 +96,7 @@ export class TrainPanel {
     byId('train-batch').addEventListener('change', () => this.describe());
     app.onRelease(() => this.endRun());
     app.onInfo(() => this.describe());
+    app.onLost((loss) => this.deviceLost(loss.step));
     this.renderCharts();
   }
 
@@ -188,6 +211,7 @@ export class TrainPanel {
       const preset = f.model;
       const model = await this.app.queue.run(async () => CapsNet.create(ctx, PRESETS[preset], f.seed));
       entry = new ModelEntry(model, `${f.model} model trained in this page`, 'trained', 0);
+      entry.restorePoint = { kind: 'fresh', preset, seed: f.seed, step: 0, what: `its initial weights (${preset} model, seed ${f.seed})` };
       await this.app.setModel(entry);
     }
     const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: f.lr, decayRate: DECAY_RATE, decaySteps: DECAY_STEPS }) });
@@ -205,7 +229,14 @@ export class TrainPanel {
       seed: f.seed, batchSize: f.batchSize, lr: f.lr, decayRate: DECAY_RATE, decaySteps: DECAY_STEPS, maxShift: f.shift,
       limit: train.count, validation: 0, data: null, totalSteps: 0,
     };
-    const run: Run = { entry, adam, trainer, batches, options, records: [], tests: [], trainMs: 0, ips: 0, running: false, loop: null, error: null };
+    const run: Run = { entry, adam, trainer, batches, options, records: [], tests: [], trainMs: 0, ips: 0, running: false, loop: null, error: null, snapshotAtMs: 0 };
+    // The same model restored after a lost device: its curves go on from the restored step.
+    const carry = this.carry;
+    this.carry = null;
+    if (carry && carry.entry === entry) {
+      run.records = carry.records.filter((r) => r.step <= entry.step);
+      run.tests = carry.tests.filter(([step]) => step <= entry.step);
+    }
     this.run = run;
     entry.origin = 'trained';
     entry.live = {
@@ -258,18 +289,89 @@ export class TrainPanel {
         if (steps % EXPLORER_REFRESH_STEPS === 0) this.app.changed();
         else this.app.described();
         this.renderStats();
+        if (run.trainMs - run.snapshotAtMs >= this.snapshotIntervalMs) await this.snapshot(run);
         await breathe();
       }
+      // Paused: keep what the run reached.
+      await this.snapshot(run);
     } catch (error) {
       run.running = false;
       run.error = errorText(error);
-      this.setMessage(error instanceof NonFiniteError ? error.message : `Training stopped: ${run.error}`, true);
+      if (this.app.lost) this.deviceLost(run.entry.step);
+      else this.setMessage(error instanceof NonFiniteError ? error.message : `Training stopped: ${run.error}`, true);
     } finally {
       run.running = false;
-      this.renderStats(true);
-      this.setButtons();
-      this.app.changed();
+      // A run dropped after a lost device no longer owns the panel.
+      if (this.run === run) {
+        this.renderStats(true);
+        this.setButtons();
+        this.app.changed();
+      }
     }
+  }
+
+  /**
+   * Keeps the run's state in page memory (checkpoint bytes with Adam's state and the run's options):
+   * the model's restore point if the device is lost.
+   */
+  private async snapshot(run: Run): Promise<void> {
+    run.snapshotAtMs = run.trainMs;
+    const point = run.entry.restorePoint;
+    if (point && point.step === run.entry.step) return;
+    const step = run.entry.step;
+    const bytes = await this.app.queue.run(() => run.entry.checkpoint(false));
+    run.entry.restorePoint = { kind: 'bytes', bytes, step, what: `the training run's last snapshot (step ${step})` };
+  }
+
+  /** The step the model would be restored from, and how that compares with where the run got. */
+  private lossMessage(step: number): string {
+    const point = this.app.entry?.restorePoint;
+    if (!point) return `Training stopped at step ${step}: the GPU device was lost, and the page kept nothing to restore this model from.`;
+    return `Training stopped at step ${step}: the GPU device was lost. ` +
+      (point.step === step
+        ? `Restoring keeps every step (the last snapshot is of step ${step}).`
+        : `Restoring goes back to step ${point.step}, ${point.what}; ${stepsLost(point.step, step)}.`);
+  }
+
+  private deviceLost(step: number): void {
+    const run = this.run;
+    if (!run || run.entry !== this.app.entry) return;
+    run.running = false;
+    run.error ??= 'the GPU device was lost';
+    this.setMessage(this.lossMessage(step), true);
+    this.setButtons();
+  }
+
+  /**
+   * Lets go of the run without any GPU work (its device is gone): called before the model is
+   * restored on a new device. Its curves are kept for the next run of the restored model.
+   */
+  async dropRun(): Promise<void> {
+    const run = this.run;
+    if (!run) return;
+    run.running = false;
+    run.entry.live = null;
+    // The loop ends as soon as its step is refused; do not wait for a device that is gone.
+    await Promise.race([run.loop, new Promise((resolve) => setTimeout(resolve, 2000))]);
+    this.run = null;
+    this.carry = { entry: run.entry, records: run.records, tests: run.tests };
+    this.setButtons();
+  }
+
+  /** After a restore: the restored model is ready to continue ('continue the current model'). */
+  restored(entry: ModelEntry, lostStep: number | null): void {
+    if (this.carry) this.carry.entry = entry;
+    if (lostStep === null) return;
+    byId<HTMLSelectElement>('train-model').value = 'current';
+    this.fillFromCheckpoint();
+    this.describe();
+    this.renderCharts();
+    const exact = entry.optimizer && entry.optimizer.step === entry.step;
+    this.setMessage(
+      `The GPU device was lost at step ${lostStep}; the model was restored at step ${entry.step}` +
+        `${entry.step < lostStep ? ` (${stepsLost(entry.step, lostStep)})` : ''}. ` +
+        `Press Start training to continue${exact ? ' from there with its Adam state' : ''}.`,
+    );
   }
 
   /** Tests the model on the first N test images; records the accuracy at the current step. */
@@ -300,7 +402,9 @@ export class TrainPanel {
     const run = this.run;
     if (!run) return;
     try {
-      const bytes = await this.app.queue.run(() => run.entry.checkpoint(false));
+      const { bytes, step } = await this.app.queue.run(async () => ({ step: run.entry.step, bytes: await run.entry.checkpoint(false) }));
+      // Also a snapshot: a lost device restores from here.
+      run.entry.restorePoint = { kind: 'bytes', bytes, step, what: `the checkpoint downloaded at step ${step}` };
       const preset = run.entry.config.conv1Channels === 256 ? 'paper' : 'small';
       downloadBytes(bytes, `capsnet-${preset}-step${run.entry.step}.safetensors`);
       this.setMessage(`Checkpoint of step ${run.entry.step} downloaded (${(bytes.length / 1048576).toFixed(1)} MB, with Adam's state).`);
@@ -319,12 +423,15 @@ export class TrainPanel {
         run.entry.optimizer = await this.app.queue.run(() => run.adam.exportState());
         run.entry.training = run.entry.live?.training() ?? null;
       }
+    } catch (error) {
+      this.setMessage(`The run ended without keeping Adam's state: ${errorText(error)}`, true);
     } finally {
       run.entry.live = null;
+      // Refused when the device is lost: there is nothing left to free then.
       await this.app.queue.run(async () => {
         run.trainer.dispose();
         run.adam.dispose();
-      });
+      }).catch(() => {});
       this.run = null;
       this.setButtons();
       this.describe();
@@ -369,8 +476,9 @@ export class TrainPanel {
   }
 
   private renderCharts(): void {
-    const records = this.run?.records ?? [];
-    const tests = this.run?.tests ?? [];
+    const shown = this.run ?? this.carry;
+    const records = shown?.records ?? [];
+    const tests = shown?.tests ?? [];
     const losses = records.map((r) => r.loss);
     const avg = smooth(losses, 10);
     const lossSeries: LiveSeries[] = [
