@@ -24,7 +24,7 @@ const webDir = `${root}dist/web/`;
 const outputDir = `${root}test-output/`;
 
 /** The browser's handle on the page (src/web/app.ts). */
-type Handle = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Handle = any;
 
 interface Seen {
   lengths: number[] | null;
@@ -181,6 +181,17 @@ if (missing && !process.env.CI) {
       await page.waitForFunction(() => /% of the first 20 test images right/.test(document.querySelector('#model-eval-result')?.textContent ?? ''), null, { timeout: 60_000 });
       await page.click('#gpu-dismiss');
       assert.not.ok(await page.isVisible('#gpu-lost'), 'dismissed');
+
+      // The page's own destroy (as on leaving the page) is not a loss: 'destroyed' too, but flagged.
+      const deliberate = await page.evaluate(async () => {
+        const app = (window as unknown as { capsnetApp: Handle }).capsnetApp.app;
+        const ctx = app.ctx;
+        app.destroyContext();
+        const info = await ctx.device.lost;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return { reason: info.reason, lost: app.lost, hidden: (document.querySelector('#gpu-lost') as HTMLElement).hidden };
+      });
+      assert.equal(deliberate, { reason: 'destroyed', lost: null, hidden: true }, 'no notice for the page\'s own destroy');
       assert.equal(problems, [], 'no console errors, page errors or unhandled rejections');
     } finally {
       await page.close();
@@ -244,9 +255,17 @@ if (missing && !process.env.CI) {
       assert.is(restored.error, null);
       assert.equal(restored.lengths, atPause.lengths, `lengths of test digit #0: the model at step ${P}, before the loss and restored`);
 
-      // Continue: step P + 1 again, from the snapshot's parameters and Adam state, on the same batch.
+      // Continue: step P + 1 again, from the snapshot's parameters and Adam state, on the same batch;
+      // now with a snapshot after every step (the periodic ones): when step P + 2 is under way, the
+      // snapshot of step P + 1 has been taken.
+      await page.evaluate(() => {
+        (window as unknown as { capsnetApp: Handle }).capsnetApp.trainPanel.snapshotIntervalMs = 0;
+      });
       await page.click('#train-start');
-      await page.waitForFunction((p) => (window as any).capsnetApp.app.entry.step >= p + 1, P, { timeout: 120_000 });
+      await page.waitForFunction((p) => (window as any).capsnetApp.app.entry.step >= p + 2, P, { timeout: 120_000 });
+      const periodic = await page.evaluate(() => (window as any).capsnetApp.app.entry.restorePoint as { step: number; what: string });
+      assert.ok(periodic.step >= P + 1, `a periodic snapshot while running (of step ${periodic.step})`);
+      assert.is(periodic.what, `the training run's last snapshot (step ${periodic.step})`);
       await page.click('#train-pause');
       const again = await page.evaluate(async () => {
         const h = (window as any).capsnetApp;
