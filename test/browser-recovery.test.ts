@@ -142,6 +142,10 @@ if (missing && !process.env.CI) {
       await page.fill('#model-eval-count', '20');
       await page.click('#model-eval');
       await page.waitForFunction(() => /Test failed: .*GPU device was lost/.test(document.querySelector('#model-eval-result')?.textContent ?? ''), null, { timeout: 20_000 });
+      await page.click('#tab-train');
+      await page.click('#train-start');
+      assert.match((await page.textContent('#train-message'))!, /^The GPU device was lost: restore the model with the button at the top of the page first\.$/);
+      assert.is(await page.textContent('#train-state'), 'idle');
       await page.click('#tab-explore');
       await page.evaluate(() => window.scrollTo(0, 0));
       await page.screenshot({ path: screenshotPath('web-device-lost.png') });

@@ -178,11 +178,16 @@ async function main(): Promise<void> {
 
   handle.ready = (async () => {
     modelChip.textContent = 'loading the model…';
-    const { entry, error } = await firstModel(app, (text) => {
-      modelChip.textContent = text;
-    });
-    loadError = error;
-    await app.setModel(entry);
+    try {
+      const { entry, error } = await firstModel(app, (text) => {
+        modelChip.textContent = text;
+      });
+      loadError = error;
+      await app.setModel(entry);
+    } catch (error) {
+      // The device was lost while the first model loaded: the notice's button brings up a model.
+      if (!app.lost) throw error;
+    }
     await explorer.start(true);
     await handle.idle();
   })();

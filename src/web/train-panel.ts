@@ -186,6 +186,10 @@ export class TrainPanel {
   }
 
   private async startOrResume(): Promise<void> {
+    if (this.app.lost) {
+      this.setMessage('The GPU device was lost: restore the model with the button at the top of the page first.', true);
+      return;
+    }
     if (this.run) {
       this.resume();
       return;
