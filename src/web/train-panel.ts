@@ -68,8 +68,9 @@ const DECAY_STEPS = 2000;
 /** Steps between refreshes of the explorer's view while training runs. */
 const EXPLORER_REFRESH_STEPS = 25;
 /**
- * Training time between snapshots of the run into page memory (parameters and Adam's state: 13 MB
- * for the small model, 98 MB for the paper's, read back in well under a second by a software GPU).
+ * Training time between snapshots of the run into page memory (parameters and Adam's state, read
+ * back: 13 MB for the small model, 98 MB for the paper's), so that a snapshot costs a small share
+ * of the training time even for the paper's model.
  */
 const SNAPSHOT_INTERVAL_MS = 60_000;
 
