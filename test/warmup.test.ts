@@ -164,6 +164,29 @@ test('collectKernels refuses reads and waits with a clear error, and the context
   y.dispose();
 });
 
+test('collectKernels with emptyDispatches creates the pipelines and runs nothing', async () => {
+  const ctx = await gpu();
+  // A kernel of its own (the constant makes the source unique in this process): writes 1 to out[0..3].
+  const kernel: KernelSpec = {
+    name: 'warmup-test-writer',
+    code: `// ${Date.now()}\n@group(0) @binding(0) var<uniform> p: vec4<u32>;\n@group(0) @binding(1) var<storage, read_write> out: array<f32>;\n` +
+      '@compute @workgroup_size(4) fn main(@builtin(global_invocation_id) id: vec3<u32>) { if (id.x < p.x) { out[id.x] = 1.0; } }',
+  };
+  const out = fromArray(ctx, [4], [5, 6, 7, 8]);
+  const [created0, dispatches0] = [ctx.counters.pipelinesCreated, ctx.counters.dispatches];
+  const noted = ctx.collectKernels(() => ctx.dispatch(kernel, [out.buffer], [4], 1), { emptyDispatches: true });
+  assert.equal(noted.map((k) => k.name), ['warmup-test-writer'], 'the kernel is noted');
+  assert.is(ctx.counters.pipelinesCreated - created0, 1, 'its pipeline was created');
+  assert.is(ctx.counters.dispatches, dispatches0, 'an empty dispatch is not counted as one');
+  await ctx.sync();
+  assert.equal([...(await out.read())], [5, 6, 7, 8], 'zero workgroups wrote nothing');
+  assert.equal(ctx.collectKernels(() => ctx.dispatch(kernel, [out.buffer], [4], 1)), [], 'a kernel with a pipeline is not noted again');
+  ctx.dispatch(kernel, [out.buffer], [4], 1);
+  assert.equal([...(await out.read())], [1, 1, 1, 1], 'the same dispatch outside collectKernels runs');
+  assert.is(ctx.counters.pipelinesCreated - created0, 1);
+  out.dispose();
+});
+
 test('warmPipelines names the kernel, entry point and constants of a pipeline that fails', async () => {
   const ctx = await gpu();
   const broken: KernelSpec = { name: 'warmup-test-broken-wgsl', code: '@compute @workgroup_size(1) fn main() { let x: f32 = no_such_value; }' };

@@ -8,6 +8,8 @@
 //   ... tools/profile-step.ts --startup cold    first step compiles every pipeline as it dispatches
 //   ... tools/profile-step.ts --startup warm    collectKernels + warmPipelines (async, concurrent), then the first step
 //   ... tools/profile-step.ts --startup sync    the same pipelines created one by one with createComputePipeline, then the first step
+//   ... tools/profile-step.ts --startup compile warm, then the step recorded with empty dispatches (collectKernels
+//                                               emptyDispatches: llvmpipe compiles at a kernel's first dispatch), then the first step
 import { parseArgs } from 'node:util';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
 import { trainingSetup } from './bench/model.ts';
@@ -67,7 +69,7 @@ async function timed<T>(fn: () => T | Promise<T>): Promise<{ value: T; wallMs: n
 }
 
 async function startup(way: string, step: () => void): Promise<void> {
-  if (!['cold', 'warm', 'sync'].includes(way)) throw new Error(`--startup: expected cold, warm or sync, got '${way}'`);
+  if (!['cold', 'warm', 'sync', 'compile'].includes(way)) throw new Error(`--startup: expected cold, warm, sync or compile, got '${way}'`);
   const cache = process.env.MESA_SHADER_CACHE_DISABLE === 'true' ? "Mesa's shader cache disabled" : "Mesa's shader cache on (set MESA_SHADER_CACHE_DISABLE=true for cold figures)";
   const runStep = () => timed(async () => { step(); await ctx.sync(); });
   const fmt = (t: { wallMs: number; cpuMs: number }) => `${(t.wallMs / 1000).toFixed(2)} s (CPU ${(t.cpuMs / 1000).toFixed(2)} s)`;
@@ -76,11 +78,17 @@ async function startup(way: string, step: () => void): Promise<void> {
   if (way !== 'cold') {
     const collect = await timed(() => ctx.collectKernels(step));
     const specs = collect.value;
-    const create = way === 'warm'
+    const create = way !== 'sync'
       ? await timed(() => ctx.warmPipelines(specs))
       : await timed(async () => { for (const k of specs) ctx.pipeline(k); await ctx.sync(); return specs.length; });
-    lines.push(`collect ${specs.length} kernels ${fmt(collect)}; ${way === 'warm' ? 'warmPipelines (async)' : 'createComputePipeline one by one'}: ${create.value} pipelines in ${fmt(create)}`);
+    lines.push(`collect ${specs.length} kernels ${fmt(collect)}; ${way !== 'sync' ? 'warmPipelines (async)' : 'createComputePipeline one by one'}: ${create.value} pipelines in ${fmt(create)}`);
     before = { wallMs: collect.wallMs + create.wallMs, cpuMs: collect.cpuMs + create.cpuMs };
+    if (way === 'compile') {
+      // (The step's host side runs again: its Adam counts one more update, which changes no timing.)
+      const empty = await timed(async () => { ctx.collectKernels(step, { emptyDispatches: true }); await ctx.sync(); });
+      lines.push(`the step's kernels dispatched empty (zero workgroups) and waited for: ${fmt(empty)}`);
+      before = { wallMs: before.wallMs + empty.wallMs, cpuMs: before.cpuMs + empty.cpuMs };
+    }
   }
   const p0 = ctx.counters.pipelinesCreated;
   const first = await runStep();

@@ -52,6 +52,7 @@ const TEXTURE_USAGE = 0x08 | 0x04 | 0x01 | 0x02;
 export const STORAGE_USAGE = 0x80 | 0x04 | 0x08; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_USAGE = 0x40 | 0x08; // UNIFORM | COPY_DST
 const READBACK_USAGE = 0x01 | 0x08; // MAP_READ | COPY_DST
+const INDIRECT_USAGE = 0x100 | 0x08; // INDIRECT | COPY_DST
 /** Room for about 1,000 launches per submit; an encoder that needs more is submitted early. */
 const UNIFORM_CAPACITY = 256 * 1024;
 
@@ -238,6 +239,10 @@ export class GpuContext {
 
   /** Kernels met by dispatch() inside collectKernels, by pipeline key; null outside it. */
   private collected: Map<string, KernelSpec> | null = null;
+  /** collectKernels({ emptyDispatches: true }): launches are recorded with zero workgroups instead of dropped. */
+  private emptyDispatches = false;
+  /** Indirect dispatch arguments (0, 0, 0): WebGPU zero-fills new buffers and this one is never written. */
+  private zeroWorkgroups: GPUBuffer | null = null;
 
   /** True inside collectKernels: dispatches are noted, not run. */
   get isCollecting(): boolean {
@@ -255,14 +260,23 @@ export class GpuContext {
    * readTexture, sync) throw. Host-side state that `fn` changes (an optimizer's step count, a
    * monitor's slot) changes for real: give it throwaway objects where that matters (Trainer.warmUp
    * does).
+   *
+   * `emptyDispatches`: every launch is recorded instead, with its real bindings and parameters, as
+   * an indirect dispatch of zero workgroups, which runs nothing (no buffer changes) but makes
+   * drivers that compile a kernel at its first dispatch compile it now: Mesa's llvmpipe (OpenGL and
+   * Vulkan) does, at the submit (on GL) or on its queue thread (Vulkan); wait for it with sync().
+   * Pipelines still missing are created one by one, as dispatch() would: call warmPipelines with
+   * the kernels of a plain collectKernels first, so that drivers that compile at creation do it in
+   * parallel. Measured by tools/profile-step.ts --startup.
    */
-  collectKernels(fn: () => void): KernelSpec[] {
+  collectKernels(fn: () => void, options: { emptyDispatches?: boolean } = {}): KernelSpec[] {
     this.checkAlive();
     if (this.collected) throw new Error('collectKernels: already collecting (calls do not nest)');
     // Work recorded before goes to the GPU now, so that the collecting mode only ever sees its own.
     this.flush();
     const collected = new Map<string, KernelSpec>();
     this.collected = collected;
+    this.emptyDispatches = options.emptyDispatches ?? false;
     try {
       const result: unknown = fn();
       if (result && typeof (result as { then?: unknown }).then === 'function') {
@@ -270,7 +284,8 @@ export class GpuContext {
       }
     } finally {
       this.collected = null;
-      this.flush(); // the uploads, clears and copies recorded inside
+      this.emptyDispatches = false;
+      this.flush(); // the uploads, clears, copies (and empty dispatches) recorded inside
     }
     return [...collected.values()];
   }
@@ -382,7 +397,7 @@ export class GpuContext {
     if (this.collected) {
       const key = pipelineKey(kernel);
       if (!this.pipelines.has(key)) this.collected.set(key, kernel);
-      return;
+      if (!this.emptyDispatches) return;
     }
     const pipeline = this.pipeline(kernel);
     if (x * y * z === 0) return;
@@ -403,6 +418,16 @@ export class GpuContext {
     if (!this.pass) this.pass = this.encoder!.beginComputePass(timed ? { timestampWrites: timed } : undefined);
     this.pass.setPipeline(pipeline);
     this.pass.setBindGroup(0, bindGroup);
+    if (this.collected) {
+      // collectKernels({ emptyDispatches }): a launch of zero workgroups that the driver cannot
+      // see is empty until it runs, so it compiles the kernel (llvmpipe does so at the first
+      // dispatch) and runs nothing. Not counted as a dispatch.
+      this.zeroWorkgroups ??= this.createBuffer(12, INDIRECT_USAGE, 'zero workgroups (indirect dispatch arguments)');
+      this.pass.dispatchWorkgroupsIndirect(this.zeroWorkgroups, 0);
+      this.encoded.push(`${label} (empty)`);
+      if (timed) this.endPass();
+      return;
+    }
     this.pass.dispatchWorkgroups(x, y, z);
     if (timed) this.endPass();
     this.encoded.push(label);

@@ -119,7 +119,10 @@ export interface StartupReport {
   kernels: number;
   /** Pipelines created by the warm-up (kernels whose pipelines existed already are not counted). */
   pipelines: number;
-  /** Wall-clock seconds of the warm-up: collecting the kernels and creating their pipelines. */
+  /**
+   * Wall-clock seconds of the warm-up: collecting the kernels, creating their pipelines, and
+   * waiting for the driver to compile them (the empty dispatches).
+   */
   seconds: number;
 }
 
@@ -253,18 +256,23 @@ export class Trainer {
   }
 
   /**
-   * Creates the pipelines of a training step (the one of global index `step`) and of an evaluation
-   * forward pass at evalBatchSize before anything runs, all at once (GpuContext.collectKernels and
-   * warmPipelines), so that the first step does not create them one by one as it dispatches. On
-   * GPUs that compile at pipeline creation (browsers, native drivers) this moves compilation off
-   * the first step and runs it in parallel; on Mesa's llvmpipe, which compiles a kernel at its
-   * first dispatch, it saves little (measured: tools/profile-step.ts --startup). Nothing runs on
-   * the GPU and no state of the model, optimizer or monitor changes. run() calls it once.
+   * Creates and compiles the pipelines of a training step (the one of global index `step`) and of
+   * an evaluation forward pass at evalBatchSize before the first step, so that the first step runs
+   * at the speed of the others and the start-up cost is known. Three passes over the step's
+   * recording, none of which runs a kernel or changes the model, the optimizer or the monitor:
+   * 1. GpuContext.collectKernels: which kernels (pipelines) the step needs;
+   * 2. warmPipelines: all of them created at once with createComputePipelineAsync (drivers that
+   *    compile at creation, such as browsers' and native ones, compile them in parallel there);
+   * 3. the step recorded again with empty dispatches (zero workgroups) and waited for: Mesa's
+   *    llvmpipe creates pipelines without compiling them and compiles each kernel at its first
+   *    dispatch, one after the other (measured: tools/profile-step.ts --startup), so this is where
+   *    it compiles; elsewhere it costs a few milliseconds.
+   * run() calls it once, before its first step.
    */
   async warmUp(step = 0): Promise<StartupReport> {
     const { ctx, model } = this;
     const started = performance.now();
-    const kernels = ctx.collectKernels(() => {
+    const record = () => {
       const adam = new Adam(ctx);
       const monitor = new StepMonitor(ctx, this.logEvery);
       try {
@@ -279,8 +287,11 @@ export class Trainer {
         const x = fromArray(ctx, [B, c.inputChannels, c.inputSize, c.inputSize], new Float32Array(B * c.inputChannels * c.inputSize * c.inputSize), 'images');
         model.forward(x);
       }));
-    });
+    };
+    const kernels = ctx.collectKernels(record);
     const pipelines = await ctx.warmPipelines(kernels);
+    ctx.collectKernels(record, { emptyDispatches: true });
+    await ctx.sync();
     this.warmUpPending = false;
     return { kernels: kernels.length, pipelines, seconds: (performance.now() - started) / 1000 };
   }
