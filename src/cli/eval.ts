@@ -1,19 +1,26 @@
 // `capsnet eval`: test accuracy, error and confusion matrix of a checkpoint (ours, or any file with
 // the model tensors in the layout of DESIGN.md; CapsNet or the baseline CNN, as its metadata says),
 // and optionally every image's class scores (capsule lengths, or the baseline's logits).
+// Several --checkpoint flags evaluate an ensemble (src/cli/ensemble.ts): every member on the same
+// test set (the first checkpoint's experiment, test seed and data), each member's accuracy and the
+// ensemble's, whose scores are the mean of the members' capsule lengths (CapsNet) or softmax
+// probabilities (baseline CNN).
 
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { acquireGpu } from '../gpu/node.ts';
-import { classCount } from '../train/trainer.ts';
+import type { AnyCheckpoint } from '../io/checkpoint.ts';
+import { ensembleSet, twoLongest } from './ensemble.ts';
 import { buildModel, checkBatchFits, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
 import { checkStoredOptions, ruleFlag } from './run-options.ts';
 import { UsageError, backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
 
 export interface EvalReport {
+  /** The checkpoint evaluated; for an ensemble, the first member's (all of them: `members`). */
   checkpoint: string;
   /** 'capsnet' or 'baseline'. */
   model: string;
+  /** The checkpoint's training steps; for an ensemble, the first member's. */
   step: number;
   adapter: string;
   /** The experiment's test set in its form ('test'): mnist, fashion-mnist, affnist (MNIST centred in 40x40), multimnist (pairs, both right), cifar10 (centre crops). */
@@ -24,14 +31,66 @@ export interface EvalReport {
   /** confusion[label][prediction] (not for multimnist) */
   confusion?: number[][];
   /** Every set evaluated: 'test', and for affnist also 'affnist' (the affNIST-style transformed set); multimnist adds `almost`. */
-  sets: Array<{ split: string; count: number; accuracy: number; error: number; almost?: number }>;
-  /** Per image: CapsNet's capsule `lengths`, or the baseline's `logits`. */
-  images?: Array<{ label: number; prediction: number; lengths?: number[]; logits?: number[] }>;
+  sets: SetReport[];
+  /**
+   * An ensemble (several --checkpoint): each member's own results on the same sets. The fields
+   * above are then the ensemble's: the mean of the members' capsule lengths (CapsNet) or softmax
+   * probabilities (baseline CNN), scored like one model's.
+   */
+  members?: Array<{ checkpoint: string; step: number; accuracy: number; error: number; sets: SetReport[] }>;
+  /**
+   * Per example: the label (multimnist: both `labels`), the prediction (multimnist: the two
+   * longest, longest first) and the class scores: CapsNet's capsule `lengths`, the baseline's
+   * `logits`; an ensemble's mean `lengths` (CapsNet) or mean softmax `probabilities` (baseline).
+   */
+  images?: Array<{
+    label?: number; labels?: [number, number]; prediction?: number; predictions?: [number, number];
+    lengths?: number[]; logits?: number[]; probabilities?: number[];
+  }>;
+}
+
+export interface SetReport { split: string; count: number; accuracy: number; error: number; almost?: number }
+
+/** One --checkpoint of the command: the file, its contents and its checked stored run options. */
+interface Member {
+  path: string;
+  ckpt: AnyCheckpoint;
+  stored: ReturnType<typeof checkStoredOptions> | null;
+}
+
+/** Number of classes a checkpoint's network scores. */
+const classesOf = (ckpt: AnyCheckpoint): number => (ckpt.model === 'baseline' ? ckpt.config.classes : ckpt.config.digitCaps);
+
+/**
+ * An ensemble's checkpoints must describe the same task: the same experiment (as trained; mnist for
+ * runs from before experiments), network kind (lengths and softmax probabilities do not average),
+ * number of classes and input shape. The first one that differs from the first member is named.
+ */
+export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' | 'ckpt' | 'stored'>>): void {
+  const describe = (m: Pick<Member, 'ckpt' | 'stored'>) => ({
+    experiment: m.stored?.experiment ?? 'mnist',
+    model: m.ckpt.model ?? 'capsnet',
+    classes: classesOf(m.ckpt),
+    'input shape': `${m.ckpt.config.inputChannels}x${m.ckpt.config.inputSize}x${m.ckpt.config.inputSize}`,
+  });
+  const reference = describe(members[0]);
+  for (const m of members.slice(1)) {
+    const own = describe(m);
+    for (const key of Object.keys(reference) as Array<keyof typeof reference>) {
+      if (own[key] !== reference[key]) {
+        throw new UsageError(
+          `capsnet eval: ${m.path}: ${key} ${own[key]} differs from ${members[0].path}'s ${reference[key]}; ` +
+            'the checkpoints of an ensemble must have the same experiment, model, classes and input shape',
+        );
+      }
+    }
+  }
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags('eval', argv, {
-    checkpoint: { type: 'string' },
+    // Repeated for an ensemble: --checkpoint A --checkpoint B ...
+    checkpoint: { type: 'string', multiple: true },
     data: { type: 'string' },
     experiment: { type: 'string' },
     'test-seed': { type: 'string' },
@@ -40,21 +99,31 @@ export async function evalCommand(argv: string[]): Promise<number> {
     'batch-size': { type: 'string' },
     backend: { type: 'string' },
   });
-  if (!values.checkpoint) throw new UsageError('capsnet eval: --checkpoint FILE is required');
-  pathFlag(values.checkpoint, '--checkpoint');
+  const paths = values.checkpoint ?? [];
+  if (paths.length === 0) throw new UsageError('capsnet eval: --checkpoint FILE is required (repeat it for an ensemble)');
+  for (const path of paths) pathFlag(path, '--checkpoint');
   pathFlag(values.data, '--data');
   pathFlag(values.output, '--output');
   const limit = values.limit === undefined ? null : intFlag(values.limit, '--limit', 1);
   const batchSize = intFlag(values['batch-size'], '--batch-size', 100);
   const backend = backendFlag(values.backend);
-  let ckpt;
-  try {
-    ckpt = await loadAnyCheckpoint(values.checkpoint);
-  } catch (error) {
-    throw new UsageError(`capsnet eval: ${(error as Error).message}`);
+  const members: Member[] = [];
+  for (const path of paths) {
+    let ckpt: AnyCheckpoint;
+    try {
+      ckpt = await loadAnyCheckpoint(path);
+    } catch (error) {
+      throw new UsageError(`capsnet eval: ${(error as Error).message}`);
+    }
+    // Evaluation needs the parameters only: Adam's moments are twice their size.
+    delete ckpt.optimizer;
+    const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, path, 'capsnet eval', ['experiment', 'testSeed', 'maxShift', 'data']);
+    members.push({ path, ckpt, stored });
   }
-  // Default: the checkpoint's experiment, test seed and data (runs from before experiments: mnist).
-  const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, values.checkpoint, 'capsnet eval', ['experiment', 'testSeed', 'maxShift', 'data']);
+  checkEnsembleMembers(members);
+  // Default: the (first) checkpoint's experiment, test seed and data (runs from before experiments:
+  // mnist). Every member is evaluated on that one test set.
+  const { ckpt, stored } = members[0];
   const experiment = parseExperiment(values.experiment ?? stored?.experiment);
   const sameExperiment = (stored?.experiment ?? 'mnist') === experiment;
   const testSeed = values['test-seed'] !== undefined ? ruleFlag('testSeed', values['test-seed'], 1) : (sameExperiment ? stored?.testSeed : undefined) ?? 1;
@@ -72,19 +141,31 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (experiment === 'multimnist' && ckpt.model === 'baseline') throw new UsageError('capsnet eval --experiment multimnist: evaluates CapsNet only');
   const sets = experimentEvalSets(experiment, [['test', test]], testSeed, maxShift, limit, test.height);
   const kind = ckpt.model ?? 'capsnet';
+  const J = classesOf(ckpt);
   const ctx = await acquireGpu({ backend });
   try {
     const batch = Math.min(batchSize, Math.max(...sets.map((set) => set.count)));
-    const spec = specOf(ckpt);
-    checkBatchFits(ctx, spec, batch, 'eval', '--batch-size', 'capsnet eval');
-    const model = buildModel(ctx, spec, { params: ckpt.params });
-    const results: SetResult[] = [];
-    for (const set of sets) results.push(await set.run(model, Math.min(batch, set.count)));
-    const J = classCount(model);
-    model.dispose();
+    for (const m of members) checkBatchFits(ctx, specOf(m.ckpt), batch, 'eval', '--batch-size', 'capsnet eval');
+    const memberResults: SetResult[][] = [];
+    for (const m of members) {
+      const model = buildModel(ctx, specOf(m.ckpt), { params: m.ckpt.params });
+      const results: SetResult[] = [];
+      try {
+        for (const set of sets) results.push(await set.run(model, Math.min(batch, set.count)));
+      } finally {
+        model.dispose();
+      }
+      memberResults.push(results);
+    }
+    const ensemble = members.length > 1;
+    const results = ensemble ? sets.map((_, k) => ensembleSet(kind, memberResults.map((r) => r[k]), J)) : memberResults[0];
+    const setReports = (rs: SetResult[]): SetReport[] => rs.map((r) => ({
+      split: r.split, count: r.count, accuracy: r.accuracy, error: 1 - r.accuracy,
+      ...(r.almost !== undefined ? { almost: r.almost / Math.max(1, r.count) } : {}),
+    }));
     const result = results[0];
     const report: EvalReport = {
-      checkpoint: values.checkpoint,
+      checkpoint: members[0].path,
       model: kind,
       step: ckpt.step,
       adapter: ctx.adapter.name,
@@ -93,27 +174,43 @@ export async function evalCommand(argv: string[]): Promise<number> {
       accuracy: result.accuracy,
       error: 1 - result.accuracy,
       ...(result.confusion ? { confusion: result.confusion } : {}),
-      sets: results.map((r) => ({
-        split: r.split, count: r.count, accuracy: r.accuracy, error: 1 - r.accuracy,
-        ...(r.almost !== undefined ? { almost: r.almost / Math.max(1, r.count) } : {}),
-      })),
+      sets: setReports(results),
+      ...(ensemble
+        ? {
+          members: members.map((m, i) => ({
+            checkpoint: m.path, step: m.ckpt.step, accuracy: memberResults[i][0].accuracy, error: 1 - memberResults[i][0].accuracy, sets: setReports(memberResults[i]),
+          })),
+        }
+        : {}),
     };
     const what = experiment === 'mnist' ? 'test images' : `${experiment} test examples`;
-    console.log(`accuracy ${(100 * result.accuracy).toFixed(2)}%  error ${(100 * (1 - result.accuracy)).toFixed(2)}%  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what}, step ${ckpt.step})`);
+    const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
+    if (ensemble) {
+      members.forEach((m, i) => {
+        const own = memberResults[i];
+        console.log(`member ${i + 1}: accuracy ${percent(own[0].accuracy)}${own.slice(1).map((r) => `, ${r.split} ${percent(r.accuracy)}`).join('')}  (${m.path}, step ${m.ckpt.step})`);
+      });
+      const averaged = kind === 'baseline' ? 'softmax probabilities' : 'capsule lengths';
+      console.log(`ensemble of ${members.length} checkpoints (mean ${averaged}): accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what})`);
+    } else {
+      console.log(`accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what}, step ${ckpt.step})`);
+    }
     if (result.almost !== undefined) console.log(`at least one of the two digits right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%`);
     for (const r of results.slice(1)) {
       console.log(`${r.split} accuracy ${(100 * r.accuracy).toFixed(2)}%  error ${(100 * (1 - r.accuracy)).toFixed(2)}%  (${r.count} examples${r.split === 'affnist' ? ': the MNIST test set under random affine transforms' : ''})`);
     }
     if (result.confusion) console.log(formatConfusion(result.confusion));
     if (values.output) {
-      const scoreName = kind === 'baseline' ? 'logits' : 'lengths';
-      const { scores, predictions, labels } = result;
-      if (scores && predictions && labels) {
-        report.images = Array.from({ length: result.count }, (_, i) => ({
-          label: labels[i],
-          prediction: predictions[i],
-          [scoreName]: Array.from(scores.subarray(i * J, (i + 1) * J)),
-        }));
+      const scoreName = kind === 'baseline' ? (ensemble ? 'probabilities' : 'logits') : 'lengths';
+      const { scores, predictions, labels, secondLabels } = result;
+      if (scores && labels) {
+        report.images = Array.from({ length: result.count }, (_, i) => {
+          const row = scores.subarray(i * J, (i + 1) * J);
+          const classes = secondLabels
+            ? { labels: [labels[i], secondLabels[i]] as [number, number], predictions: twoLongest(row) }
+            : { label: labels[i], prediction: predictions![i] };
+          return { ...classes, [scoreName]: Array.from(row) };
+        });
       }
       await writeFileAtomic(values.output, new TextEncoder().encode(JSON.stringify(report) + '\n'));
       console.log(`wrote ${values.output}`);

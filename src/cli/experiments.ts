@@ -140,10 +140,15 @@ export interface SetResult {
   accuracy: number;
   /** multimnist: examples with at least one of their two digits among the two longest capsules. */
   almost?: number;
-  /** Single-label sets: per example class scores, predictions and labels, confusion[label][prediction]. */
+  /**
+   * Per example class scores [count, classes] (capsule lengths, or the baseline's logits) and labels
+   * (multimnist: the first digit's, with `secondLabels`); single-label sets also have the
+   * predictions and confusion[label][prediction].
+   */
   scores?: Float32Array;
   predictions?: Int32Array;
   labels?: Int32Array;
+  secondLabels?: Int32Array;
   confusion?: number[][];
 }
 
@@ -171,8 +176,16 @@ export function experimentEvalSets(
         run: (model, batch) => withBar(split, count, async (progress) => {
           if (!(model instanceof CapsNet)) throw new UsageError('--experiment multimnist: evaluates CapsNet only');
           const set = new MultiMnistTestSet(ds, count, testSeed, multiMnistOptions(maxShift));
-          const r = await evaluateTwoDigits(model, count, batch, (s, b) => set.fill(s, b), progress);
-          return { split, count: r.count, correct: r.correct, accuracy: r.accuracy, almost: r.almost };
+          const labels = new Int32Array(count);
+          const secondLabels = new Int32Array(count);
+          const r = await evaluateTwoDigits(model, count, batch, (s, b) => {
+            const n = set.fill(s, b);
+            const kept = Math.max(0, Math.min(n, count - s));
+            labels.set(b.firstLabels.subarray(0, kept), s);
+            secondLabels.set(b.secondLabels.subarray(0, kept), s);
+            return n;
+          }, progress);
+          return { split, count: r.count, correct: r.correct, accuracy: r.accuracy, almost: r.almost, scores: r.lengths, labels, secondLabels };
         }),
       });
       continue;
