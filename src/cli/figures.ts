@@ -2,6 +2,9 @@
 // run's metrics log), test digits next to their reconstructions (PNG), and the paper's
 // dimension-perturbation grid: each of the 16 dimensions of the winning capsule moved from -0.25 to
 // 0.25 in steps of 0.05 and decoded (a 16 x 11 image per digit, figure 4 of the paper).
+// A MultiMNIST CapsNet gets, instead of those two, the paper's figure 5: test pairs next to the two
+// reconstructions overlaid in red and green (multimnist-reconstructions.png, with a JSON sidecar
+// of labels and reconstructed classes).
 // A baseline CNN checkpoint (or a CapsNet without a decoder) gets the curves only: the images need
 // capsules and a decoder, and a note on stderr says which figures were skipped and why.
 
@@ -9,13 +12,16 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import { loadExperimentData, parseExperiment } from './experiments.ts';
+import { defaultShift, loadExperimentData, multiMnistOptions, parseExperiment } from './experiments.ts';
+import { twoLongest } from './ensemble.ts';
+import { MultiMnistTestSet } from '../data/multimnist.ts';
+import { topKHits } from '../ops/losses.ts';
 import { checkStoredOptions } from './run-options.ts';
 import { fillBatch, type Dataset } from '../data/dataset.ts';
 import { readMetrics } from '../io/metrics.ts';
 import { lineChartSvg } from '../io/plot.ts';
 import { encodePng } from '../io/png.ts';
-import { imageGrid, upscaleNearest } from '../io/images.ts';
+import { type RasterImage, imageGrid, rgbGrid, upscaleNearest } from '../io/images.ts';
 import { acquireGpu, resolveBackend } from '../gpu/node.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { type Tensor, fromArray, tidy } from '../tensor.ts';
@@ -88,6 +94,23 @@ export async function figures(
   // The run's own data: Fashion-MNIST for a fashion-mnist run (the MNIST package otherwise).
   const run = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, checkpointPath, 'capsnet figures', ['experiment', 'data']);
   const experiment = parseExperiment(run?.experiment);
+  if (experiment === 'multimnist') {
+    // The run's test pairs: its test seed and shift (checked here: only MultiMNIST needs them).
+    const pairsOf = checkStoredOptions(ckpt.training!.options, checkpointPath, 'capsnet figures', ['testSeed', 'maxShift']);
+    const { test } = loadExperimentData('multimnist', options.data ?? run?.data ?? null, 'capsnet figures', ['test']);
+    const ctx = await acquireGpu({ backend: options.backend });
+    try {
+      const model = new CapsNet(ctx, config, ckpt.params);
+      const figure = await multiMnistFigure(model, test, pairsOf.testSeed ?? 1, pairsOf.maxShift ?? defaultShift('multimnist'));
+      model.dispose();
+      await write(MULTIMNIST_FIGURE, encodePng(figure.image.width, figure.image.height, 3, figure.image.pixels));
+      await write(MULTIMNIST_FIGURE.replace(/\.png$/, '.json'), JSON.stringify({ checkpoint: checkpointPath, ...figure.sidecar }, null, 1) + '\n');
+    } finally {
+      ctx.destroy();
+    }
+    skipped('the single-digit reconstructions and perturbation grids draw 28x28 test digits; a MultiMNIST model gets the two-colour figure of its test pairs');
+    return written;
+  }
   const { test } = experiment === 'fashion-mnist'
     ? loadExperimentData(experiment, options.data ?? run?.data ?? null, 'capsnet figures', ['test'])
     : loadExperimentData('mnist', options.data ?? null, 'capsnet figures', ['test']);
@@ -132,6 +155,75 @@ export async function figures(
     ctx.destroy();
   }
   return written;
+}
+
+export const MULTIMNIST_FIGURE = 'multimnist-reconstructions.png';
+
+/** The MultiMNIST figure's layout: pairs, cells per row (input, overlay, input, ...), padding and magnification. */
+export const MULTIMNIST_LAYOUT = Object.freeze({ pairs: 16, columns: 8, padding: 2, scale: 3 });
+
+export interface MultiMnistFigurePair {
+  /** The test example's number in the generated set (MultiMnistTestSet, the run's test seed and shift). */
+  example: number;
+  /** The true classes: the first digit, the second. */
+  labels: [number, number];
+  /** The capsules reconstructed: in red, in green (the two longest). */
+  reconstructed: [number, number];
+  /** Both digits are the two longest capsules. */
+  correct: boolean;
+  lengths: number[];
+}
+
+/**
+ * The paper's figure 5 for a MultiMNIST model: for the first MULTIMNIST_LAYOUT.pairs test pairs,
+ * the input canvas (grey) next to the decoder's reconstructions from the two longest capsules,
+ * overlaid, one in the red channel and one in the green (yellow where both draw). The colours
+ * follow the digits: a capsule of the first digit's class is red, one of the second's green; a
+ * wrong capsule takes the colour left (the longer one red when neither is right). Cell 2k is pair
+ * k's input, cell 2k + 1 its reconstructions; `sidecar` lists the labels and capsules per pair.
+ */
+export async function multiMnistFigure(
+  model: CapsNet, test: Dataset, testSeed: number, maxShift: number,
+): Promise<{ image: RasterImage; sidecar: { caption: string; testSeed: number; maxShift: number; layout: typeof MULTIMNIST_LAYOUT & { cell: number }; pairs: MultiMnistFigurePair[] } }> {
+  const { ctx, config } = model;
+  const S = config.inputSize;
+  const J = config.digitCaps;
+  const { pairs: N, columns, padding, scale } = MULTIMNIST_LAYOUT;
+  const set = new MultiMnistTestSet(test, N, testSeed, multiMnistOptions(maxShift));
+  const batch = set.createBatch(N, J);
+  set.fill(0, batch);
+  const { v, lengths } = noGrad(() => tidy(() => model.forward(fromArray(ctx, [N, 1, S, S], batch.images, 'pairs'))));
+  const lengthValues = await readAndDispose(lengths);
+  const red = new Int32Array(N);
+  const green = new Int32Array(N);
+  const pairs: MultiMnistFigurePair[] = [];
+  for (let k = 0; k < N; k++) {
+    const row = lengthValues.subarray(k * J, (k + 1) * J);
+    const labels: [number, number] = [batch.firstLabels[k], batch.secondLabels[k]];
+    const [p, q] = twoLongest(row);
+    [red[k], green[k]] = q === labels[0] || p === labels[1] ? [q, p] : [p, q];
+    pairs.push({
+      example: k, labels, reconstructed: [red[k], green[k]], correct: topKHits(row, labels) === 2, lengths: Array.from(row),
+    });
+  }
+  const [first, second] = await Promise.all([red, green].map((classes) => noGrad(() => tidy(() => model.decode(v, classes)))).map(readAndDispose));
+  v.dispose();
+  // Three grey layers: the input (white) in the even cells, the reconstructions (red, green) in the odd ones.
+  const plane = S * S;
+  const layer = () => new Float32Array(2 * N * plane);
+  const [input, redLayer, greenLayer] = [layer(), layer(), layer()];
+  for (let k = 0; k < N; k++) {
+    input.set(batch.images.subarray(k * plane, (k + 1) * plane), 2 * k * plane);
+    redLayer.set(first.subarray(k * plane, (k + 1) * plane), (2 * k + 1) * plane);
+    greenLayer.set(second.subarray(k * plane, (k + 1) * plane), (2 * k + 1) * plane);
+  }
+  const image = rgbGrid([
+    { images: input, color: [1, 1, 1] }, { images: redLayer, color: [1, 0, 0] }, { images: greenLayer, color: [0, 1, 0] },
+  ], 2 * N, S, S, { columns, padding, scale, background: 0 });
+  const caption =
+    `MultiMNIST test pairs (test seed ${testSeed}, shifts up to ${maxShift}): each input next to the decoder's reconstructions ` +
+    'from the two longest capsules, in red and green (yellow where both); labels and reconstructed classes per pair below';
+  return { image, sidecar: { caption, testSeed, maxShift, layout: { ...MULTIMNIST_LAYOUT, cell: S }, pairs } };
 }
 
 function firstOfClass(ds: Dataset, label: number): number {
