@@ -35,6 +35,12 @@ cli('train writes a checkpoint and a metrics log, evaluates, and exits 0', async
   assert.is(evaluation.count, 40);
   assert.ok(evaluation.accuracy >= 0 && evaluation.accuracy <= 1);
   assert.match(r.stderr, /test accuracy/);
+  // The kernels were compiled before the first step, and the log says how many and how long.
+  const startup = records.filter((m) => m.type === 'startup') as Array<{ step: number; pipelines: number; kernels: number; seconds: number }>;
+  assert.is(startup.length, 1);
+  assert.is(startup[0].step, 0);
+  assert.ok(startup[0].pipelines > 10 && startup[0].kernels >= startup[0].pipelines && startup[0].seconds > 0, JSON.stringify(startup[0]));
+  assert.match(r.stderr, new RegExp(`${startup[0].pipelines} pipelines created and compiled in`));
 });
 
 cli('a run stopped and resumed ends with bitwise the same parameters as an uninterrupted run', async () => {

@@ -291,6 +291,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       onNonFinite,
       maxConsecutiveSkips: maxSkips,
       consecutiveSkips: Number.isInteger(previousSkips) && previousSkips >= 0 ? previousSkips : 0,
+      evalBatchSize: evalBatch,
     });
     const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
     const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
@@ -321,6 +322,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     try {
       stepsDone = await trainer.run(startStep, totalSteps, {
         ...(injected ?? {}),
+        onStartup: async (startup) => {
+          // Compiling every kernel before the first step (llvmpipe compiles at first dispatch): the
+          // first step then runs at steady speed, and the bar's images per second mean something.
+          bar.note(`capsnet train: ${startup.pipelines} pipelines created and compiled in ${startup.seconds.toFixed(1)} s`);
+          // `step` keeps the record when a resume truncates the log after its checkpoint's step.
+          await appendMetrics(metricsPath, { type: 'startup', step: startStep, kernels: startup.kernels, pipelines: startup.pipelines, seconds: startup.seconds });
+        },
         onStep: (done) => bar.update((done - startStep) * batchSize, fieldsOf(last, window)),
         onRecords: async (records) => {
           const elapsed = (performance.now() - started) / 1000;

@@ -15,5 +15,8 @@ export async function acquireGpu(options: { powerPreference?: GPUPowerPreference
     (await gpu.requestAdapter({ powerPreference: options.powerPreference ?? 'high-performance' })) ??
     (await gpu.requestAdapter({ featureLevel: 'compatibility' }));
   if (!adapter) throw new GpuUnavailableError(`WebGPU is present but no adapter was found (the GPU may be blocklisted). ${BROWSER_HINT}`);
-  return createContext(adapter, 'browser', gpu, gpu.wgslLanguageFeatures);
+  const ctx = await createContext(adapter, 'browser', gpu, gpu.wgslLanguageFeatures);
+  // No command to restart in a page: a new context, and models rebuilt from their CPU-side parameters.
+  ctx.lostAdvice = 'acquire a new device and rebuild the model from its parameters (the capsule explorer has a button for it), or reload the page.';
+  return ctx;
 }

@@ -82,6 +82,9 @@ export class GpuContext {
   /** Counters for tests and benchmarks. */
   readonly counters = { submits: 0, dispatches: 0, readbacks: 0, pipelinesCreated: 0 };
 
+  /** What a user can do after a lost device, ending its message (Node's CLI; the browser sets its own). */
+  lostAdvice = 'restart the command (training continues from its last checkpoint with --resume).';
+
   constructor(
     readonly device: GPUDevice,
     readonly adapter: AdapterSummary,
@@ -102,7 +105,7 @@ export class GpuContext {
       if (this.destroyed) return;
       this.lostError = new GpuDeviceLostError(
         `The GPU device was lost (${info.reason}: ${info.message.trim() || 'no message'}). ` +
-          'Everything on the GPU is gone; restart the command (training continues from its last checkpoint with --resume).',
+          `Everything on the GPU is gone; ${this.lostAdvice}`,
       );
     });
   }
