@@ -19,21 +19,15 @@ import { TrainingBatches } from '../train/batches.ts';
 import { NonFiniteError, Trainer, evaluate, type StepRecord } from '../train/trainer.ts';
 import { type Dataset, fillBatch } from '../data/dataset.ts';
 import { legendHtml, liveChartSvg, type LiveSeries } from './chart.ts';
+// Type only (erased by esbuild): the page does not load the CLI's Node code.
+import type { RunOptions } from '../cli/run-options.ts';
 
-/** The options `capsnet train` stores in a checkpoint (src/cli/train.ts RunOptions), so Node can resume. */
-export interface WebRunOptions {
-  seed: number;
-  batchSize: number;
-  lr: number;
-  decayRate: number;
-  decaySteps: number;
-  maxShift: number;
-  /** The first `limit` training images: the page's data file holds the first images of MNIST's training set. */
-  limit: number | null;
-  validation: number;
-  data: string | null;
-  totalSteps: number;
-}
+/**
+ * The options `capsnet train` stores in a checkpoint (src/cli/run-options.ts), so Node can resume
+ * a run started here: the MNIST ones (no model, experiment or data recipe fields: their absence
+ * means CapsNet on MNIST). `limit`: the page's data file holds the first images of MNIST's training set.
+ */
+export type WebRunOptions = Pick<RunOptions, 'seed' | 'batchSize' | 'lr' | 'decayRate' | 'decaySteps' | 'maxShift' | 'limit' | 'validation' | 'data' | 'totalSteps'>;
 
 interface Run {
   entry: ModelEntry;
