@@ -7,14 +7,16 @@
 // - multimnist: two digits of different classes, each shifted up to 4 (--shift 6: the official
 //   variant) on 36x36; evaluated on a generated set of pairs where both digits must be the two
 //   longest capsules ('test'; 'almost': at least one of them).
-// - cifar10: random 24x24 crops of the 32x32 images (--data DIR required); evaluated on centre crops.
+// - cifar10: random 24x24 crops of the 32x32 images (--data DIR required) with the official random
+//   flips, brightness and contrast changes (src/data/cifar.ts CIFAR10_AUGMENT); evaluated on centre
+//   crops.
 // Generated test sets have one example per test image (capped by --eval-limit); example n is a
 // function of (test seed, n) only.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Dataset, fillBatch } from '../data/dataset.ts';
-import { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, fillCentred, fillAffineTest } from '../data/affine.ts';
+import { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, CIFAR10_TRAIN, fillCentred, fillAffineTest } from '../data/affine.ts';
 import { MultiMnistBatches, MultiMnistTestSet, type MultiMnistOptions } from '../data/multimnist.ts';
 import { loadMnist } from '../io/idx-file.ts';
 import { CIFAR10_TEST_FILE, cifar10Folder, loadCifar10, readCifarBatch } from '../io/cifar-file.ts';
@@ -122,7 +124,7 @@ export function checkBatchFits(
 export function experimentBatches(experiment: ExperimentName, train: Dataset, batchSize: number, seed: number, maxShift: number): BatchSource {
   switch (experiment) {
     case 'affnist': return new CanvasBatches(train, batchSize, seed, { canvas: AFFNIST_TRAIN.canvas, maxShift });
-    case 'cifar10': return new CanvasBatches(train, batchSize, seed, { canvas: CIFAR10_CROPS.canvas, maxShift });
+    case 'cifar10': return new CanvasBatches(train, batchSize, seed, { ...CIFAR10_TRAIN, maxShift });
     case 'multimnist': return new MultiMnistBatches(train, batchSize, seed, multiMnistOptions(maxShift));
     default: return new TrainingBatches(train, batchSize, seed, maxShift);
   }

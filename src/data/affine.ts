@@ -7,7 +7,9 @@
 //   [-6, 6] (AFFNIST_TRAIN). With a padding of 6, no pixel ever leaves the canvas. The paper trained
 //   on exactly this. fillCentred gives the MNIST test set centred in the canvas (the paper's
 //   "expanded MNIST" test accuracy). The same placement with a canvas smaller than the images is a
-//   crop: CIFAR-10's random 24x24 crops of the 32x32 images (CIFAR10_CROPS), centre crop at test.
+//   crop: CIFAR-10's random 24x24 crops of the 32x32 images (CIFAR10_CROPS), centre crop at test;
+//   CIFAR-10 trains on those crops with the official flips, brightness and contrast changes
+//   (CIFAR10_TRAIN; the distortions and their ranges: src/data/cifar.ts).
 //
 // Test, affNIST-style: each MNIST test digit gets a random affine transform and is resampled
 //   (bilinear, zero outside the source) into a 40x40 canvas. The ranges (AFFNIST_STYLE), as
@@ -32,18 +34,30 @@
 import { BYTE_TO_UNIT, type Dataset } from './dataset.ts';
 import { Rng } from './rng.ts';
 import { TrainingBatches, mixSeed } from '../train/batches.ts';
+import { CIFAR10_AUGMENT, type ColourAugment, type ColourAugmentRanges, augmentImage, checkAugmentRanges, drawAugment } from './cifar.ts';
 
 export interface CanvasOptions {
   /** Side of the square canvas the examples are placed in. */
   canvas: number;
   /** Random shift of up to this many whole pixels in each direction, from the centred position. */
   maxShift: number;
+  /**
+   * Training distortions after the placement (CIFAR10_AUGMENT in src/data/cifar.ts: flips,
+   * brightness, contrast), drawn from a generator of (seed, step) of their own, so the crops are
+   * those of the same batches without them. Absent: none.
+   */
+  augment?: Readonly<ColourAugmentRanges>;
 }
 
 /** The paper's affine-robustness training set: MNIST in a 40x40 canvas, shifts of up to 6 pixels. */
 export const AFFNIST_TRAIN: Readonly<CanvasOptions> = Object.freeze({ canvas: 40, maxShift: 6 });
 /** CIFAR-10 in the paper: random 24x24 crops of the 32x32 images (test: the centre crop, fillCentred). */
 export const CIFAR10_CROPS: Readonly<CanvasOptions> = Object.freeze({ canvas: 24, maxShift: 4 });
+/** CIFAR-10's training recipe: the random crops, then the official flips, brightness and contrast changes. */
+export const CIFAR10_TRAIN: Readonly<CanvasOptions> = Object.freeze({ ...CIFAR10_CROPS, augment: CIFAR10_AUGMENT });
+
+/** The stream of the distortions' generator (a step's: exampleSeed(seed, AUGMENT_STREAM, step)). */
+const AUGMENT_STREAM = 0xc01a;
 
 function checkCanvas(canvas: number, what: string): void {
   if (!Number.isInteger(canvas) || canvas < 1) throw new Error(`${what}: canvas = ${canvas}, expected a positive integer`);
@@ -98,6 +112,7 @@ export class CanvasBatches extends TrainingBatches {
     super(data, batchSize, seed, options.maxShift);
     checkCanvas(options.canvas, 'CanvasBatches');
     checkShift(options.maxShift, 'CanvasBatches');
+    if (options.augment) checkAugmentRanges(options.augment, 'CanvasBatches');
     this.scratch = new Uint8Array(data.channels * options.canvas * options.canvas);
   }
 
@@ -122,6 +137,16 @@ export class CanvasBatches extends TrainingBatches {
       for (let p = 0; p < size; p++) images[b * size + p] = BYTE_TO_UNIT[this.scratch[p]];
       labels[b] = this.data.labels[i];
     }
+    const augments = this.augmentations(step);
+    augments?.forEach((a, b) => augmentImage(images, b * size, this.data.channels, canvas, a));
+  }
+
+  /** The distortions of step `step`'s examples, in batch order (null without options.augment). */
+  augmentations(step: number): ColourAugment[] | null {
+    const ranges = this.options.augment;
+    if (!ranges) return null;
+    const rng = new Rng(exampleSeed(this.seed, AUGMENT_STREAM, step));
+    return Array.from({ length: this.batchSize }, () => drawAugment(rng, ranges));
   }
 }
 

@@ -93,3 +93,86 @@ export function concatCifarBatches(parts: Dataset[], source: string): Dataset {
   }
   return { images, labels, count, height: CIFAR_SIDE, width: CIFAR_SIDE, channels: CIFAR_CHANNELS };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Training distortions of the 24x24 crops, as the official implementation has them
+// (research/capsules/input_data/cifar10/cifar10_input.py, _distort_resize): after the random crop,
+// a random horizontal flip (probability 1/2), a random brightness change (one delta added to every
+// pixel of every channel, uniform in [-63, 63] on the 0-255 scale: +-63/255 here, where pixels are
+// byte / 255) and a random contrast change (per channel: x -> (x - mean) * factor + mean, the mean
+// over the crop's pixels of that channel, factor uniform in [0.2, 1.8]), in that order.
+// Two differences from the official pipeline, both because our inputs are pixel / 255 without
+// per-image standardisation (the test crops too): the result is clamped to [0, 1], so training
+// inputs stay in the range of the test inputs; and the brightness change is not undone afterwards
+// (the official code's per_image_standardization subtracts the image mean, which cancels it).
+// The draws come from a generator of the step (CanvasBatches), so a batch stays a function of
+// (seed, step). Tests: test/cifar-augment.test.ts.
+
+/** The ranges of the distortions (CIFAR10_AUGMENT: the official ones). */
+export interface ColourAugmentRanges {
+  /** Mirror left-right with probability 1/2. */
+  flip: boolean;
+  /** Brightness delta uniform in [-maxBrightnessDelta, maxBrightnessDelta] (pixel values are byte / 255). */
+  maxBrightnessDelta: number;
+  /** Contrast factor uniform in [minContrast, maxContrast] (1, 1: unchanged). */
+  minContrast: number;
+  maxContrast: number;
+}
+
+export const CIFAR10_AUGMENT: Readonly<ColourAugmentRanges> = Object.freeze({
+  flip: true, maxBrightnessDelta: 63 / 255, minContrast: 0.2, maxContrast: 1.8,
+});
+
+/** The distortion of one example. */
+export interface ColourAugment {
+  flip: boolean;
+  brightness: number;
+  contrast: number;
+}
+
+export function checkAugmentRanges(r: Readonly<ColourAugmentRanges>, what: string): void {
+  if (typeof r.flip !== 'boolean') throw new Error(`${what}: flip = ${String(r.flip)}, expected true or false`);
+  if (!(Number.isFinite(r.maxBrightnessDelta) && r.maxBrightnessDelta >= 0)) throw new Error(`${what}: maxBrightnessDelta = ${r.maxBrightnessDelta}, expected a finite number >= 0`);
+  if (!(Number.isFinite(r.minContrast) && Number.isFinite(r.maxContrast) && r.minContrast >= 0 && r.minContrast <= r.maxContrast)) {
+    throw new Error(`${what}: contrast range [${r.minContrast}, ${r.maxContrast}], expected finite 0 <= minContrast <= maxContrast`);
+  }
+}
+
+/**
+ * One example's distortion from `rng`: three draws always (flip, brightness, contrast), so the
+ * generator's position does not depend on the ranges.
+ */
+export function drawAugment(rng: { next(): number }, ranges: Readonly<ColourAugmentRanges>): ColourAugment {
+  const flip = rng.next() < 0.5;
+  const brightness = (2 * rng.next() - 1) * ranges.maxBrightnessDelta;
+  const contrast = ranges.minContrast + (ranges.maxContrast - ranges.minContrast) * rng.next();
+  return { flip: ranges.flip && flip, brightness, contrast };
+}
+
+/**
+ * Applies `a` in place to one planar image [channels, side, side] at `images[offset]`: mirror,
+ * brightness, contrast around each channel's mean, then clamp to [0, 1] (in f64, stored as f32).
+ */
+export function augmentImage(images: Float32Array, offset: number, channels: number, side: number, a: ColourAugment): void {
+  const plane = side * side;
+  if (offset < 0 || offset + channels * plane > images.length) {
+    throw new Error(`augmentImage: an image of ${channels}x${side}x${side} at ${offset} does not fit in ${images.length} values`);
+  }
+  const channel = new Float64Array(plane);
+  for (let c = 0; c < channels; c++) {
+    const base = offset + c * plane;
+    let sum = 0;
+    for (let y = 0; y < side; y++) {
+      for (let x = 0; x < side; x++) {
+        const v = images[base + y * side + (a.flip ? side - 1 - x : x)] + a.brightness;
+        channel[y * side + x] = v;
+        sum += v;
+      }
+    }
+    const mean = sum / plane;
+    for (let p = 0; p < plane; p++) {
+      const v = (channel[p] - mean) * a.contrast + mean;
+      images[base + p] = v > 0 ? (v < 1 ? v : 1) : 0;
+    }
+  }
+}
