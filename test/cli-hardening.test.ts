@@ -112,6 +112,8 @@ hardening('train --resume refuses stored run options that break the flags\' rule
     ['data 42', { ...GOOD_OPTIONS, data: 42 }, /options\.data: expected a folder path of at most 4096 characters or null \(as --data\), got 42$/],
     ['data a long string', { ...GOOD_OPTIONS, data: 'd'.repeat(5000) }, /options\.data: expected a folder path of at most 4096 characters or null \(as --data\), got "d{79}\.\.\. \(5002 characters\)$/],
     ['dataOptions.canvas "x"', { ...GOOD_OPTIONS, dataOptions: { canvas: 'x', maxShift: 2 } }, /options\.dataOptions\.canvas: expected an integer >= 1, got "x"$/],
+    ['dataOptions.augment contrast reversed', { ...GOOD_OPTIONS, dataOptions: { canvas: 28, maxShift: 2, augment: { flip: true, maxBrightnessDelta: 0.2, minContrast: 1.8, maxContrast: 0.2 } } }, /options\.dataOptions\.augment: expected valid distortion ranges \(contrast range \[1\.8, 0\.2\]/],
+    ['dataOptions.augment a string', { ...GOOD_OPTIONS, dataOptions: { canvas: 28, maxShift: 2, augment: 'flip' } }, /options\.dataOptions\.augment: expected an object \{ flip, maxBrightnessDelta, minContrast, maxContrast \}, got "flip"$/],
     ['options an array', [1, 2], /__metadata__\.training\.options: expected a JSON object of run options, got an array$/],
     // A megabyte of text is quoted clipped, not whole.
     ['batchSize a long string', { ...GOOD_OPTIONS, batchSize: 'x'.repeat(1 << 20) }, /options\.batchSize: expected an integer >= 1 \(as --batch-size\), got "x{79}\.\.\. \(1048578 characters\)$/],

@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Dataset, fillBatch } from '../data/dataset.ts';
 import { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, CIFAR10_TRAIN, fillCentred, fillAffineTest } from '../data/affine.ts';
+import type { ColourAugmentRanges } from '../data/cifar.ts';
 import { MultiMnistBatches, MultiMnistTestSet, type MultiMnistOptions } from '../data/multimnist.ts';
 import { loadMnist } from '../io/idx-file.ts';
 import { CIFAR10_TEST_FILE, cifar10Folder, loadCifar10, readCifarBatch } from '../io/cifar-file.ts';
@@ -121,10 +122,23 @@ export function checkBatchFits(
 }
 
 /** Training batches of the experiment, a pure function of (seed, step). */
-export function experimentBatches(experiment: ExperimentName, train: Dataset, batchSize: number, seed: number, maxShift: number): BatchSource {
+/** The colour distortions a new run of `experiment` trains with (stored in its run options' dataOptions). */
+export function experimentAugment(experiment: ExperimentName): Readonly<ColourAugmentRanges> | undefined {
+  return experiment === 'cifar10' ? CIFAR10_TRAIN.augment : undefined;
+}
+
+/**
+ * The training batches of `experiment`. `augment`: the run's colour distortions (CanvasBatches
+ * experiments only): a resumed run passes what its checkpoint stored, so it continues with the
+ * batches it started with even if the experiment's default changed since.
+ */
+export function experimentBatches(
+  experiment: ExperimentName, train: Dataset, batchSize: number, seed: number, maxShift: number,
+  augment: Readonly<ColourAugmentRanges> | undefined = experimentAugment(experiment),
+): BatchSource {
   switch (experiment) {
-    case 'affnist': return new CanvasBatches(train, batchSize, seed, { canvas: AFFNIST_TRAIN.canvas, maxShift });
-    case 'cifar10': return new CanvasBatches(train, batchSize, seed, { ...CIFAR10_TRAIN, maxShift });
+    case 'affnist': return new CanvasBatches(train, batchSize, seed, { canvas: AFFNIST_TRAIN.canvas, maxShift, ...(augment ? { augment } : {}) });
+    case 'cifar10': return new CanvasBatches(train, batchSize, seed, { ...CIFAR10_CROPS, maxShift, ...(augment ? { augment } : {}) });
     case 'multimnist': return new MultiMnistBatches(train, batchSize, seed, multiMnistOptions(maxShift));
     default: return new TrainingBatches(train, batchSize, seed, maxShift);
   }

@@ -18,14 +18,20 @@ commands:
                                  (--full: the paper's whole schedule; run it again to resume)
   train --out DIR [flags]        train CapsNet or the paper's baseline CNN (see below); --resume
                                  continues a stopped run exactly
-  eval --checkpoint FILE [--limit N] [--output FILE.json] [--data DIR] [--batch-size N]
-       [--experiment NAME] [--test-seed N]
+  eval --checkpoint FILE [--checkpoint FILE2 ...] [--limit N] [--output FILE.json] [--data DIR]
+       [--batch-size N] [--experiment NAME] [--test-seed N]
                                  test accuracy, error and confusion matrix; --output writes every
-                                 image's label, prediction and 10 capsule lengths (baseline: logits);
-                                 the experiment, test seed and data default to the checkpoint's
+                                 image's label, prediction and capsule lengths (baseline: logits);
+                                 the experiment, test seed and data default to the checkpoint's.
+                                 Several --checkpoint: an ensemble on the first one's test set (mean
+                                 capsule lengths; baseline: mean softmax probabilities), each
+                                 member's accuracy and the ensemble's; they must share experiment,
+                                 model, classes and input shape
   figures --checkpoint FILE --out DIR [--metrics FILE] [--data DIR]
                                  training curves (SVG), reconstructions and the 16 x 11
-                                 dimension-perturbation grid of each digit (PNG; CapsNet only)
+                                 dimension-perturbation grid of each digit (PNG; CapsNet only);
+                                 MultiMNIST: test pairs next to their two reconstructions in red
+                                 and green (multimnist-reconstructions.png + .json)
   doctor [--backend B] [--all]   show the WebGPU adapter in use, its limits and features, and
                                  check that a kernel computes correct numbers on it
                                  (--all: try every backend: default, vulkan, opengl)
@@ -40,8 +46,9 @@ train flags:
       multimnist     two overlapping digits on 36x36 (--shift 4, or 6), two-hot margin targets and a
                      reconstruction of each; accuracy: both digits are the two longest capsules
                      (CapsNet only)
-      cifar10        random 24x24 crops (--shift 4) of CIFAR-10 (--data DIR of the binary batches),
-                     64 primary types, same padding, leaky routing, no decoder; tested on centre crops
+      cifar10        random 24x24 crops (--shift 4) of CIFAR-10 (--data DIR of the binary batches)
+                     with random flips, brightness and contrast changes; 64 primary types, same
+                     padding, leaky routing, no decoder; tested on centre crops
       --test-seed N (1): the generated test sets (affnist, multimnist), one example per test image,
       --eval-limit N caps them. --resume keeps the run's experiment (another one is refused).
   --model capsnet|baseline       CapsNet (default) or the paper's baseline CNN (3 convs, 2 FC,

@@ -7,6 +7,7 @@
 import { MODEL_KINDS, type ModelKind } from '../io/checkpoint.ts';
 import { clip } from '../io/safetensors.ts';
 import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
+import { type ColourAugmentRanges, checkAugmentRanges } from '../data/cifar.ts';
 import { MAX_PATH_CHARACTERS, UsageError, intFlag, integerRange, numberFlag } from './args.ts';
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
@@ -26,7 +27,7 @@ export interface RunOptions {
   /** Absent in runs written before the experiments existed: mnist. */
   experiment?: ExperimentName;
   /** The data recipe: the canvas the model sees and the training shift (the same as maxShift). */
-  dataOptions?: { canvas: number; maxShift: number };
+  dataOptions?: { canvas: number; maxShift: number; augment?: ColourAugmentRanges };
   /** Seed of the generated test sets (affnist, multimnist). */
   testSeed?: number;
 }
@@ -124,7 +125,18 @@ export function checkStoredOptions(raw: unknown, checkpointPath: string, command
     if (typeof d !== 'object' || d === null || Array.isArray(d)) fail('dataOptions', 'an object { canvas, maxShift }', d);
     if (!meets({ kind: 'int', flag: '', min: 1 }, d!.canvas)) fail('dataOptions.canvas', 'an integer >= 1', d!.canvas);
     if (!meets(RUN_OPTION_RULES.maxShift, d!.maxShift)) fail('dataOptions.maxShift', expectedOf(RUN_OPTION_RULES.maxShift), d!.maxShift);
-    out.dataOptions = { canvas: d!.canvas as number, maxShift: d!.maxShift as number };
+    let augment: ColourAugmentRanges | undefined;
+    if (d!.augment !== undefined) {
+      const a = d!.augment as Record<string, unknown> | null;
+      if (typeof a !== 'object' || a === null || Array.isArray(a)) fail('dataOptions.augment', 'an object { flip, maxBrightnessDelta, minContrast, maxContrast }', a);
+      augment = { flip: a!.flip as boolean, maxBrightnessDelta: a!.maxBrightnessDelta as number, minContrast: a!.minContrast as number, maxContrast: a!.maxContrast as number };
+      try {
+        checkAugmentRanges(augment, 'dataOptions.augment');
+      } catch (error) {
+        fail('dataOptions.augment', `valid distortion ranges (${(error as Error).message.replace(/^dataOptions\.augment: /, '')})`, a);
+      }
+    }
+    out.dataOptions = { canvas: d!.canvas as number, maxShift: d!.maxShift as number, ...(augment ? { augment } : {}) };
   }
   return out;
 }

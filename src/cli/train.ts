@@ -23,7 +23,7 @@ import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy } from '
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
-import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
+import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
@@ -148,6 +148,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const decayRate = pick('decay-rate', (v) => ruleFlag('decayRate', v, 0.96), stored?.decayRate);
   const decaySteps = pick('decay-steps', (v) => ruleFlag('decaySteps', v, 2000), stored?.decaySteps);
   const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored?.maxShift);
+  // A resumed run keeps the distortions it started with (none if it stored none), so its batches
+  // stay the same even if the experiment's default changed since.
+  const augment = stored ? stored.dataOptions?.augment : experimentAugment(experiment);
   const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), stored?.limit ?? null);
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), stored?.validation);
   const dataDir = pick('data', (v) => pathFlag(v, '--data') ?? null, stored?.data ?? null);
@@ -232,7 +235,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
   const options: RunOptions = {
     model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps,
-    experiment, dataOptions: { canvas, maxShift }, testSeed,
+    experiment, dataOptions: { canvas, maxShift, ...(augment ? { augment } : {}) }, testSeed,
   };
   const evalSets = experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
 
@@ -283,7 +286,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const previousSkips = Number((previous?.training as { consecutiveSkips?: unknown } | undefined)?.consecutiveSkips ?? 0);
     let batches;
     try {
-      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift);
+      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift, augment);
     } catch (error) {
       throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
     }
