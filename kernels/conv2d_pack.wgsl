@@ -28,6 +28,9 @@
 //   col2im            dcols [rows, NR4 * 4] (PyTorch k order) -> dx [b0 .. b0 + Bc) for a group of Bc images (base = b0 Cin H W):
 //                     dx[b, ci, iy, ix] = sum over ky, kx with oy = (iy + py - ky) / sy, ox = (ix + px - kx) / sx integral
 //                     and in range of dcols[(b * OH + oy) * OW + ox, (ci * KH + ky) * KW + kx]   (a gather)
+//   col2im_channels   the same gather from dcols [rows, NR4] of vec4 in the column order 'channels' (k = (ky KW + kx) 4 CG + ci,
+//                     kernels/conv2d_pack_tex.wgsl pack_weight_rows_channels_tex): one invocation per 4 channels
+//                     (b, 4 c .. 4 c + 3, iy, ix), c fastest, one vec4 load per tap instead of four scalar loads
 // Reference: test/reference/conv2d.ts. Test: test/conv2d.test.ts (through the gemm variant).
 
 override WG: u32 = 64;
@@ -322,4 +325,59 @@ fn col2im(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     oy -= 1;
   }
   pc_dx[pc.base + i] = acc;
+}
+
+// ---- col2im_channels ----
+struct Col2imChannelsParams {
+  Cin: u32, H: u32, W: u32, KH: u32,
+  KW: u32, sy: u32, sx: u32, py: u32,
+  px: u32, OH: u32, OW: u32, NR4: u32,
+  CG: u32, base: u32, total: u32,
+}
+@group(0) @binding(0) var<uniform> pcc: Col2imChannelsParams;
+@group(0) @binding(1) var<storage, read> pcc_cols: array<vec4f>;
+@group(0) @binding(2) var<storage, read_write> pcc_dx: array<f32>;
+
+@compute @workgroup_size(WG)
+fn col2im_channels(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= pcc.total) { return; }
+  // Channel blocks fastest: neighbouring lanes walk the same taps (no divergence) and read
+  // neighbouring vec4s of the same rows of dcols.
+  let c = i % pcc.CG;
+  var t = i / pcc.CG;
+  let ix = t % pcc.W;
+  t = t / pcc.W;
+  let iy = t % pcc.H;
+  let b = t / pcc.H;
+  // The taps as in col2im: ky = ky0, ky0 + sy, ... with oy = oy0, oy0 - 1, ... (and the same along x).
+  let ty = iy + pcc.py;
+  let tx = ix + pcc.px;
+  let ky0 = ty % pcc.sy;
+  let kx0 = tx % pcc.sx;
+  let oy0 = i32(ty / pcc.sy);
+  let ox0 = i32(tx / pcc.sx);
+  var acc = vec4f(0.0);
+  var oy = oy0;
+  for (var ky = ky0; ky < pcc.KH; ky += pcc.sy) {
+    if (oy >= 0 && oy < i32(pcc.OH)) {
+      var ox = ox0;
+      let rowBase = (b * pcc.OH + u32(oy)) * pcc.OW;
+      let colBase = ky * pcc.KW * pcc.CG + c;
+      for (var kx = kx0; kx < pcc.KW; kx += pcc.sx) {
+        if (ox >= 0 && ox < i32(pcc.OW)) {
+          acc += pcc_cols[(rowBase + u32(ox)) * pcc.NR4 + colBase + kx * pcc.CG];
+        }
+        ox -= 1;
+      }
+    }
+    oy -= 1;
+  }
+  let hw = pcc.H * pcc.W;
+  let ci = 4u * c;
+  let o = pcc.base + ((b * pcc.Cin + ci) * pcc.H + iy) * pcc.W + ix;
+  pcc_dx[o] = acc.x;
+  if (ci + 1u < pcc.Cin) { pcc_dx[o + hw] = acc.y; }
+  if (ci + 2u < pcc.Cin) { pcc_dx[o + 2u * hw] = acc.z; }
+  if (ci + 3u < pcc.Cin) { pcc_dx[o + 3u * hw] = acc.w; }
 }

@@ -16,6 +16,9 @@
 //                         for k = (kp CG + c) 4 + i (the four k of a step side by side; kpb kernel positions per block)
 //   pack_weight_rows_tex  wr [4 CO4, NR4] -> R: texel (4 (n % cpb) + i, (n / cpb) CO4 + cb) = wr[4 cb + i, n]
 //                         (cpb columns n per block, a multiple of 4: a workgroup's 16 columns share a block)
+//   pack_weight_rows_channels_tex  the same texture for the grad-input GEMM's column order 'channels':
+//                         column k = (ky KW + kx) 4 CG + ci (input channels innermost, padded to 4 CG with
+//                         zeros), so that a vec4 of the column gradient holds 4 channels of one tap (col2im_channels)
 //   pack_grad_out_tex     dp [rows, CO4] -> D: texel ((m / rpb) CO4 + c, m % rpb)
 //   pack_grad_out_t_tex   dpt [rowsPad, MT4] -> T: texel (q % qpb, (q / qpb) rowsPad + co)
 // Reference: test/reference/conv2d.ts. Test: test/conv2d.test.ts (through the gemm variant with texture operands).
@@ -187,6 +190,39 @@ fn pack_weight_rows_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgrou
   let co = i / pr.NR4;
   let v = vec4f(row_weight(co, n), row_weight(co, n + 1u), row_weight(co, n + 2u), row_weight(co, n + 3u));
   textureStore(pr_wr, vec2u(4u * (n4 % pr.cpb) + co % 4u, (n4 / pr.cpb) * pr.CO4 + co / 4u), v);
+}
+
+// ---- pack_weight_rows_channels_tex ----
+struct RowsChannelsParams { Cout: u32, Cin: u32, KT: u32, CG: u32, NR4: u32, total: u32, CO4: u32, cpb: u32 }
+@group(0) @binding(0) var<uniform> prc: RowsChannelsParams;
+@group(0) @binding(1) var<storage, read> prc_w: array<f32>;
+@group(0) @binding(2) var prc_wr: texture_storage_2d<rgba32float, write>;
+
+/** w[co, ci, tap] (tap = ky KW + kx; KT = KH KW taps), zero past the channels, taps or rows. */
+fn row_weight_channels(co: u32, ci: u32, tap: u32) -> f32 {
+  if (co >= prc.Cout || ci >= prc.Cin || tap >= prc.KT) { return 0.0; }
+  return prc_w[(co * prc.Cin + ci) * prc.KT + tap];
+}
+
+@compute @workgroup_size(WG)
+fn pack_weight_rows_channels_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let i = linear(wid, nwg, lid);
+  if (i >= prc.total) { return; }
+  // Invocations in w's memory order (tap fastest) over the KT CG texels of a row, then its padding:
+  // neighbouring lanes read neighbouring floats.
+  let r = i % prc.NR4;
+  let co = i / prc.NR4;
+  var n4 = r;
+  var tap = prc.KT;
+  var ci = 0u;
+  if (r < prc.KT * prc.CG) {
+    let c = r / prc.KT;
+    tap = r - c * prc.KT;
+    ci = 4u * c;
+    n4 = tap * prc.CG + c;
+  }
+  let v = vec4f(row_weight_channels(co, ci, tap), row_weight_channels(co, ci + 1u, tap), row_weight_channels(co, ci + 2u, tap), row_weight_channels(co, ci + 3u, tap));
+  textureStore(prc_wr, vec2u(4u * (n4 % prc.cpb) + co % 4u, (n4 / prc.cpb) * prc.CO4 + co / 4u), v);
 }
 
 // ---- pack_grad_out_tex, pack_grad_out_t_tex ----

@@ -30,7 +30,9 @@ type Shape4 = [number, number, number, number];
  * one image per grad-input group, three grad-weight slabs and chunks of 8 rows (with textures: every
  * texture folded as far as it can be, by the smallest texture limit that fits): every code path of
  * the gemm kernels (split-K accumulation, groups, slabs, folds, both packings, both register blocks)
- * on every shape. The subgroup configurations need subgroups of exactly 8 invocations (llvmpipe on
+ * on every shape. Grad input's column order: 'kernel' with buffer operands; with textures as chosen
+ * ('channels' where Cin pads to 4 with little waste: Cin = 4 and PrimaryCaps here, 'kernel' for
+ * the other shapes) and 'channels' in the texture stress plan (every shape, Cin padded to 4). The subgroup configurations need subgroups of exactly 8 invocations (llvmpipe on
  * Vulkan), the texture ones read-only storage textures; elsewhere they are skipped, and say so.
  */
 interface Config {
@@ -54,6 +56,7 @@ function stress(operands: 'buffer' | 'subgroups' | 'texture'): Config {
         pack: chosen.pack === 'channels' ? 'kx' : chosen.pack === 'kx' ? 'channels' : 'kx',
         subgroups,
         operands: operands === 'texture' ? 'texture' : 'buffer',
+        gradInputColumns: operands === 'texture' ? 'channels' : 'kernel',
         forwardTiles: small, gradInputTiles: small, gradWeightTiles: small,
         forwardChunk: 1, gradInputGroup: 1, gradWeightSlabs: 3, gradWeightChunk: 8,
       };
@@ -66,8 +69,8 @@ function stress(operands: 'buffer' | 'subgroups' | 'texture'): Config {
 }
 const CONFIGS: Config[] = [
   { label: 'direct', needs: null, options: () => ({ variant: 'direct' }) },
-  { label: 'gemm', needs: null, options: () => ({ variant: 'gemm', plan: { subgroups: false, operands: 'buffer' } }) },
-  { label: 'gemm subgroups', needs: 'subgroups', options: () => ({ variant: 'gemm', plan: { subgroups: true, operands: 'buffer' } }) },
+  { label: 'gemm', needs: null, options: () => ({ variant: 'gemm', plan: { subgroups: false, operands: 'buffer', gradInputColumns: 'kernel' } }) },
+  { label: 'gemm subgroups', needs: 'subgroups', options: () => ({ variant: 'gemm', plan: { subgroups: true, operands: 'buffer', gradInputColumns: 'kernel' } }) },
   { label: 'gemm textures', needs: 'textures', options: () => ({ variant: 'gemm', plan: { subgroups: false, operands: 'texture' } }) },
   stress('buffer'),
   stress('subgroups'),
@@ -526,6 +529,21 @@ planning('chooseConv2dPlan: texture operands on software adapters with read-only
   // Textures that cannot fit even folded (a 64-texel limit cannot hold a 20 x 64-channel row of the packed input): buffers.
   const tiny = chooseConv2dPlan(primary, { ...TEXTURES, maxTextureDimension2D: 64, subgroups8: true });
   assert.equal([tiny.operands, tiny.subgroups], ['buffer', true]);
+  assert.is(tiny.gradInputColumns, 'kernel', 'buffer operands: PyTorch column order');
+});
+
+planning('chooseConv2dPlan: grad input gathers vec4s of 4 channels (column order \'channels\') with textures where Cin pads to 4 with at most 1/8 waste', () => {
+  const TEXTURES = { ...SOFTWARE, readOnlyStorageTextures: true, maxTextureDimension2D: 16384 };
+  const columns = (Cin: number, device: Conv2dDeviceInfo = TEXTURES) => chooseConv2dPlan(conv2dGeometry([32, Cin, 20, 20], [64, Cin, 9, 9], null, { stride: 2 }), device).gradInputColumns;
+  for (const B of [32, 128]) {
+    const primary = chooseConv2dPlan(conv2dGeometry([B, 256, 20, 20], [256, 256, 9, 9], [256], { stride: 2 }), TEXTURES);
+    assert.is(primary.gradInputColumns, 'channels', `PrimaryCaps at batch ${B}`);
+  }
+  assert.is(chooseConv2dPlan(conv2dGeometry([32, 1, 28, 28], [256, 1, 9, 9], [256], { relu: true }), TEXTURES).gradInputColumns, 'kernel', 'Conv1: Cin = 1 would pad 4x');
+  assert.equal([4, 8, 24, 25, 36].map((c) => columns(c)), ['channels', 'channels', 'channels', 'channels', 'channels'], '28 / 25 <= 9 / 8');
+  assert.equal([1, 3, 5, 9, 17].map((c) => columns(c)), ['kernel', 'kernel', 'kernel', 'kernel', 'kernel'], '20 / 17 > 9 / 8');
+  assert.is(columns(256, SOFTWARE), 'kernel', 'no textures');
+  assert.is(columns(256, { ...HARDWARE, readOnlyStorageTextures: true }), 'kernel', 'GPUs keep buffers');
 });
 
 planning('each test configuration runs the operands it names (the texture ones really use textures)', async () => {
@@ -537,6 +555,15 @@ planning('each test configuration runs the operands it names (the texture ones r
     if (config.label === 'direct') assert.equal([plan.forward, plan.gradInput, plan.gradWeight], ['direct', 'direct', 'direct']);
     else assert.is(plan.operands, config.needs === 'textures' ? 'texture' : 'buffer', config.label);
     assert.is(plan.subgroups, config.needs === 'subgroups', config.label);
+  }
+  const texture = CONFIGS.find((c) => c.label.startsWith('gemm textures ('))!;
+  if (!(await missing(texture))) {
+    for (const c of [...ODD_CASES, conv1b1, primaryb1]) {
+      const geo = conv2dGeometry(c.xShape, c.wShape, null, c.options);
+      assert.is(conv2dPlan(ctx, geo, texture.options(geo)).gradInputColumns, 'channels', `${texture.label}: ${describe(c)}`);
+    }
+    assert.is(conv2dPlan(ctx, conv2dGeometry(primaryb1.xShape, primaryb1.wShape, null, primaryb1.options), { variant: 'gemm', plan: { operands: 'texture', subgroups: false } }).gradInputColumns, 'channels', 'gemm textures: PrimaryCaps');
+    assert.is(conv2dPlan(ctx, g, { variant: 'gemm', plan: { operands: 'texture', subgroups: false } }).gradInputColumns, 'kernel', 'gemm textures: Cin = 5');
   }
 });
 
@@ -568,7 +595,8 @@ planning('chooseConv2dPlan: tiny shapes go direct; passes whose buffers do not f
   assert.ok(plan.gradInputGroup * 36 * 20736 * 4 <= 16 << 20, 'grad-input groups fit the limit');
   const ctx = await gpu();
   const big = conv2dGeometry([4096, 256, 20, 20], [256, 256, 9, 9], null, { stride: 2 });
-  assert.throws(() => conv2dPlan(ctx, big, { variant: 'gemm', plan: { operands: 'buffer', subgroups: false } }), (e: Error) => e instanceof ShapeError && /packed input/.test(e.message));
+  assert.throws(() => conv2dPlan(ctx, big, { variant: 'gemm', plan: { operands: 'buffer', subgroups: false, gradInputColumns: 'kernel' } }), (e: Error) => e instanceof ShapeError && /packed input/.test(e.message));
+  assert.throws(() => conv2dPlan(ctx, g, { variant: 'gemm', plan: { operands: 'buffer', subgroups: false, gradInputColumns: 'channels' } }), (e: Error) => e instanceof ShapeError && /gradInputColumns = 'channels' is implemented for texture operands only/.test(e.message));
   assert.throws(() => conv2dPlan(ctx, g, { variant: 'gemm', plan: { forwardTiles: { wg: 8, rows: 5 as 4 } } }), (e: Error) => e instanceof ShapeError && /bad gemm tiles/.test(e.message));
   assert.throws(() => conv2dPlan(ctx, g, { variant: 'gemm', plan: { subgroups: true, forwardTiles: { wg: 16, rows: 8 } } }), (e: Error) => e instanceof ShapeError && /wg 8/.test(e.message));
   if (ctx.hasReadOnlyStorageTextures) {

@@ -6,9 +6,14 @@
 //
 //   node --import ./tools/register-ts.mjs tools/bench-conv.ts [--backend default|vulkan|opengl]
 //        [--batch 32,128] [--runs 5] [--warmup 2] [--layers primary,conv1] [--variant gemm|direct]
-//        [--operands chosen,buffer,subgroups,texture] [--json out.json]
+//        [--operands chosen,buffer,subgroups,texture] [--parts] [--json out.json]
 // --operands times the gemm variant with each kind of operands side by side ('chosen': the plan's own
 // choice for this adapter; kinds the device lacks are left out).
+// --parts adds, for each layer's chosen grad-input plan, one row per kernel of that pass: the same
+// pass recorded with only that kernel's dispatches kept (the others are dropped, so its results are
+// meaningless; only the time is of interest). The rows' GFLOP/s use the whole pass's flops: their
+// ms add up to about the pass's. Then the whole pass, and (texture operands) the whole pass with the
+// other grad-input column order (plan.gradInputColumns), for a comparison within one run.
 //
 // The machine is shared and noisy: besides wall-clock GFLOP/s, each row shows GFLOP per CPU-second
 // of the process's threads other than the main one (llvmpipe's workers; Linux /proc only), a
@@ -20,8 +25,9 @@
 import { parseArgs } from 'node:util';
 import { writeFileSync } from 'node:fs';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
-import type { Conv2dPlan, Conv2dVariant } from '../src/ops/conv2d.ts';
-import { type MatmulOperands, type Row, convLayerCases, matmulCase, matmulOperands, measure, printTable } from './bench/lib.ts';
+import { type Conv2dPlan, type Conv2dVariant, conv2dGeometry, conv2dPlan } from '../src/ops/conv2d.ts';
+import type { GpuContext } from '../src/gpu/context.ts';
+import { CONV_LAYERS, type Case, type MatmulOperands, type Row, convLayerCases, matmulCase, matmulOperands, measure, printTable } from './bench/lib.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -33,6 +39,7 @@ const { values: args } = parseArgs({
     variant: { type: 'string' },
     operands: { type: 'string', default: 'chosen' },
     json: { type: 'string' },
+    parts: { type: 'boolean', default: false },
   },
 });
 
@@ -57,9 +64,10 @@ try {
     for (const key of args.layers!.split(',')) {
       for (const kind of args.operands!.split(',')) {
         if (!(kind === 'chosen' || available.includes(kind as MatmulOperands))) continue;
-        const override: Partial<Conv2dPlan> | undefined = kind === 'chosen' ? undefined : { operands: kind === 'texture' ? 'texture' : 'buffer', subgroups: kind === 'subgroups' };
+        const override: Partial<Conv2dPlan> | undefined = kind === 'chosen' ? undefined : { operands: kind === 'texture' ? 'texture' : 'buffer', subgroups: kind === 'subgroups', ...(kind === 'texture' ? {} : { gradInputColumns: 'kernel' as const }) };
         cases.push(...convLayerCases(ctx, key, B, kind === 'chosen' ? variant : 'gemm', kind === 'chosen' ? '' : `[${kind}] `, override));
       }
+      if (args.parts) cases.push(...gradInputParts(ctx, key, B));
     }
     const rows = await measure(ctx, cases, { runs, warmup });
     cases.forEach((c) => c.dispose());
@@ -69,4 +77,54 @@ try {
   if (args.json) writeFileSync(args.json, JSON.stringify({ adapter: ctx.adapter, runs, warmup, rows: all }, null, 2));
 } finally {
   ctx.destroy();
+}
+
+/** The chosen grad-input pass of a layer, once per kernel it uses, with only that kernel's dispatches kept (see --parts). */
+function gradInputParts(context: GpuContext, key: string, B: number): Case[] {
+  const [forward, gradInput, gradWeight] = convLayerCases(context, key, B, variant);
+  forward.dispose();
+  const parts: Case[] = [];
+  const names = kernelNames(gradInput);
+  for (const name of names) {
+    parts.push({
+      ...gradInput, what: `${gradInput.what} [${name.replace(/^conv2d_(pack(_tex)?\.)?/, '')}]`, note: 'only this kernel',
+      run: () => {
+        const dispatch = context.dispatch;
+        context.dispatch = function (this: GpuContext, kernel, ...rest) {
+          if (kernel.name === name) dispatch.call(this, kernel, ...rest);
+        };
+        try {
+          gradInput.run();
+        } finally {
+          context.dispatch = dispatch;
+        }
+      },
+      check: undefined, dispose: () => {},
+    });
+  }
+  parts.push({ ...gradInput, what: `${gradInput.what} (whole)`, dispose: gradWeight.dispose });
+  // The same pass with the other grad-input column order (where the plan's operands allow both).
+  const chosen = conv2dPlan(context, conv2dGeometry(CONV_LAYERS[key].x(B), CONV_LAYERS[key].w, null, CONV_LAYERS[key].options), { ...CONV_LAYERS[key].options, variant });
+  if (chosen.operands === 'texture') {
+    const other = chosen.gradInputColumns === 'channels' ? 'kernel' : 'channels';
+    const [f, gi, gw] = convLayerCases(context, key, B, variant, '', { gradInputColumns: other });
+    f.dispose();
+    parts.push({ ...gi, what: `${gi.what} (columns ${other})`, dispose: gw.dispose });
+  }
+  return parts;
+}
+
+/** The kernels one run of a case would dispatch, by name, in order of first use (nothing is dispatched). */
+function kernelNames(c: Case): string[] {
+  const names: string[] = [];
+  const dispatch = ctx.dispatch;
+  ctx.dispatch = function (kernel) {
+    if (!names.includes(kernel.name)) names.push(kernel.name);
+  };
+  try {
+    c.run();
+  } finally {
+    ctx.dispatch = dispatch;
+  }
+  return names;
 }

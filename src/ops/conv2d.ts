@@ -79,10 +79,12 @@ const KERNELS = {
   packGradOutT: { name: 'conv2d_pack.pack_grad_out_t', code: packWgsl, entryPoint: 'pack_grad_out_t' } as KernelSpec,
   finalizeGradWeight: { name: 'conv2d_pack.finalize_grad_weight', code: packWgsl, entryPoint: 'finalize_grad_weight' } as KernelSpec,
   col2im: { name: 'conv2d_pack.col2im', code: packWgsl, entryPoint: 'col2im' } as KernelSpec,
+  col2imChannels: { name: 'conv2d_pack.col2im_channels', code: packWgsl, entryPoint: 'col2im_channels' } as KernelSpec,
   packInputTex: { name: 'conv2d_pack_tex.pack_input_tex', code: packTexWgsl, entryPoint: 'pack_input_tex' } as KernelSpec,
   packTapsTex: { name: 'conv2d_pack_tex.pack_taps_tex', code: packTexWgsl, entryPoint: 'pack_taps_tex' } as KernelSpec,
   packWeightTex: { name: 'conv2d_pack_tex.pack_weight_tex', code: packTexWgsl, entryPoint: 'pack_weight_tex' } as KernelSpec,
   packWeightRowsTex: { name: 'conv2d_pack_tex.pack_weight_rows_tex', code: packTexWgsl, entryPoint: 'pack_weight_rows_tex' } as KernelSpec,
+  packWeightRowsChannelsTex: { name: 'conv2d_pack_tex.pack_weight_rows_channels_tex', code: packTexWgsl, entryPoint: 'pack_weight_rows_channels_tex' } as KernelSpec,
   packGradOutTex: { name: 'conv2d_pack_tex.pack_grad_out_tex', code: packTexWgsl, entryPoint: 'pack_grad_out_tex' } as KernelSpec,
   packGradOutTTex: { name: 'conv2d_pack_tex.pack_grad_out_t_tex', code: packTexWgsl, entryPoint: 'pack_grad_out_t_tex' } as KernelSpec,
 };
@@ -204,6 +206,14 @@ export interface Conv2dPlan {
   forwardChunk: number;
   /** gemm grad input: images per group (the column gradient of a group must fit in memory). */
   gradInputGroup: number;
+  /**
+   * gemm grad input: the order of the columns of the column gradient dcols = dOut . w that col2im
+   * gathers into dx. 'kernel': PyTorch's (ci, ky, kx), one float per tap in col2im. 'channels':
+   * (ky, kx, ci) with the input channels padded to a multiple of 4, so that col2im_channels reads
+   * one vec4 (4 channels) per tap: a quarter of the loads. Texture operands only (its weight rows
+   * are packed by pack_weight_rows_channels_tex).
+   */
+  gradInputColumns: 'kernel' | 'channels';
   /** gemm grad weight: parallel split-K slabs over m = (b, oy, ox), and rows m per successive dispatch (a multiple of 4). */
   gradWeightSlabs: number;
   gradWeightChunk: number;
@@ -232,7 +242,7 @@ export interface GemmLayout {
   // forward
   N4: number; wtFloats: number; forwardRowTiles: number;
   // grad input
-  CO4: number; KK: number; NR4: number; wrDirect: boolean; wrFloats: number; dpRows: number; dpFloats: number;
+  CO4: number; KK: number; CI4: number; NR4: number; wrDirect: boolean; wrFloats: number; dpRows: number; dpFloats: number;
   groupRowTiles: number; dcolsFloats: number;
   // grad weight
   rowsPad: number; MT4: number; slab4: number; chunk4: number; NK4: number; NW4: number; dptFloats: number; dwpFloats: number;
@@ -256,8 +266,11 @@ export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
   const wt = plan.gradWeightTiles.wg * plan.gradWeightTiles.rows;
   const N4 = roundUp(g.Cout, 16) / 4;
   const CO4 = ceilDiv(g.Cout, 4);
-  const wrDirect = g.Cout % 4 === 0 && KK % 16 === 0;
-  const NR4 = roundUp(KK, 16) / 4;
+  const channelColumns = plan.gradInputColumns === 'channels';
+  // Grad input: the columns of dcols (KK taps, or KH KW taps of CI4 channels padded to 4) in vec4s, padded to 16 columns.
+  const CI4 = ceilDiv(g.Cin, 4);
+  const wrDirect = !channelColumns && g.Cout % 4 === 0 && KK % 16 === 0;
+  const NR4 = roundUp(channelColumns ? g.KH * g.KW * CI4 * 4 : KK, 16) / 4;
   const dpRows = roundUp(M, it) + it;
   const groupRowTiles = ceilDiv(plan.gradInputGroup * P, it);
   const rowsPad = roundUp(g.Cout, wt);
@@ -269,7 +282,7 @@ export function gemmLayout(g: Conv2dGeometry, plan: Conv2dPlan): GemmLayout {
     kxs, CG, KQ, KP, Hp, Wp, ay, ax, M, P,
     xqFloats: g.B * Hp * Wp * CG * 4,
     N4, wtFloats: KP * CG * 4 * N4 * 4, forwardRowTiles: ceilDiv(M, ft),
-    CO4, KK, NR4, wrDirect, wrFloats: wrDirect ? 0 : CO4 * 4 * NR4 * 4, dpRows, dpFloats: dpRows * CO4 * 4,
+    CO4, KK, CI4, NR4, wrDirect, wrFloats: wrDirect ? 0 : CO4 * 4 * NR4 * 4, dpRows, dpFloats: dpRows * CO4 * 4,
     groupRowTiles, dcolsFloats: groupRowTiles * it * NR4 * 4,
     rowsPad, MT4: slab4 * slabs, slab4, chunk4: Math.max(1, Math.floor(plan.gradWeightChunk / 4)), NK4, NW4,
     dptFloats: rowsPad * slab4 * slabs * 4, dwpFloats: slabs * rowsPad * NW4 * 4,
@@ -436,7 +449,10 @@ function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan[
   const CG = pack === 'taps' ? ceilDiv(KK, 4) : pack === 'channels' ? ceilDiv(g.Cin, 4) : g.Cin;
   const KP = pack === 'taps' ? 1 : g.KH * (pack === 'channels' ? g.KW : ceilDiv(g.KW, 4));
   const M = g.B * g.OH * g.OW;
-  const rowBytes = g.OH * g.OW * roundUp(KK, 16) * 4;
+  // Channel-ordered columns where they pay: texture operands, and padding Cin to 4 wastes at most 1/8 of the GEMM.
+  const gradInputColumns = operands === 'texture' && 4 * ceilDiv(g.Cin, 4) * 8 <= g.Cin * 9 ? 'channels' : 'kernel';
+  const columns = gradInputColumns === 'channels' ? g.KH * g.KW * 4 * ceilDiv(g.Cin, 4) : KK;
+  const rowBytes = g.OH * g.OW * roundUp(columns, 16) * 4;
   const budget = Math.min(DCOLS_BUDGET_BYTES, device.maxStorageBufferBindingSize);
   const groups = ceilDiv(g.B, Math.max(1, Math.floor(budget / rowBytes)));
   const weightWorkgroups = ceilDiv(g.Cout, tiles.wg * tiles.rows) * ceilDiv(KP * CG, 4);
@@ -449,6 +465,7 @@ function gemmPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, pack: Conv2dPlan[
     forwardTiles: tiles, gradInputTiles: tiles, gradWeightTiles: tiles,
     forwardChunk: Math.max(1, Math.min(KP, Math.round(SPLIT_K_TARGET / (4 * CG)))),
     gradInputGroup: ceilDiv(g.B, groups),
+    gradInputColumns,
     gradWeightSlabs: Math.max(1, Math.min(ceilDiv(TARGET_WORKGROUPS, weightWorkgroups), Math.floor(M / 256))),
     gradWeightChunk: SPLIT_K_TARGET,
   };
@@ -462,6 +479,8 @@ function validatePlan(plan: Conv2dPlan, device: Conv2dDeviceInfo): void {
     if (plan.subgroups && t.wg !== 8) throw new ShapeError(`conv2d: the subgroup kernels need tiles of wg 8 (one subgroup), got ${JSON.stringify(t)}`);
   }
   if (plan.operands !== 'buffer' && plan.operands !== 'texture') throw new ShapeError(`conv2d: plan.operands must be 'buffer' or 'texture', got ${JSON.stringify(plan.operands)}`);
+  if (plan.gradInputColumns !== 'kernel' && plan.gradInputColumns !== 'channels') throw new ShapeError(`conv2d: plan.gradInputColumns must be 'kernel' or 'channels', got ${JSON.stringify(plan.gradInputColumns)}`);
+  if (plan.gradInputColumns === 'channels' && plan.operands !== 'texture') throw new ShapeError('conv2d: plan.gradInputColumns = \'channels\' is implemented for texture operands only (plan.operands = \'texture\')');
   if (plan.operands === 'texture' && plan.subgroups) throw new ShapeError('conv2d: the subgroup kernels read buffers: plan.subgroups needs plan.operands = \'buffer\'');
   if (plan.subgroups && !device.subgroups8) {
     throw new ShapeError('conv2d: plan.subgroups needs the subgroups feature with subgroups of exactly 8 invocations, which this device does not have');
@@ -614,7 +633,12 @@ function gradInputGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mas
   const dp = packGradOutTex(g, L, T, dOut, mask, false);
   const wr = ctx.acquireTexture(T.wrW, T.wrH, 'conv2d.wr');
   const wrTotal = L.CO4 * 4 * L.NR4;
-  ctx.dispatch(KERNELS.packWeightRowsTex, [w.buffer, wr], [g.Cout, L.KK, L.NR4, wrTotal, L.CO4, T.wrCpb], ceilDiv(wrTotal, PACK_WG));
+  const channelColumns = plan.gradInputColumns === 'channels';
+  if (channelColumns) {
+    ctx.dispatch(KERNELS.packWeightRowsChannelsTex, [w.buffer, wr], [g.Cout, g.Cin, g.KH * g.KW, L.CI4, L.NR4, wrTotal, L.CO4, T.wrCpb], ceilDiv(wrTotal, PACK_WG));
+  } else {
+    ctx.dispatch(KERNELS.packWeightRowsTex, [w.buffer, wr], [g.Cout, L.KK, L.NR4, wrTotal, L.CO4, T.wrCpb], ceilDiv(wrTotal, PACK_WG));
+  }
   const dcols = scratch(ctx, L.dcolsFloats, 'conv2d.dcols');
   const kernel = gemmKernel('conv2d_gemm_grad_input_tex', gemmGradInputTexWgsl, plan.gradInputTiles);
   const tile = plan.gradInputTiles.wg * plan.gradInputTiles.rows;
@@ -622,9 +646,15 @@ function gradInputGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mas
   for (let b0 = 0; b0 < g.B; b0 += plan.gradInputGroup) {
     const bc = Math.min(plan.gradInputGroup, g.B - b0);
     ctx.dispatch(kernel, [dp, wr, dcols.buffer], [L.CO4, L.NR4, b0 * L.P, T.dpRpb, T.wrCpb], [L.NR4 / 4, ceilDiv(bc * L.P, tile)]);
-    const total = bc * imageSize;
-    ctx.dispatch(KERNELS.col2im, [dcols.buffer, dx.buffer],
-      [g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.NR4 * 4, b0 * imageSize, total], ceilDiv(total, PACK_WG));
+    if (channelColumns) {
+      const total = bc * L.CI4 * g.H * g.W;
+      ctx.dispatch(KERNELS.col2imChannels, [dcols.buffer, dx.buffer],
+        [g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.NR4, L.CI4, b0 * imageSize, total], ceilDiv(total, PACK_WG));
+    } else {
+      const total = bc * imageSize;
+      ctx.dispatch(KERNELS.col2im, [dcols.buffer, dx.buffer],
+        [g.Cin, g.H, g.W, g.KH, g.KW, g.sy, g.sx, g.py, g.px, g.OH, g.OW, L.NR4 * 4, b0 * imageSize, total], ceilDiv(total, PACK_WG));
+    }
   }
   ctx.releaseTexture(dp);
   ctx.releaseTexture(wr);
