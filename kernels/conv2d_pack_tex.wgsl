@@ -208,10 +208,11 @@ fn row_weight_channels(co: u32, ci: u32, tap: u32) -> f32 {
 fn pack_weight_rows_channels_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let i = linear(wid, nwg, lid);
   if (i >= prc.total) { return; }
-  // Invocations in w's memory order (tap fastest) over the KT CG texels of a row, then its padding:
-  // neighbouring lanes read neighbouring floats.
+  // One invocation per column n4 of a block of 4 rows (the 4 neighbouring texels of one texture
+  // row: the index arithmetic is shared by 4 texels). Invocations in w's memory order (tap
+  // fastest) over the KT CG columns, then the padding: neighbouring lanes read neighbouring floats.
   let r = i % prc.NR4;
-  let co = i / prc.NR4;
+  let cb = i / prc.NR4;
   var n4 = r;
   var tap = prc.KT;
   var ci = 0u;
@@ -221,8 +222,13 @@ fn pack_weight_rows_channels_tex(@builtin(workgroup_id) wid: vec3u, @builtin(num
     ci = 4u * c;
     n4 = tap * prc.CG + c;
   }
-  let v = vec4f(row_weight_channels(co, ci, tap), row_weight_channels(co, ci + 1u, tap), row_weight_channels(co, ci + 2u, tap), row_weight_channels(co, ci + 3u, tap));
-  textureStore(prc_wr, vec2u(4u * (n4 % prc.cpb) + co % 4u, (n4 / prc.cpb) * prc.CO4 + co / 4u), v);
+  let x = 4u * (n4 % prc.cpb);
+  let y = (n4 / prc.cpb) * prc.CO4 + cb;
+  for (var j = 0u; j < 4u; j++) {
+    let co = 4u * cb + j;
+    let v = vec4f(row_weight_channels(co, ci, tap), row_weight_channels(co, ci + 1u, tap), row_weight_channels(co, ci + 2u, tap), row_weight_channels(co, ci + 3u, tap));
+    textureStore(prc_wr, vec2u(x + j, y), v);
+  }
 }
 
 // ---- pack_grad_out_tex, pack_grad_out_t_tex ----

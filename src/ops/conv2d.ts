@@ -635,7 +635,9 @@ function gradInputGemmTex(g: Conv2dGeometry, plan: Conv2dPlan, dOut: Tensor, mas
   const wrTotal = L.CO4 * 4 * L.NR4;
   const channelColumns = plan.gradInputColumns === 'channels';
   if (channelColumns) {
-    ctx.dispatch(KERNELS.packWeightRowsChannelsTex, [w.buffer, wr], [g.Cout, g.Cin, g.KH * g.KW, L.CI4, L.NR4, wrTotal, L.CO4, T.wrCpb], ceilDiv(wrTotal, PACK_WG));
+    // One invocation per column of each block of 4 rows.
+    const blocks = L.CO4 * L.NR4;
+    ctx.dispatch(KERNELS.packWeightRowsChannelsTex, [w.buffer, wr], [g.Cout, g.Cin, g.KH * g.KW, L.CI4, L.NR4, blocks, L.CO4, T.wrCpb], ceilDiv(blocks, PACK_WG));
   } else {
     ctx.dispatch(KERNELS.packWeightRowsTex, [w.buffer, wr], [g.Cout, L.KK, L.NR4, wrTotal, L.CO4, T.wrCpb], ceilDiv(wrTotal, PACK_WG));
   }
