@@ -408,6 +408,10 @@ function oversizedBuffers(g: Conv2dGeometry, plan: Conv2dPlan, limit: number, ma
  * - Split-K: forward chunks of ~2,048 of the reduction (PrimaryCaps: 8 of 81 kernel positions);
  *   grad weight: parallel slabs while there are fewer than ~128 workgroups, chunks of 2,048 rows m.
  * - Grad input: groups of images whose column gradient fits in 64 MiB (and the binding limit).
+ *   With texture operands, columns in the order 'channels' where padding Cin to 4 wastes at most
+ *   1/8 (PrimaryCaps): col2im gathers vec4s of 4 channels (tools/bench-conv.ts --parts, PrimaryCaps
+ *   on OpenGL llvmpipe: col2im 118 -> 51 ms at batch 32, 501 -> 194 ms at 128; the whole pass
+ *   75% -> 85-88% of the ceiling matmul, measured side by side).
  */
 export function chooseConv2dPlan(g: Conv2dGeometry, device: Conv2dDeviceInfo, force?: Conv2dVariant): Conv2dPlan {
   const channelsWaste = (4 * ceilDiv(g.Cin, 4)) / g.Cin;
