@@ -4,7 +4,7 @@
 // the median over the rounds of one pass recorded, submitted and waited for. GFLOP/s counts 2 x the multiply-adds of the
 // convolution itself (2 B Cout OH OW Cin KH KW per pass), not the padding of the packed operands.
 //
-//   node --import ./tools/register-ts.mjs tools/bench-conv.ts [--backend default|vulkan|opengl]
+//   node --import ./tools/register-ts.mjs tools/bench-conv.ts [--backend auto|default|vulkan|opengl]
 //        [--batch 32,128] [--runs 5] [--warmup 2] [--layers primary,conv1] [--variant gemm|direct]
 //        [--operands chosen,buffer,subgroups,texture] [--parts] [--json out.json]
 // --operands times the gemm variant with each kind of operands side by side ('chosen': the plan's own
@@ -31,7 +31,8 @@ import { CONV_LAYERS, type Case, type MatmulOperands, type Row, convLayerCases, 
 
 const { values: args } = parseArgs({
   options: {
-    backend: { type: 'string', default: 'default' },
+    // Unset: CAPSNET_BACKEND, else 'auto' (the engine's own choice: OpenGL llvmpipe without a GPU); 'default' is Dawn's default backend.
+    backend: { type: 'string' },
     batch: { type: 'string', default: '32,128' },
     runs: { type: 'string', default: '5' },
     warmup: { type: 'string', default: '2' },
