@@ -218,9 +218,8 @@ interface Fixture {
   context: BrowserContext;
   close: () => Promise<void>;
   model: CapsNet;
+  /** The pretrained model the build ships (dist/web/models/capsnet-mnist.safetensors, F16). */
   shipped: CapsNet;
-  /** The shipped model's F16 checkpoint. */
-  f16: Uint8Array;
   test: Dataset;
 }
 let fx: Fixture | null = null;
@@ -258,15 +257,11 @@ if (missing && !process.env.CI) {
   web.before(async () => {
     assert.ok(existsSync(`${webDir}app.js`), 'dist/web/app.js is missing: run `npm run build`');
     const ctx = await gpu();
-    // The checkpoints the page loads: a small model (seed 7) in F32, and an F16 copy of another one
-    // (seed 9) served as the shipped model.
+    // The checkpoint the page loads by URL: a small model (seed 7) in F32, with
     // digit.W wider than the default init (std 0.5, not 0.01) so that this untrained model's
     // capsule lengths differ clearly and comparing predictions with Node means something.
     const model = new CapsNet(ctx, PRESETS.small, initialParameters(makeConfig(PRESETS.small), 7, 0.5));
-    const shippedSource = CapsNet.create(ctx, PRESETS.small, 9);
     const small = encodeCheckpoint({ config: model.config, params: await model.exportParams(), step: 0 });
-    const f16 = encodeCheckpoint({ config: shippedSource.config, params: await shippedSource.exportParams(), step: 1234 }, { half: true });
-    shippedSource.dispose();
     // A checkpoint with Adam's state and run options, as `capsnet train` writes: two steps in Node.
     const mnist = loadMnist();
     const resumable = CapsNet.create(ctx, PRESETS.small, 5);
@@ -278,13 +273,14 @@ if (missing && !process.env.CI) {
     const withAdam = encodeCheckpoint({ config: resumable.config, params: await resumable.exportParams(), step: 2, optimizer: await adam.exportState(), training: { options } });
     adam.dispose();
     resumable.dispose();
-    const shippedCkpt = decodeCheckpoint(f16, 'f16 copy');
+    // The pretrained model the build ships (src/web/models, see test/shipped-model.test.ts).
+    const shippedCkpt = decodeCheckpoint(readFileSync(`${webDir}models/capsnet-mnist.safetensors`), 'dist/web/models/capsnet-mnist.safetensors');
     const shipped = new CapsNet(ctx, shippedCkpt.config, shippedCkpt.params);
     const server = await serveWeb(webDir);
     server.put('/test/small.safetensors', small);
     server.put('/test/with-adam.safetensors', withAdam);
     const { context, close } = await launchChromium();
-    fx = { server, context, close, model, shipped, f16, test: mnist.test };
+    fx = { server, context, close, model, shipped, test: mnist.test };
   });
 
   web.after(async () => {
@@ -521,9 +517,35 @@ if (missing && !process.env.CI) {
     }
   });
 
-  web('first visit: a fresh, clearly untrained paper model; a shipped F16 model is picked up by itself', async () => {
-    // dist/web/models/index.json lists no model (none is shipped in the repository yet).
+  web('first visit: the shipped pretrained paper model (F16) gives Node\'s lengths and the right digit; a fresh, clearly untrained paper model when none is shipped', async () => {
+    const index = JSON.parse(readFileSync(`${webDir}models/index.json`, 'utf8')) as { default?: string; models: Array<{ file: string; name: string; step: number; testAccuracy: number; testCount: number }> };
+    assert.is(index.default, 'capsnet-mnist.safetensors', 'npm run build ships the pretrained model as the default');
+    const info = index.models.find((m) => m.file === index.default)!;
     let { page, problems } = await openPage('/');
+    try {
+      const s = await pageState(page);
+      assert.is(s.error, null);
+      assert.is(s.origin, 'shipped');
+      assert.is(s.name, info.name);
+      assert.is(s.step, info.step);
+      assert.not.ok(await page.isVisible('#notice'), 'no untrained notice for the shipped model');
+      const digit0 = testImage(fx!.test, 0);
+      const node = await analyse(fx!.shipped, digit0);
+      assertClose(s.lengths!, node.lengths, PAGE_VS_NODE, 'lengths of test digit #0 with the shipped F16 model, page vs Node');
+      assert.is(argmax(s.lengths!), fx!.test.labels[0], 'the trained model reads test digit #0 right');
+      assert.is(await page.textContent('#pred-digit'), String(fx!.test.labels[0]));
+      await page.screenshot({ path: screenshotPath('web-explore-shipped.png'), fullPage: true });
+      await page.click('#tab-model');
+      const accuracy = `${(info.testAccuracy * 100).toFixed(2)}% on 10,000 images`;
+      assert.ok((await page.textContent('#model-info'))!.includes(accuracy), `the Model tab says ${accuracy}`);
+      await page.screenshot({ path: screenshotPath('web-model.png'), fullPage: true });
+      assert.equal(problems, [], 'no console errors (shipped model)');
+    } finally {
+      await page.close();
+    }
+    // Without a shipped model: a fresh one, said to be untrained.
+    fx!.server.put('/models/index.json', JSON.stringify({ models: [] }));
+    ({ page, problems } = await openPage('/'));
     try {
       const s = await pageState(page);
       assert.is(s.origin, 'fresh');
@@ -532,25 +554,6 @@ if (missing && !process.env.CI) {
       assert.match((await page.textContent('#notice'))!, /This model is untrained/);
       assert.match((await page.textContent('#model-chip'))!, /fresh paper model \(seed 1\) · untrained/);
       assert.equal(problems, [], 'no console errors (fresh model)');
-    } finally {
-      await page.close();
-    }
-    // Serve an F16 checkpoint as the shipped default.
-    fx!.server.put('/models/index.json', JSON.stringify({ default: 'capsnet-mnist.safetensors', models: [{ file: 'capsnet-mnist.safetensors', name: 'test shipped model', testAccuracy: 0.5, testCount: 100 }] }));
-    fx!.server.put('/models/capsnet-mnist.safetensors', fx!.f16);
-    ({ page, problems } = await openPage('/'));
-    try {
-      const s = await pageState(page);
-      assert.is(s.origin, 'shipped');
-      assert.is(s.name, 'test shipped model');
-      assert.is(s.step, 1234);
-      assert.not.ok(await page.isVisible('#notice'), 'no untrained notice for the shipped model');
-      const node = await analyse(fx!.shipped, testImage(fx!.test, 0));
-      assertClose(s.lengths!, node.lengths, PAGE_VS_NODE, 'lengths with the F16 model, page vs Node');
-      await page.click('#tab-model');
-      assert.match((await page.textContent('#model-info'))!, /50\.00% on 100 images/);
-      await page.screenshot({ path: screenshotPath('web-model.png'), fullPage: true });
-      assert.equal(problems, [], 'no console errors (shipped model)');
     } finally {
       await page.close();
       fx!.server.put('/models/index.json', readFileSync(`${webDir}models/index.json`));
