@@ -333,6 +333,15 @@ layer('software Vulkan gets 4 llvmpipe worker threads unless the user set LP_NUM
 layer('an unknown backend name is refused with the list of valid ones', () => {
   assert.throws(() => resolveBackend('metal'), (e: Error) => e instanceof GpuUnavailableError && /auto, default, vulkan, opengl/.test(e.message));
   assert.is(resolveBackend('opengl'), 'opengl');
+  // From the environment: named as CAPSNET_BACKEND, and a long value quoted clipped.
+  const saved = process.env.CAPSNET_BACKEND;
+  process.env.CAPSNET_BACKEND = 'x'.repeat(100_000);
+  try {
+    assert.throws(() => resolveBackend(), (e: Error) => /^CAPSNET_BACKEND: 'x{80}\.\.\. \(100000 characters\)' is not a backend/.test(e.message) && e.message.length < 300);
+  } finally {
+    if (saved === undefined) delete process.env.CAPSNET_BACKEND;
+    else process.env.CAPSNET_BACKEND = saved;
+  }
 });
 
 layer.run();

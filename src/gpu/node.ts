@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { GpuContext } from './context.ts';
 import { createContext, describeAdapter } from './device.ts';
 import { GpuUnavailableError, INSTALL_HINT } from './errors.ts';
+import { clip } from '../io/safetensors.ts';
 
 export type NodeBackend = 'auto' | 'default' | 'vulkan' | 'opengl';
 export const NODE_BACKENDS: readonly NodeBackend[] = ['auto', 'default', 'vulkan', 'opengl'];
@@ -77,7 +78,8 @@ export function resolveBackend(requested?: string): NodeBackend {
   const value = requested ?? process.env.CAPSNET_BACKEND ?? 'auto';
   if (!(NODE_BACKENDS as readonly string[]).includes(value)) {
     const from = requested !== undefined ? '--backend' : 'CAPSNET_BACKEND';
-    throw new GpuUnavailableError(`${from}: '${value}' is not a backend; expected one of ${NODE_BACKENDS.join(', ')}`);
+    // Clipped: an environment variable can hold anything, and the message must stay readable.
+    throw new GpuUnavailableError(`${from}: '${clip(value)}' is not a backend; expected one of ${NODE_BACKENDS.join(', ')}`);
   }
   return value as NodeBackend;
 }
