@@ -223,7 +223,8 @@ export class TrainPanel {
       message = `Continuing from step ${entry.step} with a fresh Adam state (the checkpoint has none): downloads of this run cannot be resumed exactly in Node.`;
     }
     const batches = new TrainingBatches(train, f.batchSize, f.seed, f.shift);
-    const trainer = new Trainer(ctx, entry.model, adam, batches, 1);
+    // Evaluation pipelines warmed at test()'s batch (25) along with the step's, before the first step.
+    const trainer = new Trainer(ctx, entry.model, adam, batches, 1, { evalBatchSize: 25 });
     const options: WebRunOptions = {
       seed: f.seed, batchSize: f.batchSize, lr: f.lr, decayRate: DECAY_RATE, decaySteps: DECAY_STEPS, maxShift: f.shift,
       limit: train.count, validation: 0, data: null, totalSteps: 0,
@@ -271,14 +272,19 @@ export class TrainPanel {
         const f = this.form();
         const started = performance.now();
         const done = run.entry.step;
+        let startupMs = 0;
         await this.app.queue.run(() =>
           run.trainer.run(done, done + 1, {
+            // The first run() compiles every kernel first (seconds): not part of a step's speed.
+            onStartup: (startup) => {
+              startupMs = startup.seconds * 1000;
+            },
             onRecords: (records) => {
               run.records.push(...records);
             },
           }),
         );
-        const ms = performance.now() - started;
+        const ms = performance.now() - started - startupMs;
         run.entry.step = done + 1;
         run.trainMs += ms;
         const ips = (B * 1000) / ms;
