@@ -6,9 +6,11 @@
 // - the baseline CNN: the softmax of the logits (the logits of two networks are not on one scale).
 // The prediction is the class with the highest mean (the first on ties, as evaluate() picks);
 // MultiMNIST's is the two highest, both of which must be the example's two digits.
-// Pure (no GPU, no files): test/ensemble.test.ts checks it through the CLI.
+// Pure functions (no GPU, no files), scoring with the single-model scorers (scoreClasses,
+// scoreTwoDigits); test/ensemble.test.ts checks them through the CLI.
 
-import { topKHits } from '../ops/losses.ts';
+import { scoreTwoDigits } from '../model/capsnet.ts';
+import { scoreClasses } from '../train/trainer.ts';
 import type { SetResult } from './experiments.ts';
 
 export type EnsembleModelKind = 'capsnet' | 'baseline';
@@ -60,27 +62,11 @@ export function ensembleSet(kind: EnsembleModelKind, members: readonly SetResult
   const mean = meanOf(members.map((r) => memberProbabilities(kind, r.scores!, J)));
   if (first.secondLabels) {
     // MultiMNIST: both digits must be among the two longest mean lengths.
-    let correct = 0;
-    let almost = 0;
-    for (let i = 0; i < count; i++) {
-      const hits = topKHits(mean.subarray(i * J, (i + 1) * J), [labels![i], first.secondLabels[i]]);
-      if (hits === 2) correct++;
-      if (hits >= 1) almost++;
-    }
-    return { split, count, correct, almost, accuracy: count > 0 ? correct / count : 0, scores: mean, labels, secondLabels: first.secondLabels };
+    const scored = scoreTwoDigits(mean, labels!, first.secondLabels, count, J);
+    return { split, count, correct: scored.correct, almost: scored.almost, accuracy: scored.accuracy, scores: mean, labels, secondLabels: first.secondLabels };
   }
-  const predictions = new Int32Array(count);
-  const confusion = Array.from({ length: J }, () => new Array<number>(J).fill(0));
-  let correct = 0;
-  for (let i = 0; i < count; i++) {
-    let best = 0;
-    for (let j = 1; j < J; j++) if (mean[i * J + j] > mean[i * J + best]) best = j;
-    predictions[i] = best;
-    const label = labels![i];
-    if (label >= 0 && label < J) confusion[label][best]++;
-    if (best === label) correct++;
-  }
-  return { split, count, correct, accuracy: count > 0 ? correct / count : 0, scores: mean, predictions, labels, confusion };
+  const { correct, accuracy, predictions, confusion } = scoreClasses(mean, labels!, count, J);
+  return { split, count, correct, accuracy, scores: mean, predictions, labels, confusion };
 }
 
 /** The two highest of a row of scores, highest first (the first on ties). */

@@ -284,8 +284,8 @@ export async function evaluateTwoDigits(
   const J = c.digitCaps;
   const batch = createMultiMnistBatch(batchSize, c.inputSize, J, c.inputChannels);
   const lengths = new Float32Array(count * J);
-  let correct = 0;
-  let almost = 0;
+  const firstLabels = new Int32Array(count);
+  const secondLabels = new Int32Array(count);
   for (let start = 0; start < count; start += batchSize) {
     const n = Math.min(batchSize, count - start, fill(start, batch));
     const out = tidy(() =>
@@ -293,14 +293,28 @@ export async function evaluateTwoDigits(
     );
     const values = await out.read();
     out.dispose();
-    for (let b = 0; b < n; b++) {
-      const row = values.subarray(b * J, (b + 1) * J);
-      lengths.set(row, (start + b) * J);
-      const hits = topKHits(row, [batch.firstLabels[b], batch.secondLabels[b]]);
-      if (hits === 2) correct++;
-      if (hits >= 1) almost++;
-    }
+    lengths.set(values.subarray(0, n * J), start * J);
+    firstLabels.set(batch.firstLabels.subarray(0, n), start);
+    secondLabels.set(batch.secondLabels.subarray(0, n), start);
     onProgress?.(start + n);
   }
-  return { count, correct, almost, accuracy: count > 0 ? correct / count : 0, lengths };
+  return { ...scoreTwoDigits(lengths, firstLabels, secondLabels, count, J), lengths };
+}
+
+/**
+ * Scores `count` rows of J capsule lengths against two labels each: right when both digits are the
+ * two longest capsules, `almost` when at least one is. Used by evaluateTwoDigits and by ensembles
+ * (src/cli/ensemble.ts), which score mean lengths the same way.
+ */
+export function scoreTwoDigits(
+  lengths: Float32Array, firstLabels: ArrayLike<number>, secondLabels: ArrayLike<number>, count: number, J: number,
+): Omit<TwoDigitEvaluation, 'lengths'> {
+  let correct = 0;
+  let almost = 0;
+  for (let i = 0; i < count; i++) {
+    const hits = topKHits(lengths.subarray(i * J, (i + 1) * J), [firstLabels[i], secondLabels[i]]);
+    if (hits === 2) correct++;
+    if (hits >= 1) almost++;
+  }
+  return { count, correct, almost, accuracy: count > 0 ? correct / count : 0 };
 }

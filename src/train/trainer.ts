@@ -406,9 +406,7 @@ export async function evaluate(
   const images = new Float32Array(batchSize * c.inputChannels * c.inputSize * c.inputSize);
   const labels = new Int32Array(batchSize);
   const scores = new Float32Array(count * J);
-  const predictions = new Int32Array(count);
-  const confusion = Array.from({ length: J }, () => new Array<number>(J).fill(0));
-  let correct = 0;
+  const allLabels = new Int32Array(count);
   for (let start = 0; start < count; start += batchSize) {
     const n = Math.min(batchSize, count - start, fill(start, images, labels));
     const out = tidy(() =>
@@ -419,17 +417,29 @@ export async function evaluate(
     );
     const values = await out.read();
     out.dispose();
-    for (let b = 0; b < n; b++) {
-      const row = values.subarray(b * J, (b + 1) * J);
-      scores.set(row, (start + b) * J);
-      let best = 0;
-      for (let j = 1; j < J; j++) if (row[j] > row[best]) best = j;
-      predictions[start + b] = best;
-      const label = labels[b];
-      if (label >= 0 && label < J) confusion[label][best]++;
-      if (best === label) correct++;
-    }
+    scores.set(values.subarray(0, n * J), start * J);
+    allLabels.set(labels.subarray(0, n), start);
     onProgress?.(start + n);
   }
-  return { count, correct, accuracy: count > 0 ? correct / count : 0, scores, lengths: scores, predictions, confusion };
+  return { ...scoreClasses(scores, allLabels, count, J), scores, lengths: scores };
+}
+
+/**
+ * Scores `count` rows of J class scores against their labels: the prediction is the highest score
+ * (the first on ties), confusion[label][prediction] counts labels in [0, J). Used by evaluate() and
+ * by ensembles (src/cli/ensemble.ts), which score mean probabilities the same way.
+ */
+export function scoreClasses(scores: ArrayLike<number>, labels: ArrayLike<number>, count: number, J: number): Pick<Evaluation, 'count' | 'correct' | 'accuracy' | 'predictions' | 'confusion'> {
+  const predictions = new Int32Array(count);
+  const confusion = Array.from({ length: J }, () => new Array<number>(J).fill(0));
+  let correct = 0;
+  for (let i = 0; i < count; i++) {
+    let best = 0;
+    for (let j = 1; j < J; j++) if (scores[i * J + j] > scores[i * J + best]) best = j;
+    predictions[i] = best;
+    const label = labels[i];
+    if (label >= 0 && label < J) confusion[label][best]++;
+    if (best === label) correct++;
+  }
+  return { count, correct, accuracy: count > 0 ? correct / count : 0, predictions, confusion };
 }
