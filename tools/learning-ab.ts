@@ -4,8 +4,13 @@
 //   node --import ./tools/register-ts.mjs tools/learning-ab.ts --variant NAME [--steps 100]
 //        [--eval 10000] [--batch-size 128] [--seed 1] [--json FILE]
 //
-// Variants (see VARIANTS): 'pytorch' is initialParameters() as `capsnet train` uses it; the others
-// change one thing at a time towards the official TensorFlow code.
+// Variants (see VARIANTS): 'pytorch' is the initialisation `capsnet train` used until digit.W's
+// default became 0.1 (PyTorch's defaults, digit.W std 0.01); the others change one thing at a
+// time towards the official TensorFlow code ('digit-std' is today's default).
+//
+// Measured (seed 1, OpenGL llvmpipe, 100 steps, accuracy on the 10,000 test images): pytorch
+// 96.02% (the paper run's step-100 evaluation with `capsnet train`), official 94.65%,
+// digit-official 96.76%, digit-recon 96.76%, digit-std 96.50%, detach 96.07%, recon-official 96.15%.
 
 import { appendFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -49,14 +54,14 @@ const OFFICIAL_ALL: Record<string, [number, number]> = {
 };
 
 const VARIANTS: Record<string, Variant> = {
-  pytorch: {},
+  pytorch: { digitWStd: 0.01 },
   // digit.W as the official code (std 0.1) with its bias on s (0.1).
   'digit-official': { digitWStd: 0.1, config: { routingBias: true } },
-  'digit-bias': { config: { routingBias: true } },
-  'primary-bias': { official: { primary: [NaN, 0.1] } },
-  'recon-official': { config: { reconWeight: 0.01 } },
+  'digit-bias': { digitWStd: 0.01, config: { routingBias: true } },
+  'primary-bias': { digitWStd: 0.01, official: { primary: [NaN, 0.1] } },
+  'recon-official': { digitWStd: 0.01, config: { reconWeight: 0.01 } },
   // Gradients through the last routing iteration only (XifengGuo's and other PyTorch ports).
-  detach: { config: { gradMode: 'last' } },
+  detach: { digitWStd: 0.01, config: { gradMode: 'last' } },
   // digit-official with the official loss balance.
   'digit-recon': { digitWStd: 0.1, config: { routingBias: true, reconWeight: 0.01 } },
   // digit.W std 0.1 without the bias on s.
@@ -83,7 +88,7 @@ const batchSize = Number(args['batch-size']);
 const seed = Number(args.seed);
 
 const config = makeConfig({ ...variant.config });
-const params = initialParameters(config, seed, variant.digitWStd ?? 0.01);
+const params = initialParameters(config, seed, variant.digitWStd);
 const rng = new Rng(seed + 1000);
 for (const [layer, [std, bias]] of Object.entries(variant.official ?? {})) {
   if (!Number.isNaN(std)) params[`${layer}.weight`] = truncatedNormal(params[`${layer}.weight`].length, std, rng);
