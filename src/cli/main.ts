@@ -19,14 +19,18 @@ commands:
   train --out DIR [flags]        train CapsNet or the paper's baseline CNN (see below); --resume
                                  continues a stopped run exactly
   eval --checkpoint FILE [--checkpoint FILE2 ...] [--limit N] [--output FILE.json] [--data DIR]
-       [--batch-size N] [--experiment NAME] [--test-seed N]
+       [--batch-size N] [--experiment NAME] [--test-seed N] [--affnist FILE.mat ...]
                                  test accuracy, error and confusion matrix; --output writes every
                                  image's label, prediction and capsule lengths (baseline: logits);
                                  the experiment, test seed and data default to the checkpoint's.
                                  Several --checkpoint: an ensemble on the first one's test set (mean
                                  capsule lengths; baseline: mean softmax probabilities), each
                                  member's accuracy and the ensemble's; they must share experiment,
-                                 model, classes and input shape
+                                 model, classes and input shape.
+                                 --experiment affnist --affnist FILE.mat: the real affNIST file(s)
+                                 (e.g. transformed/test.mat, or test_batches/1.mat .. 32.mat, one
+                                 flag each) as the affnist set instead of the generated one
+                                 (--affnist-transpose: if its digits come out transposed)
   figures --checkpoint FILE --out DIR [--metrics FILE] [--data DIR]
                                  training curves (SVG), reconstructions and the 16 x 11
                                  dimension-perturbation grid of each digit (PNG; CapsNet only);
