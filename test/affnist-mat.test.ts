@@ -188,6 +188,9 @@ mat('damaged files: each error names the file and what is wrong', () => {
   check('transposed.mat', affnistMat(images, labels, {}, { image: { kind: 'numeric', class: 'uint8', dims: [3, 1600], values: images } }), /affNISTdata\.image is 3x1600, expected 1600 x N .*saved transposed/);
   check('type-8.mat', affnistMat(images, labels, {}, { image: { kind: 'numeric', class: 'uint8', dims: [1600, 3], values: images, storedTypeNumber: 8 } }), /field 'image': the values are stored as unknown data type \(8\)/);
   check('wrong-size.mat', affnistMat(images, labels, {}, { image: { kind: 'numeric', class: 'uint8', dims: [1600, 4], values: images } }), /field 'image': 4800 bytes of miUINT8 \(2\) for a 1600x4 array, expected 6400 values x 1 bytes = 6400/);
+  const empty = write('empty.mat', affnistMat(new Uint8Array(0), []));
+  assert.is(loadAffnist(empty).count, 0); // a well-formed file...
+  throwsNaming(() => loadAffnistFiles([empty]), empty, /no images \(affNISTdata\.image is 1600 x 0\)/); // ...with nothing to evaluate
   check('other-variable.mat', matFile([['data', { kind: 'numeric', class: 'double', dims: [1, 1], values: [1] }]]), /no variable 'affNISTdata' \(variables: 'data'\): not an affNIST file/);
   // A declared element size past the end of the file.
   const huge = good.slice();

@@ -110,10 +110,11 @@ export function parseAffnist(bytes: Uint8Array, path: string, options: AffnistOp
   return { images, labels, count, height: AFFNIST_SIDE, width: AFFNIST_SIDE, channels: 1 };
 }
 
-/** Several affNIST files (e.g. the 32 test batches) as one Dataset, in the order given. */
+/** Several affNIST files (e.g. the 32 test batches) as one Dataset, in the order given; at least one image in all. */
 export function loadAffnistFiles(paths: readonly string[], options: AffnistOptions = {}): Dataset {
   if (paths.length === 0) throw new Error('loadAffnistFiles: no files');
   const parts = paths.map((path) => loadAffnist(path, options));
+  if (parts.every((p) => p.count === 0)) throw new Error(`${paths.join(', ')}: no images (${AFFNIST_VARIABLE}.image is 1600 x 0)`);
   if (parts.length === 1) return parts[0];
   const count = parts.reduce((sum, p) => sum + p.count, 0);
   const images = new Uint8Array(count * AFFNIST_PIXELS);
