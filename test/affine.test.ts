@@ -246,6 +246,9 @@ aff('inkBox, blank images and bad arguments', () => {
   ds.images[784 + 5 * 28 + 7] = 9;
   ds.images[784 + 20 * 28 + 2] = 9;
   assert.equal(inkBox(ds, 1), { x0: 2, x1: 7, y0: 5, y1: 20 });
+  ds.images[784 + 6 * 28 + 12] = 200;
+  assert.equal(inkBox(ds, 1, 10), { x0: 12, x1: 12, y0: 6, y1: 6 }, 'pixels below the threshold are not ink');
+  ds.images[784 + 6 * 28 + 12] = 0;
   assert.is(inkBox(ds, 0), null);
   const t = sampleTransform(ds, 0, new Rng(1));
   assert.equal([t.tx, t.ty], [0, 0], 'a blank image stays centred');

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { pairDataset, parseIdx, parseImages, parseLabels } from '../src/data/idx.ts';
-import { checkDataset, fillBatch, permutation, splitValidation, subset, take, writeShifted, type Dataset } from '../src/data/dataset.ts';
+import { checkDataset, concatDatasets, fillBatch, permutation, splitValidation, subset, take, writeShifted, type Dataset } from '../src/data/dataset.ts';
 import { Rng } from '../src/data/rng.ts';
 import { loadMnist, readIdxBytes } from '../src/io/idx-file.ts';
 import { makeRng } from './helpers/random.ts';
@@ -256,6 +256,17 @@ ds('subset, take and the validation split', () => {
   checkDataset(a.train, 'train');
   checkDataset(a.validation, 'validation');
   assert.throws(() => checkDataset({ ...d, count: 11 }, 'bad'), /bad: images has 60 bytes, expected count \* height \* width \* channels = 66/);
+});
+
+ds('concatDatasets joins in order and refuses mixed image shapes', () => {
+  const d = syntheticDataset(10, 2, 3, 1, 7);
+  const j = concatDatasets([subset(d, 3, 7), subset(d, 7)], 'parts');
+  checkDataset(j, 'joined');
+  assert.equal(Array.from(j.labels), [...d.labels.subarray(7), ...d.labels.subarray(0, 7)]);
+  assert.equal(Array.from(j.images), [...d.images.subarray(42), ...d.images.subarray(0, 42)]);
+  const other = syntheticDataset(2, 3, 2, 1, 7);
+  assert.throws(() => concatDatasets([d, other], 'a, b'), /a, b: images of 1x3x2 joined to 1x2x3/);
+  assert.throws(() => concatDatasets([], 'none'), /none: nothing to join/);
 });
 
 ds('shifts move the image with zero padding and keep the mass of a digit that fits', () => {

@@ -225,8 +225,8 @@ function checkRanges(r: AffineRanges, what: string): void {
   if (!Number.isInteger(r.canvas) || r.canvas < 1) throw new Error(`${what}: canvas = ${r.canvas}, expected a positive integer`);
 }
 
-/** The ink's bounding box of example `index` (pixels > 0, all channels), or null for a blank image. */
-export function inkBox(ds: Dataset, index: number): { x0: number; x1: number; y0: number; y1: number } | null {
+/** The ink's bounding box of example `index` (pixels >= `threshold`, any channel), or null for a blank image. */
+export function inkBox(ds: Dataset, index: number, threshold = 1): { x0: number; x1: number; y0: number; y1: number } | null {
   const { height: h, width: w, channels: c } = ds;
   const src = index * h * w * c;
   let x0 = w;
@@ -236,7 +236,7 @@ export function inkBox(ds: Dataset, index: number): { x0: number; x1: number; y0
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       for (let ch = 0; ch < c; ch++) {
-        if (ds.images[src + (y * w + x) * c + ch] > 0) {
+        if (ds.images[src + (y * w + x) * c + ch] >= threshold) {
           if (x < x0) x0 = x;
           if (x > x1) x1 = x;
           if (y < y0) y0 = y;

@@ -7,7 +7,7 @@
 // and test_batch.bin. The Dataset stores examples as (y, x, channel), like every Dataset here, so
 // the planes are interleaved while reading.
 
-import type { Dataset } from './dataset.ts';
+import { concatDatasets, type Dataset } from './dataset.ts';
 
 export const CIFAR_SIDE = 32;
 export const CIFAR_CHANNELS = 3;
@@ -75,23 +75,12 @@ export function parseCifarBatch(bytes: Uint8Array, source: string): Dataset {
  */
 export function concatCifarBatches(parts: Dataset[], source: string): Dataset {
   if (parts.length === 0) throw new Error(`${source}: no batches to join`);
-  let count = 0;
   for (const p of parts) {
     if (p.height !== CIFAR_SIDE || p.width !== CIFAR_SIDE || p.channels !== CIFAR_CHANNELS) {
       throw new Error(`${source}: a batch of ${p.channels}x${p.height}x${p.width} images, expected ${CIFAR_CHANNELS}x${CIFAR_SIDE}x${CIFAR_SIDE}`);
     }
-    count += p.count;
   }
-  if (parts.length === 1) return parts[0];
-  const images = new Uint8Array(count * CIFAR_PIXEL_BYTES);
-  const labels = new Uint8Array(count);
-  let at = 0;
-  for (const p of parts) {
-    images.set(p.images, at * CIFAR_PIXEL_BYTES);
-    labels.set(p.labels, at);
-    at += p.count;
-  }
-  return { images, labels, count, height: CIFAR_SIDE, width: CIFAR_SIDE, channels: CIFAR_CHANNELS };
+  return concatDatasets(parts, source);
 }
 
 // ---------------------------------------------------------------------------------------------

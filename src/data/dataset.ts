@@ -58,6 +58,29 @@ export function take(ds: Dataset, indices: ArrayLike<number>): Dataset {
   return { ...ds, images, labels, count: indices.length };
 }
 
+/** Datasets of one image shape joined in order into new arrays; `source` names the whole in errors. */
+export function concatDatasets(parts: readonly Dataset[], source: string): Dataset {
+  if (parts.length === 0) throw new Error(`${source}: nothing to join`);
+  const [first] = parts;
+  for (const p of parts) {
+    if (p.height !== first.height || p.width !== first.width || p.channels !== first.channels) {
+      throw new Error(`${source}: images of ${p.channels}x${p.height}x${p.width} joined to ${first.channels}x${first.height}x${first.width}`);
+    }
+  }
+  if (parts.length === 1) return first;
+  const size = exampleSize(first);
+  const count = parts.reduce((sum, p) => sum + p.count, 0);
+  const images = new Uint8Array(count * size);
+  const labels = new Uint8Array(count);
+  let at = 0;
+  for (const p of parts) {
+    images.set(p.images, at * size);
+    labels.set(p.labels, at);
+    at += p.count;
+  }
+  return { ...first, images, labels, count };
+}
+
 /**
  * Hold out `validationCount` examples for validation.
  * - Without a seed: the last `validationCount` examples (views, no copy). Deterministic, and the

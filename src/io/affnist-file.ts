@@ -22,7 +22,8 @@
 // affNIST-style set 20.2 x 15.1; transposed digits are wider than tall), and `transpose` (CLI:
 // --affnist-transpose) reads each image as x = floor(p / 40), y = p % 40 instead.
 
-import type { Dataset } from '../data/dataset.ts';
+import { concatDatasets, type Dataset } from '../data/dataset.ts';
+import { inkBox } from '../data/affine.ts';
 import { MAX_MAT_FILE_BYTES, parseMatFile, type MatNumeric, type MatReadOptions, type MatValue } from './mat-file.ts';
 import { readRegularFile } from './idx-file.ts';
 
@@ -115,17 +116,7 @@ export function loadAffnistFiles(paths: readonly string[], options: AffnistOptio
   if (paths.length === 0) throw new Error('loadAffnistFiles: no files');
   const parts = paths.map((path) => loadAffnist(path, options));
   if (parts.every((p) => p.count === 0)) throw new Error(`${paths.join(', ')}: no images (${AFFNIST_VARIABLE}.image is 1600 x 0)`);
-  if (parts.length === 1) return parts[0];
-  const count = parts.reduce((sum, p) => sum + p.count, 0);
-  const images = new Uint8Array(count * AFFNIST_PIXELS);
-  const labels = new Uint8Array(count);
-  let at = 0;
-  for (const p of parts) {
-    images.set(p.images, at * AFFNIST_PIXELS);
-    labels.set(p.labels, at);
-    at += p.count;
-  }
-  return { images, labels, count, height: AFFNIST_SIDE, width: AFFNIST_SIDE, channels: 1 };
+  return concatDatasets(parts, paths.join(', '));
 }
 
 /** Fewest images with ink for the orientation check to say anything. */
@@ -135,28 +126,14 @@ const INK = 64;
 
 /** Mean height and width (pixels) of the box around each image's ink, over the images with ink. */
 export function meanInkBox(ds: Dataset): { height: number; width: number; images: number } {
-  const { height: h, width: w, channels: c } = ds;
   let sumH = 0;
   let sumW = 0;
   let images = 0;
   for (let n = 0; n < ds.count; n++) {
-    const base = n * h * w * c;
-    let x0 = w;
-    let x1 = -1;
-    let y0 = h;
-    let y1 = -1;
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        if (ds.images[base + (y * w + x) * c] < INK) continue;
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        y1 = y;
-      }
-    }
-    if (x1 < 0) continue;
-    sumH += y1 - y0 + 1;
-    sumW += x1 - x0 + 1;
+    const box = inkBox(ds, n, INK);
+    if (!box) continue;
+    sumH += box.y1 - box.y0 + 1;
+    sumW += box.x1 - box.x0 + 1;
     images++;
   }
   return { height: images ? sumH / images : 0, width: images ? sumW / images : 0, images };
