@@ -73,6 +73,8 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     [['train', '--out', out, '--data', join(root, 'no-such-folder')], /no-such-folder/],
     [['train', '--out', out, '--resume'], /no checkpoint\.safetensors in/],
     [['train', '--out', out, '--wat'], /--wat/],
+    [['train', '--out', out, '--stop-at-accuracy', '0'], /--stop-at-accuracy: expected an accuracy in percent, in \(0, 100\], got '0'/],
+    [['train', '--out', out, '--stop-at-accuracy', '99', '--no-eval'], /--stop-at-accuracy .* cannot go with --no-eval/],
     [['train'], /--out DIR is required/],
     [['eval', '--checkpoint', join(root, 'missing.safetensors')], /missing\.safetensors/],
   ];
@@ -83,6 +85,36 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
   }
   assert.not.ok(existsSync(out), 'nothing written');
+});
+
+cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the first that reaches it, and leaves training untouched', async () => {
+  type Eval = { step: number; split: string; accuracy: number; count: number; during?: boolean };
+  const flags = [...BASE, '--steps', '6', '--checkpoint-every', '2'];
+  const evalsOf = async (dir: string) => (await readMetrics(join(dir, 'metrics.jsonl'))).records.filter((m) => m.type === 'eval') as unknown as Eval[];
+  const plain = join(root, 'target-none');
+  const watched = join(root, 'target-100');
+  assert.is((await runCli(['train', '--out', plain, ...flags])).code, 0);
+  const w = await runCli(['train', '--out', watched, ...flags, '--stop-at-accuracy', '100']);
+  assert.is(w.code, 0, w.stderr);
+  // Scoring at checkpoints 2 and 4 (6 is the end, scored as usual) changes nothing in training.
+  const [a, b] = [await loadCheckpoint(join(plain, 'checkpoint.safetensors')), await loadCheckpoint(join(watched, 'checkpoint.safetensors'))];
+  assert.is(b.step, 6, 'a tiny model does not score 100% after 4 steps');
+  for (const name of Object.keys(a.params)) assert.ok(Buffer.from(a.params[name].buffer).equals(Buffer.from(b.params[name].buffer)), `${name} differs`);
+  const evals = await evalsOf(watched);
+  assert.equal(evals.map((e) => [e.step, e.split, e.during ?? false]), [[2, 'test', true], [4, 'test', true], [6, 'test', false]]);
+  assert.ok(evals.every((e) => e.count === 40));
+  assert.equal((await evalsOf(plain)).map((e) => [e.step, e.accuracy]), [[6, evals[2].accuracy]]);
+  assert.match(w.stderr, new RegExp(`step 2: test accuracy ${(100 * evals[0].accuracy).toFixed(2)}% \\(40 images\\)`));
+
+  // A target the step-2 score reaches: the run stops there, with its checkpoint and a final evaluation.
+  const stopped = join(root, 'target-reached');
+  const target = String(100 * evals[0].accuracy);
+  const r = await runCli(['train', '--out', stopped, ...flags, '--stop-at-accuracy', target]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, 2);
+  assert.equal((await evalsOf(stopped)).map((e) => [e.step, e.during ?? false, e.accuracy]), [[2, true, evals[0].accuracy], [2, false, evals[0].accuracy]]);
+  assert.match(r.stderr, /stopping/);
+  assert.match(r.stderr, new RegExp(`2 of 6 steps \\(stopped at --stop-at-accuracy ${target.replace('.', '\\.')}\\)`));
 });
 
 cli('an existing run is not overwritten without --resume; --resume refuses to change the recipe', async () => {

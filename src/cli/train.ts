@@ -65,6 +65,7 @@ export const TRAIN_FLAGS = {
   'eval-limit': { type: 'string' },
   config: { type: 'string' },
   'no-eval': { type: 'boolean' },
+  'stop-at-accuracy': { type: 'string' },
   resume: { type: 'boolean' },
   'on-nonfinite': { type: 'string' },
   'max-skips': { type: 'string' },
@@ -158,6 +159,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
   const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
+  // Train to a given accuracy rather than for a budget (the paper compares CapsNet and the baseline
+  // CNN on affNIST at equal MNIST accuracy): the first eval set is scored at every checkpoint.
+  const stopAtAccuracy = flags['stop-at-accuracy'] === undefined
+    ? null
+    : numberFlag(flags['stop-at-accuracy'] as string, '--stop-at-accuracy', 100, (n) => n > 0 && n <= 100, 'an accuracy in percent, in (0, 100]');
+  if (stopAtAccuracy !== null && flags['no-eval']) throw new UsageError('capsnet train: --stop-at-accuracy evaluates at every checkpoint; it cannot go with --no-eval');
   const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
   const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
   let faults: Fault[] = [];
@@ -318,6 +325,18 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       });
       lastSaved = stepsDone;
     };
+    // --stop-at-accuracy: the set it watches (validation when held out, else test), scored after each checkpoint.
+    let reachedTarget = false;
+    const watch = async (stepsDone: number) => {
+      const set = evalSets[0];
+      const result = await set.run(model, Math.min(evalBatch, set.count));
+      await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split: set.split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count, during: true });
+      reachedTarget = 100 * result.accuracy >= stopAtAccuracy!;
+      bar.note(
+        `capsnet train: step ${stepsDone}: ${set.split} accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count} images)` +
+          (reachedTarget ? `, at least --stop-at-accuracy ${stopAtAccuracy}: stopping` : ''),
+      );
+    };
     const bar = new ProgressBar({ total: (totalSteps - startStep) * batchSize, label: 'train', unit: 'img' });
     let last: StepRecord | null = null;
     let window: StepRecord[] = [];
@@ -349,8 +368,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
           }
         },
         checkpointDue: (done) => done % checkpointEvery === 0 || done === totalSteps,
-        onCheckpoint: save,
-        shouldStop: () => stopRequested,
+        onCheckpoint: async (done) => {
+          await save(done);
+          // The last step is evaluated below, with every set.
+          if (stopAtAccuracy !== null && done < totalSteps && !stopRequested) await watch(done);
+        },
+        shouldStop: () => stopRequested || reachedTarget,
       });
     } catch (error) {
       bar.finish();
@@ -386,7 +409,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       }
     }
     const seconds = (performance.now() - started) / 1000;
-    process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
+    process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
     adam.dispose();
     model.dispose();
     return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested, seconds, testAccuracy, adapter, config };

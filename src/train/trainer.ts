@@ -359,7 +359,8 @@ export class Trainer {
         if (read.error) throw read.error;
         if (checkpoint || stop) await hooks.onCheckpoint?.(done);
       }
-      if (stop) break;
+      // A checkpoint hook may ask to stop (e.g. an evaluation reached its target): the step is saved.
+      if (stop || (checkpoint && (hooks.shouldStop?.() ?? false))) break;
     }
     this.currentStep = -1;
     return done;
