@@ -19,7 +19,7 @@ import { makeConfig, parameterCount, presetConfig, type CapsNetConfig } from '..
 import { baselineParameterCount, makeBaselineConfig, type BaselineConfig } from '../model/baseline-config.ts';
 import { Adam } from '../optim/adam.ts';
 import { staircaseDecay } from '../optim/schedule.ts';
-import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy } from '../train/trainer.ts';
+import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy, type StartupReport } from '../train/trainer.ts';
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
@@ -67,6 +67,9 @@ export const TRAIN_FLAGS = {
   'no-eval': { type: 'boolean' },
   'stop-at-accuracy': { type: 'string' },
   resume: { type: 'boolean' },
+  'init-from': { type: 'string' },
+  'start-step': { type: 'string' },
+  'moment-steps': { type: 'string' },
   'on-nonfinite': { type: 'string' },
   'max-skips': { type: 'string' },
   'inject-fault': { type: 'string' },
@@ -127,6 +130,27 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       throw new UsageError(`capsnet train --resume: ${(error as Error).message}`);
     }
   }
+  // --init-from: a new run from another checkpoint's parameters (any layout, F16 too), for a run
+  // whose optimizer state is lost (a shipped model) or to fine-tune: see Trainer.estimateAdamMoments.
+  const initFromPath = pathFlag(flags['init-from'] as string | undefined, '--init-from') ?? null;
+  let init: AnyCheckpoint | null = null;
+  if (initFromPath !== null) {
+    if (resume) throw new UsageError("capsnet train: --init-from starts a new run from a checkpoint's parameters and --resume continues this folder's run; give one of them");
+    try {
+      init = await loadAnyCheckpoint(initFromPath);
+    } catch (error) {
+      throw new UsageError(`capsnet train --init-from: ${(error as Error).message}`);
+    }
+  }
+  for (const flag of ['start-step', 'moment-steps'] as const) {
+    if (given[flag] !== undefined && !init) throw new UsageError(`capsnet train: --${flag} goes with --init-from`);
+  }
+  const initStep = init
+    ? given['start-step'] !== undefined
+      ? numberFlag(given['start-step'], '--start-step', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')
+      : init.step
+    : 0;
+  const momentSteps = intFlag(flags['moment-steps'] as string | undefined, '--moment-steps', 50);
   if (previous && previous.training?.options === undefined) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
   // Checked like the flags: a hand-edited checkpoint must not reach the trainer with batchSize "abc".
   const stored = previous ? (checkStoredOptions(previous.training?.options, checkpointPath, 'capsnet train --resume') as RunOptions) : null;
@@ -137,7 +161,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     }
     return stored && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
   };
-  const modelKind = pick('model', parseModelFlag, previous ? (previous.model ?? 'capsnet') : undefined);
+  let modelKind = pick('model', parseModelFlag, previous ? (previous.model ?? 'capsnet') : undefined);
+  if (init) {
+    const initKind = init.model ?? 'capsnet';
+    if (given.model !== undefined && modelKind !== initKind) throw new UsageError(`capsnet train --init-from: ${initFromPath} holds a ${initKind} model, not --model ${modelKind}`);
+    modelKind = initKind;
+  }
   const experiment = pick('experiment', parseExperiment, stored ? (stored.experiment ?? 'mnist') : undefined);
   if (experiment === 'multimnist' && modelKind === 'baseline') {
     throw new UsageError('capsnet train --experiment multimnist: trains CapsNet only (two-hot margin targets); --model baseline is not supported there');
@@ -187,8 +216,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   if (modelKind === 'baseline' && capsuleFlags.length > 0) {
     throw new UsageError(`capsnet train --model baseline: ${capsuleFlags.map((f) => `--${f}`).join(', ')} only apply to CapsNet (the baseline CNN's fields go in --config)`);
   }
-  if (resume && (capsuleFlags.length > 0 || given.config !== undefined)) {
-    throw new UsageError('capsnet train --resume: the model config comes from the checkpoint; --config, --routings, --grad-mode, --no-recon and --recon-weight cannot change it');
+  if ((resume || init) && (capsuleFlags.length > 0 || given.config !== undefined)) {
+    throw new UsageError(`capsnet train ${resume ? '--resume' : '--init-from'}: the model config comes from the checkpoint; --config, --routings, --grad-mode, --no-recon and --recon-weight cannot change it`);
   }
 
   let { train: trainSet, test: testSet } = loadExperimentData(experiment, dataDir, 'capsnet train');
@@ -213,9 +242,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   else totalSteps = stored?.totalSteps ?? stepsPerEpoch;
   totalSteps = Math.max(1, totalSteps);
   if (previous && previous.step > totalSteps) throw new UsageError(`capsnet train --resume: the run already did ${previous.step} steps, more than the ${totalSteps} asked`);
+  if (init && initStep >= totalSteps) {
+    throw new UsageError(`capsnet train --init-from: the run would start at step ${initStep + 1} (${given['start-step'] !== undefined ? '--start-step' : `the step of ${initFromPath}`}), past the ${totalSteps} steps asked; give more --steps or --epochs, or --start-step 0`);
+  }
 
   const spec: ModelSpec = previous
     ? specOf(previous)
+    : init ? specOf(init)
     : modelKind === 'baseline'
       ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: canvas, ...(modelOverrides as Partial<BaselineConfig>) }, '--config')) }
       : {
@@ -282,10 +315,14 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       await writeFileAtomic(metricsPath, new Uint8Array(0));
     }
 
-    const model = buildModel(ctx, spec, previous ? { params: previous.params } : { seed });
+    const model = buildModel(ctx, spec, previous ? { params: previous.params } : init ? { params: init.params } : { seed });
     const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }) });
     if (previous?.optimizer) adam.importState(previous.optimizer, model.parameterList());
-    const startStep = previous?.step ?? 0;
+    const startStep = previous?.step ?? initStep;
+    // Where the parameters came from, kept in every checkpoint of the run (a resume carries it on).
+    const initFrom = init
+      ? { file: initFromPath, step: init.step, startStep, momentSteps: startStep > 0 ? momentSteps : 0 }
+      : (previous?.training as { initFrom?: unknown } | undefined)?.initFrom;
     if (previous) {
       if (adam.stepCount !== startStep) throw new Error(`${checkpointPath}: Adam's step ${adam.stepCount} differs from the run's step ${startStep}`);
       await truncateMetricsAfterStep(metricsPath, startStep);
@@ -310,7 +347,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         `batch ${batchSize} (about ${formatBytes(estimate.totalBytes)} of GPU memory), ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
     );
     if (faults.length > 0) process.stderr.write(`capsnet train: injecting faults (a test): ${flags['inject-fault']}\n`);
-    await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, model: spec.kind, options, config });
+    await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, model: spec.kind, options, config, ...(initFrom ? { initFrom } : {}) });
 
     let lastSaved: number | null = previous?.step ?? null;
     const save = async (stepsDone: number) => {
@@ -321,7 +358,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       checkFinite(params, stepsDone, lastSaved, checkpointPath);
       await saveCheckpoint(checkpointPath, {
         ...(spec.kind === 'baseline' ? { model: 'baseline' as const, config: spec.config } : { config: spec.config }),
-        params, optimizer, step: stepsDone, training: { options, consecutiveSkips: trainer.consecutiveSkips },
+        params, optimizer, step: stepsDone, training: { options, consecutiveSkips: trainer.consecutiveSkips, ...(initFrom ? { initFrom } : {}) },
       });
       lastSaved = stepsDone;
     };
@@ -337,20 +374,30 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
           (reachedTarget ? `, at least --stop-at-accuracy ${stopAtAccuracy}: stopping` : ''),
       );
     };
-    const bar = new ProgressBar({ total: (totalSteps - startStep) * batchSize, label: 'train', unit: 'img' });
+    const newBar = () => new ProgressBar({ total: (totalSteps - startStep) * batchSize, label: 'train', unit: 'img' });
+    let bar = newBar();
     let last: StepRecord | null = null;
     let window: StepRecord[] = [];
     let stepsDone = startStep;
+    const onStartup = async (startup: StartupReport) => {
+      // Compiling every kernel before the first step (llvmpipe compiles at first dispatch): the
+      // first step then runs at steady speed, and the bar's images per second mean something.
+      bar.note(`capsnet train: ${startup.pipelines} pipelines created and compiled in ${startup.seconds.toFixed(1)} s`);
+      // `step` keeps the record when a resume truncates the log after its checkpoint's step.
+      await appendMetrics(metricsPath, { type: 'startup', step: startStep, kernels: startup.kernels, pipelines: startup.pipelines, seconds: startup.seconds });
+    };
     try {
+      if (init && startStep > 0) {
+        const estimating = new ProgressBar({ total: momentSteps, label: 'adam moments', unit: 'batch' });
+        await trainer.estimateAdamMoments(startStep, momentSteps, { onStartup, onProgress: (n) => estimating.update(n) });
+        estimating.finish();
+        bar = newBar(); // its rate and time left count training steps only
+        bar.note(`capsnet train: Adam's moments estimated from ${momentSteps} batches at learning rate 0 (the parameters of ${initFromPath} come without optimizer state)`);
+        await appendMetrics(metricsPath, { type: 'moments', step: startStep, batches: momentSteps, seconds: (performance.now() - started) / 1000 });
+      }
       stepsDone = await trainer.run(startStep, totalSteps, {
         ...(injected ?? {}),
-        onStartup: async (startup) => {
-          // Compiling every kernel before the first step (llvmpipe compiles at first dispatch): the
-          // first step then runs at steady speed, and the bar's images per second mean something.
-          bar.note(`capsnet train: ${startup.pipelines} pipelines created and compiled in ${startup.seconds.toFixed(1)} s`);
-          // `step` keeps the record when a resume truncates the log after its checkpoint's step.
-          await appendMetrics(metricsPath, { type: 'startup', step: startStep, kernels: startup.kernels, pipelines: startup.pipelines, seconds: startup.seconds });
-        },
+        onStartup,
         onStep: (done) => bar.update((done - startStep) * batchSize, fieldsOf(last, window)),
         onRecords: async (records) => {
           const elapsed = (performance.now() - started) / 1000;
