@@ -6,6 +6,7 @@ import { doctor } from './doctor.ts';
 import { TrainingStoppedError, trainCommand } from './train.ts';
 import { evalCommand } from './eval.ts';
 import { figuresCommand } from './figures.ts';
+import { predictCommand } from './predict.ts';
 import { startCommand } from './start.ts';
 
 const HELP = `capsnet: Capsule Networks on WebGPU
@@ -36,6 +37,12 @@ commands:
                                  dimension-perturbation grid of each digit (PNG; CapsNet only);
                                  MultiMNIST: test pairs next to their two reconstructions in red
                                  and green (multimnist-reconstructions.png + .json)
+  predict --checkpoint FILE --image FILE.png [--image ...] [--as-is] [--output FILE.json]
+          [--inputs DIR]         classify your own digit images (8-bit grey, RGB or RGBA PNG):
+                                 each is made MNIST-like (ink bright on dark, scaled to a 20x20 box,
+                                 centred by mass in 28x28; --as-is: used as it is, at the model's
+                                 input size); prints the class and its capsule length (baseline:
+                                 probability); --inputs DIR writes what the model saw as PNG
   doctor [--backend B] [--all]   show the WebGPU adapter in use, its limits and features, and
                                  check that a kernel computes correct numbers on it
                                  (--all: try every backend: default, vulkan, opengl)
@@ -96,6 +103,8 @@ async function main(argv: string[]): Promise<number> {
       return evalCommand(rest);
     case 'figures':
       return figuresCommand(rest);
+    case 'predict':
+      return predictCommand(rest);
     case 'doctor': {
       const { values } = parseFlags('doctor', rest, { backend: { type: 'string' }, all: { type: 'boolean' } });
       return doctor(backendFlag(values.backend), values.all ?? false);
