@@ -48,7 +48,7 @@ test.before(() => {
 });
 test.after(() => rmSync(root, { recursive: true, force: true }));
 
-test('estimateAdamMoments: the moments of the batches of steps S..S+K-1, rescaled to step S; parameters unchanged', async () => {
+test('estimateAdamMoments: the moments of the batches of steps S-K..S-1, rescaled to step S; parameters unchanged', async () => {
   const ctx = await gpu();
   const pool0 = ctx.poolStats().inUse;
   const [S, K, B] = [37, 3, 8];
@@ -56,12 +56,12 @@ test('estimateAdamMoments: the moments of the batches of steps S..S+K-1, rescale
   const batches = new TrainingBatches(randomData(), B, 9, 2);
   const before = await model.exportParams();
 
-  // The host's reference: each batch's gradient, then m = c1(S) / (1 - b1^K) * EMA_b1(g), v likewise with g^2.
+  // The host's reference: each batch's gradient, then m = (1 - b1^S) / (1 - b1^K) * EMA_b1(g), v likewise with g^2.
   const grads: Array<Record<string, Float32Array>> = [];
   const images = new Float32Array(B * 784);
   const labels = new Int32Array(B);
   for (let k = 0; k < K; k++) {
-    batches.fill(S + k, images, labels);
+    batches.fill(S - K + k, images, labels);
     const g: Record<string, Float32Array> = {};
     const pending: Array<[string, Promise<Float32Array>]> = [];
     tidy(() => {
@@ -121,6 +121,54 @@ test('estimateAdamMoments: the moments of the batches of steps S..S+K-1, rescale
   assert.is(ctx.poolStats().inUse, pool0, 'pool buffers leaked');
 });
 
+test('estimateAdamMoments with the same gradient every step holds what an Adam at learning rate 0 holds after S steps', async () => {
+  // Batch = the whole (8-image) set and no shifts: every step's gradient is the same (up to the
+  // order of summation), so a real Adam run from step 0 holds m = (1 - b1^S) g, v = (1 - b2^S) g^2:
+  // an independent check of the rescaling.
+  const ctx = await gpu();
+  const data = { ...randomData(), count: 8 };
+  data.images = data.images.subarray(0, 8 * 784);
+  data.labels = data.labels.subarray(0, 8);
+  const S = 12;
+  const run = async (estimate: boolean) => {
+    const model = CapsNet.create(ctx, TINY_CAPSNET, 5);
+    const adam = new Adam(ctx, { lr: 0 });
+    const trainer = new Trainer(ctx, model, adam, new TrainingBatches(data, 8, 9, 0), S, { warmUp: false });
+    if (estimate) assert.ok(await trainer.estimateAdamMoments(S, 3));
+    else await trainer.run(0, S);
+    const state = await adam.exportState();
+    trainer.dispose();
+    adam.dispose();
+    model.dispose();
+    return state;
+  };
+  const [real, estimated] = [await run(false), await run(true)];
+  assert.is(real.step, S);
+  assert.is(estimated.step, S);
+  for (const name of Object.keys(real.m)) {
+    for (const which of ['m', 'v'] as const) {
+      const [a, b] = [estimated[which][name], real[which][name]];
+      for (let i = 0; i < a.length; i++) {
+        if (!(Math.abs(a[i] - b[i]) <= (which === 'm' ? 1e-9 : 1e-15) + 1e-3 * Math.abs(b[i]))) assert.unreachable(`adam.${which}.${name}[${i}]: estimated ${a[i]}, Adam's ${b[i]}`);
+      }
+    }
+  }
+});
+
+test('estimateAdamMoments stops between batches when asked, importing nothing', async () => {
+  const ctx = await gpu();
+  const model = CapsNet.create(ctx, TINY_CAPSNET, 5);
+  const adam = new Adam(ctx);
+  const trainer = new Trainer(ctx, model, adam, new TrainingBatches(randomData(), 8, 9, 2), 2, { warmUp: false });
+  let done = 0;
+  assert.is(await trainer.estimateAdamMoments(10, 5, { onProgress: (n) => (done = n), shouldStop: () => done >= 2 }), false);
+  assert.is(done, 2);
+  assert.is(adam.stepCount, 0);
+  trainer.dispose();
+  adam.dispose();
+  model.dispose();
+});
+
 test('estimateAdamMoments refuses step 0 (the moments are zero there) and a count below 1', async () => {
   const ctx = await gpu();
   const model = CapsNet.create(ctx, TINY_CAPSNET, 5);
@@ -157,8 +205,8 @@ test('capsnet train --init-from: starts at the file\'s step from its parameters,
   assert.match(r.stderr, /moments estimated from 2 batches/);
   const { records } = await readMetrics(join(out, 'metrics.jsonl'));
   assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [6, 7, 8]);
-  const start = records.find((m) => m.type === 'start') as { initFrom?: { file: string; step: number; startStep: number; momentSteps: number } };
-  assert.equal(start.initFrom, { file: path, step: 5, startStep: 5, momentSteps: 2 });
+  const start = records.find((m) => m.type === 'start') as { initFrom?: Record<string, unknown> };
+  assert.equal(start.initFrom, { file: path, step: 5, startStep: 5, adam: 'estimated from 2 batches' });
   assert.ok(records.some((m) => m.type === 'moments' && m.batches === 2));
   const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
   assert.is(ckpt.step, 8);
@@ -177,12 +225,19 @@ test('capsnet train --init-from: starts at the file\'s step from its parameters,
     for (let i = 0; i < a.length; i++) if (!(Math.abs(a[i] - b[i]) <= 1e-25)) assert.unreachable(`${name}[${i}] = ${a[i]}, the file's ${b[i]}`);
   }
 
-  // Resuming keeps the record of where the run came from.
+  // Resuming keeps the record of where the run came from, and continues bitwise as an uninterrupted run.
   const resumed = await runCli(['train', '--out', out, '--resume', '--steps', '9', ...BASE]);
   assert.is(resumed.code, 0, resumed.stderr);
   const again = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
   assert.is(again.step, 9);
   assert.equal((again.training as { initFrom?: unknown }).initFrom, start.initFrom);
+  const straight = join(root, 'straight');
+  assert.is((await runCli(['train', '--out', straight, '--init-from', path, '--steps', '9', '--moment-steps', '2', ...BASE])).code, 0);
+  const uninterrupted = await loadCheckpoint(join(straight, 'checkpoint.safetensors'));
+  for (const name of Object.keys(params)) {
+    assert.ok(Buffer.from(uninterrupted.params[name].buffer).equals(Buffer.from(again.params[name].buffer)), `${name}: resumed differs from uninterrupted`);
+    assert.ok(Buffer.from(uninterrupted.optimizer!.v[name].buffer).equals(Buffer.from(again.optimizer!.v[name].buffer)), `adam.v.${name}: resumed differs from uninterrupted`);
+  }
 
   // --start-step 0: a fresh start (fine-tuning), nothing to estimate.
   const fresh = join(root, 'fresh');
@@ -190,6 +245,37 @@ test('capsnet train --init-from: starts at the file\'s step from its parameters,
   assert.is(f.code, 0, f.stderr);
   assert.match(f.stderr, /steps 1\.\.2/);
   assert.not.match(f.stderr, /moments estimated/);
+});
+
+test('capsnet train --init-from a training checkpoint: its recipe and Adam state carry on, bitwise as --resume', async () => {
+  const source = join(root, 'source');
+  const recipe = ['--limit', '48', '--batch-size', '8', '--seed', '7', '--lr', '0.002', '--log-every', '2', '--no-eval'];
+  assert.is((await runCli(['train', '--out', source, '--steps', '2', '--config', TINY, ...recipe])).code, 0);
+  const fork = join(root, 'fork');
+  const f = await runCli(['train', '--out', fork, '--init-from', join(source, 'checkpoint.safetensors'), '--steps', '4', '--no-eval']);
+  assert.is(f.code, 0, f.stderr);
+  assert.match(f.stderr, /48 training images, batch 8/);
+  assert.not.match(f.stderr, /moments estimated/);
+  const forked = await loadCheckpoint(join(fork, 'checkpoint.safetensors'));
+  const options = (forked.training as { options: Record<string, unknown> }).options;
+  assert.equal([options.seed, options.batchSize, options.lr, options.limit], [7, 8, 0.002, 48]);
+  assert.is((forked.training as { initFrom: { adam: string } }).initFrom.adam, 'from the file');
+  assert.is((await runCli(['train', '--out', source, '--resume', '--steps', '4', '--no-eval'])).code, 0);
+  const resumed = await loadCheckpoint(join(source, 'checkpoint.safetensors'));
+  for (const name of Object.keys(resumed.params)) {
+    assert.ok(Buffer.from(resumed.params[name].buffer).equals(Buffer.from(forked.params[name].buffer)), `${name}: the fork differs from the resumed run`);
+  }
+  // A flag given changes the inherited recipe (and the fork is then no longer the same run).
+  const other = join(root, 'other-seed');
+  const o = await runCli(['train', '--out', other, '--init-from', join(source, 'checkpoint.safetensors'), '--start-step', '2', '--steps', '3', '--seed', '8', '--no-eval']);
+  assert.is(o.code, 0, o.stderr);
+  assert.is(((await loadCheckpoint(join(other, 'checkpoint.safetensors'))).training as { options: { seed: number } }).options.seed, 8);
+  // The file (now at step 4) has Adam's state for the step the run starts at: --moment-steps has nothing to do.
+  const refused = join(root, 'refused-moments');
+  const r = await runCli(['train', '--out', refused, '--init-from', join(source, 'checkpoint.safetensors'), '--steps', '5', '--moment-steps', '3']);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /--moment-steps: nothing to estimate: .* holds Adam's state for step 4/);
+  assert.not.ok(existsSync(refused));
 });
 
 test('capsnet train --init-from: bad combinations are refused with exit code 2 and nothing written', async () => {
@@ -201,7 +287,9 @@ test('capsnet train --init-from: bad combinations are refused with exit code 2 a
     [['--init-from', path, '--steps', '8', '--model', 'baseline'], /holds a capsnet model, not --model baseline/],
     [['--init-from', path, '--steps', '8', '--moment-steps', '0'], /--moment-steps/],
     [['--start-step', '3', '--steps', '8'], /--start-step goes with --init-from/],
-    [['--init-from', path, '--start-step', '-1', '--steps', '8'], /--start-step/],
+    [['--init-from', path, '--start-step=-1', '--steps', '8'], /--start-step.*integer/],
+    [['--init-from', path, '--start-step', '1.5', '--steps', '8'], /--start-step.*integer/],
+    [['--init-from', path, '--start-step', '0', '--moment-steps', '5', '--steps', '8'], /nothing to estimate: the run starts at step 0/],
   ];
   for (const [flags, message] of cases) {
     const out = join(root, 'refused');

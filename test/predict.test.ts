@@ -34,7 +34,11 @@ predict('grey: RGB luminance, transparent pixels white; light backgrounds invert
   const page = Float32Array.from({ length: 16 }, (_, i) => (i === 5 ? 0 : 1));
   assert.equal(Array.from(brightInk(page, 4, 4)), Array.from(page, (v) => 1 - v));
   const dark = page.map((v) => 1 - v);
-  assert.is(brightInk(dark, 4, 4), dark);
+  assert.equal(Array.from(brightInk(dark, 4, 4)), Array.from(dark));
+  // Grey paper (200/255) with black ink: the paper goes to 0, the ink to 1.
+  const paper = Float32Array.from({ length: 16 }, (_, i) => (i === 5 ? 0 : 200 / 255));
+  const ink = brightInk(paper, 4, 4);
+  assert.ok(Math.abs(ink[5] - 1) < 1e-6 && ink.every((v, i) => i === 5 || Math.abs(v) < 1e-6), Array.from(ink).join(' '));
 });
 
 predict('modelInput: MNIST-like digits centred in a larger canvas; --as-is needs the input size; no ink is refused', () => {
@@ -58,7 +62,7 @@ predict('modelInput: MNIST-like digits centred in a larger canvas; --as-is needs
   assert.throws(() => modelInput({ ...image, pixels: new Uint8Array(3600) }, 28, false, 'blank.png'), /blank\.png: no ink found/);
 });
 
-predict('end to end with the shipped model: --as-is matches eval; enlarged dark-on-white RGB copies get the same classes', async () => {
+predict('end to end with the shipped model: --as-is matches eval; enlarged dark-on-grey-paper RGB copies get the same classes', async () => {
   const { test } = loadMnist(undefined, ['test']);
   const raw: string[] = [];
   const drawn: string[] = [];
@@ -66,10 +70,10 @@ predict('end to end with the shipped model: --as-is matches eval; enlarged dark-
     const digit = test.images.subarray(i * 784, (i + 1) * 784);
     raw.push(join(root, `raw-${i}.png`));
     writeFileSync(raw[i], encodePng(28, 28, 1, digit));
-    // 3x larger, dark ink on white paper, RGB.
+    // 3x larger, black ink on grey paper (200), RGB.
     const big = new Uint8Array(84 * 84 * 3);
     for (let y = 0; y < 84; y++) {
-      for (let x = 0; x < 84; x++) big.fill(255 - digit[Math.floor(y / 3) * 28 + Math.floor(x / 3)], (y * 84 + x) * 3, (y * 84 + x) * 3 + 3);
+      for (let x = 0; x < 84; x++) big.fill(Math.round(200 * (1 - digit[Math.floor(y / 3) * 28 + Math.floor(x / 3)] / 255)), (y * 84 + x) * 3, (y * 84 + x) * 3 + 3);
     }
     drawn.push(join(root, `drawn-${i}.png`));
     writeFileSync(drawn[i], encodePng(84, 84, 3, big));
@@ -101,6 +105,37 @@ predict('end to end with the shipped model: --as-is matches eval; enlarged dark-
   assert.is(d.code, 0, d.stderr);
   const drawnPredictions = (JSON.parse(readFileSync(drawnJson, 'utf8')) as PredictReport).images.map((g) => g.prediction);
   assert.equal(drawnPredictions, Array.from(test.labels.subarray(0, COUNT)), 'the labels of the first test digits');
+});
+
+predict('the baseline CNN: softmax probabilities of eval\'s logits, over more images than one batch', async () => {
+  const run = join(root, 'baseline');
+  const tiny = JSON.stringify({ convChannels: [4], fcHidden: [8], dropout: 0 });
+  const t = await runCli(['train', '--out', run, '--model', 'baseline', '--config', tiny, '--limit', '64', '--batch-size', '8', '--steps', '2', '--no-eval']);
+  assert.is(t.code, 0, t.stderr);
+  const checkpoint = join(run, 'checkpoint.safetensors');
+  const n = 21; // one batch of 16 and a partial one
+  const { test } = loadMnist(undefined, ['test']);
+  const files = Array.from({ length: n }, (_, i) => {
+    const file = join(root, `baseline-${i}.png`);
+    writeFileSync(file, encodePng(28, 28, 1, test.images.subarray(i * 784, (i + 1) * 784)));
+    return file;
+  });
+  const evalJson = join(root, 'baseline-eval.json');
+  assert.is((await runCli(['eval', '--checkpoint', checkpoint, '--limit', String(n), '--output', evalJson])).code, 0);
+  const logits = (JSON.parse(readFileSync(evalJson, 'utf8')) as EvalReport).images!.map((im) => im.logits!);
+  const out = join(root, 'baseline-predict.json');
+  const r = await runCli(['predict', '--checkpoint', checkpoint, '--as-is', ...files.flatMap((f) => ['--image', f]), '--output', out]);
+  assert.is(r.code, 0, r.stderr);
+  const report = JSON.parse(readFileSync(out, 'utf8')) as PredictReport;
+  assert.is(report.model, 'baseline');
+  assert.is(report.images.length, n);
+  report.images.forEach((im, i) => {
+    const top = Math.max(...logits[i]);
+    const e = logits[i].map((v) => Math.exp(v - top));
+    const sum = e.reduce((a, b) => a + b, 0);
+    im.probabilities!.forEach((p, j) => assert.ok(Math.abs(p - e[j] / sum) <= 1e-5, `image ${i} class ${j}: ${p} vs ${e[j] / sum}`));
+    assert.is(im.prediction, logits[i].indexOf(top));
+  });
 });
 
 predict('bad input: exit code 2, the file or flag named, nothing written', async () => {

@@ -39,9 +39,9 @@ commands:
                                  and green (multimnist-reconstructions.png + .json)
   predict --checkpoint FILE --image FILE.png [--image ...] [--as-is] [--output FILE.json]
           [--inputs DIR]         classify your own digit images (8-bit grey, RGB or RGBA PNG):
-                                 each is made MNIST-like (ink bright on dark, scaled to a 20x20 box,
-                                 centred by mass in 28x28; --as-is: used as it is, at the model's
-                                 input size); prints the class and its capsule length (baseline:
+                                 each is made MNIST-like (ink bright on black, scaled to a 20x20
+                                 box, centred by mass in 28x28; --as-is: used as it is, white ink on
+                                 black at the model's input size); prints the class and its capsule length (baseline:
                                  probability); --inputs DIR writes what the model saw as PNG
   doctor [--backend B] [--all]   show the WebGPU adapter in use, its limits and features, and
                                  check that a kernel computes correct numbers on it

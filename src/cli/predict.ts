@@ -1,9 +1,10 @@
 // `capsnet predict`: classifies the user's own digit images (PNG) with a checkpoint, CapsNet or the
 // baseline CNN. Each image becomes what the model was trained on the way MNIST's digits were made
-// (src/web/preprocess.ts, the web app's drawing pad does the same): grey, ink bright on dark
-// (a light background is inverted), the ink scaled to a 20x20 box and centred by mass in 28x28,
-// then centred in the model's canvas (affnist: 40x40, multimnist: 36x36). --as-is skips all that for
-// images already in the model's input size. --inputs DIR writes what the model saw, to check it.
+// (src/web/preprocess.ts, the web app's drawing pad does the same): grey, ink bright on a black
+// background (a light background is inverted, an off-black one taken away), the ink scaled to a
+// 20x20 box and centred by mass in 28x28, then centred in the model's canvas (affnist: 40x40,
+// multimnist: 36x36). --as-is skips all that for images already in the model's input form.
+// --inputs DIR writes what the model saw, to check it.
 
 import { join } from 'node:path';
 import { mkdirSync } from 'node:fs';
@@ -45,7 +46,11 @@ export function greyOf(image: PngImage): Float32Array {
   return out;
 }
 
-/** Ink bright on dark, as MNIST: inverted when the image's border is mostly light (dark ink on paper). */
+/**
+ * Ink bright on a black background, as MNIST: inverted when the image's border is mostly light
+ * (dark ink on paper), then the border's mean level (grey paper, a scan's or photo's background)
+ * mapped to 0 and white kept at 1.
+ */
 export function brightInk(grey: Float32Array, width: number, height: number): Float32Array {
   let sum = 0;
   let n = 0;
@@ -57,7 +62,10 @@ export function brightInk(grey: Float32Array, width: number, height: number): Fl
     sum += grey[y * width] + grey[y * width + width - 1];
     n += 2;
   }
-  return sum / n > 0.5 ? grey.map((v) => 1 - v) : grey;
+  const inverted = sum / n > 0.5;
+  const background = inverted ? 1 - sum / n : sum / n;
+  const scale = background < 1 ? 1 / (1 - background) : 0;
+  return grey.map((v) => Math.max(0, ((inverted ? 1 - v : v) - background) * scale));
 }
 
 /**
@@ -65,15 +73,14 @@ export function brightInk(grey: Float32Array, width: number, height: number): Fl
  * normalisation centred in the canvas, or (asIs) the grey image itself, which must have the input's size.
  */
 export function modelInput(image: PngImage, inputSize: number, asIs: boolean, file: string): Float32Array {
-  const grey = brightInk(greyOf(image), image.width, image.height);
   if (asIs) {
     if (image.width !== inputSize || image.height !== inputSize) {
       throw new UsageError(`capsnet predict: ${file}: --as-is needs ${inputSize}x${inputSize} images (the model's input), this one is ${image.width}x${image.height}`);
     }
-    return grey;
+    return greyOf(image);
   }
-  const digit = normalizeDrawing(grey, image.width, image.height);
-  if (!digit) throw new UsageError(`capsnet predict: ${file}: no ink found (every pixel within 5% of the background)`);
+  const digit = normalizeDrawing(brightInk(greyOf(image), image.width, image.height), image.width, image.height);
+  if (!digit) throw new UsageError(`capsnet predict: ${file}: no ink found (nothing more than 5% brighter than the background)`);
   if (inputSize < 28) throw new UsageError(`capsnet predict: the model's input is ${inputSize}x${inputSize}, smaller than a 28x28 digit; give --as-is images of that size`);
   const out = new Float32Array(inputSize * inputSize);
   const o = Math.floor((inputSize - 28) / 2);
@@ -118,11 +125,20 @@ export async function predictCommand(argv: string[]): Promise<number> {
     return modelInput(image, inputSize, values['as-is'] ?? false, file);
   });
 
+  if (inputsDir) {
+    mkdirSync(inputsDir, { recursive: true });
+    for (let i = 0; i < inputs.length; i++) {
+      const grey = Uint8Array.from(inputs[i], (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
+      await writeFileAtomic(join(inputsDir, `input-${i}.png`), encodePng(inputSize, inputSize, 1, grey));
+    }
+    console.log(`wrote what the model sees to ${inputsDir}/input-0..${inputs.length - 1}.png`);
+  }
+
   const ctx = await acquireGpu({ backend });
   try {
     const spec = specOf(ckpt);
     const batch = Math.min(BATCH, inputs.length);
-    checkBatchFits(ctx, spec, batch, 'eval', '--image', 'capsnet predict');
+    checkBatchFits(ctx, spec, batch, 'eval', `a batch of ${batch} images`, 'capsnet predict');
     const model = buildModel(ctx, spec, { params: ckpt.params });
     const pixels = inputSize * inputSize;
     let scores: Float32Array;
@@ -150,14 +166,6 @@ export async function predictCommand(argv: string[]): Promise<number> {
       const what = kind === 'baseline' ? 'probability' : 'length';
       console.log(`${file}: ${prediction}  (${what} ${values[prediction].toFixed(3)}; next ${order[1][1]}: ${order[1][0].toFixed(3)})`);
     });
-    if (inputsDir) {
-      mkdirSync(inputsDir, { recursive: true });
-      for (let i = 0; i < inputs.length; i++) {
-        const grey = Uint8Array.from(inputs[i], (v) => Math.round(255 * Math.min(1, Math.max(0, v))));
-        await writeFileAtomic(join(inputsDir, `input-${i}.png`), encodePng(inputSize, inputSize, 1, grey));
-      }
-      console.log(`wrote what the model saw to ${inputsDir}/input-0..${inputs.length - 1}.png`);
-    }
     if (output) {
       await writeFileAtomic(output, new TextEncoder().encode(JSON.stringify(report) + '\n'));
       console.log(`wrote ${output}`);

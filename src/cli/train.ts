@@ -11,7 +11,7 @@
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { acquireGpu } from '../gpu/node.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError } from '../gpu/errors.ts';
@@ -145,21 +145,30 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   for (const flag of ['start-step', 'moment-steps'] as const) {
     if (given[flag] !== undefined && !init) throw new UsageError(`capsnet train: --${flag} goes with --init-from`);
   }
-  const initStep = init
-    ? given['start-step'] !== undefined
-      ? numberFlag(given['start-step'], '--start-step', 0, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0')
-      : init.step
-    : 0;
+  const initStep = init ? intFlag(given['start-step'], '--start-step', init.step, 0) : 0;
+  // The file's own Adam state, when it is for the step the run starts at (a `capsnet train`
+  // checkpoint): the new run then continues exactly, as --resume would, in another folder.
+  const initOptimizer = init?.optimizer && init.optimizer.step === initStep ? init.optimizer : null;
+  if (init && given['moment-steps'] !== undefined && (initStep === 0 || initOptimizer)) {
+    throw new UsageError(
+      `capsnet train --moment-steps: nothing to estimate: ${initOptimizer ? `${initFromPath} holds Adam's state for step ${initStep}, which the run uses` : "the run starts at step 0, where Adam's moments are zero"}`,
+    );
+  }
   const momentSteps = intFlag(flags['moment-steps'] as string | undefined, '--moment-steps', 50);
   if (previous && previous.training?.options === undefined) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
   // Checked like the flags: a hand-edited checkpoint must not reach the trainer with batchSize "abc".
   const stored = previous ? (checkStoredOptions(previous.training?.options, checkpointPath, 'capsnet train --resume') as RunOptions) : null;
+  // --init-from a checkpoint of `capsnet train`: its recipe (seed, batch, data, schedule...) is the
+  // default, so that the run goes on as the one that made it; flags given change it.
+  const inherited = init?.training?.options !== undefined ? (checkStoredOptions(init.training.options, initFromPath!, 'capsnet train --init-from') as Partial<RunOptions>) : null;
+  const source = stored ?? inherited;
   const pick = <T>(flag: string, parse: (v: string | undefined) => T, storedValue: T | undefined): T => {
     const explicit = given[flag as keyof typeof given];
     if (stored && explicit !== undefined && parse(explicit as string) !== storedValue) {
       throw new UsageError(`capsnet train --resume: --${flag} ${clip(String(explicit))} differs from the run's ${clip(String(storedValue))}; start a new run to change it`);
     }
-    return stored && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
+    if (!stored && explicit !== undefined) return parse(explicit as string);
+    return source && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
   };
   let modelKind = pick('model', parseModelFlag, previous ? (previous.model ?? 'capsnet') : undefined);
   if (init) {
@@ -167,23 +176,26 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     if (given.model !== undefined && modelKind !== initKind) throw new UsageError(`capsnet train --init-from: ${initFromPath} holds a ${initKind} model, not --model ${modelKind}`);
     modelKind = initKind;
   }
-  const experiment = pick('experiment', parseExperiment, stored ? (stored.experiment ?? 'mnist') : undefined);
+  const experiment = pick('experiment', parseExperiment, source ? (source.experiment ?? 'mnist') : undefined);
   if (experiment === 'multimnist' && modelKind === 'baseline') {
     throw new UsageError('capsnet train --experiment multimnist: trains CapsNet only (two-hot margin targets); --model baseline is not supported there');
   }
-  const testSeed = pick('test-seed', (v) => ruleFlag('testSeed', v, 1), stored ? (stored.testSeed ?? 1) : undefined);
-  const seed = pick('seed', (v) => ruleFlag('seed', v, 1), stored?.seed);
-  const batchSize = pick('batch-size', (v) => ruleFlag('batchSize', v, 128), stored?.batchSize);
-  const lr = pick('lr', (v) => ruleFlag('lr', v, 1e-3), stored?.lr);
-  const decayRate = pick('decay-rate', (v) => ruleFlag('decayRate', v, 0.96), stored?.decayRate);
-  const decaySteps = pick('decay-steps', (v) => ruleFlag('decaySteps', v, 2000), stored?.decaySteps);
-  const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored?.maxShift);
+  const testSeed = pick('test-seed', (v) => ruleFlag('testSeed', v, 1), source ? (source.testSeed ?? 1) : undefined);
+  const seed = pick('seed', (v) => ruleFlag('seed', v, 1), source?.seed);
+  const batchSize = pick('batch-size', (v) => ruleFlag('batchSize', v, 128), source?.batchSize);
+  const lr = pick('lr', (v) => ruleFlag('lr', v, 1e-3), source?.lr);
+  const decayRate = pick('decay-rate', (v) => ruleFlag('decayRate', v, 0.96), source?.decayRate);
+  const decaySteps = pick('decay-steps', (v) => ruleFlag('decaySteps', v, 2000), source?.decaySteps);
+  // An inherited shift is for the inherited experiment only.
+  const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored || (source?.experiment ?? 'mnist') === experiment ? source?.maxShift : undefined);
   // A resumed run keeps the distortions it started with (none if it stored none), so its batches
-  // stay the same even if the experiment's default changed since.
-  const augment = stored ? stored.dataOptions?.augment : experimentAugment(experiment);
-  const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), stored?.limit ?? null);
-  const validation = pick('validation', (v) => ruleFlag('validation', v, 0), stored?.validation);
-  const dataDir = pick('data', (v) => pathFlag(v, '--data') ?? null, stored?.data ?? null);
+  // stay the same even if the experiment's default changed since; so does a run from one of the same experiment.
+  const augment = stored ? stored.dataOptions?.augment
+    : inherited && (inherited.experiment ?? 'mnist') === experiment ? inherited.dataOptions?.augment
+    : experimentAugment(experiment);
+  const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), source?.limit ?? null);
+  const validation = pick('validation', (v) => ruleFlag('validation', v, 0), source?.validation);
+  const dataDir = pick('data', (v) => pathFlag(v, '--data') ?? null, source?.data ?? null);
   const checkpointEvery = intFlag(flags['checkpoint-every'] as string | undefined, '--checkpoint-every', 500);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
@@ -318,10 +330,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const model = buildModel(ctx, spec, previous ? { params: previous.params } : init ? { params: init.params } : { seed });
     const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }) });
     if (previous?.optimizer) adam.importState(previous.optimizer, model.parameterList());
+    else if (initOptimizer) adam.importState(initOptimizer, model.parameterList());
+    const estimateMoments = init !== null && initStep > 0 && !initOptimizer;
     const startStep = previous?.step ?? initStep;
     // Where the parameters came from, kept in every checkpoint of the run (a resume carries it on).
     const initFrom = init
-      ? { file: initFromPath, step: init.step, startStep, momentSteps: startStep > 0 ? momentSteps : 0 }
+      ? { file: resolve(initFromPath!), step: init.step, startStep, adam: initOptimizer ? 'from the file' : estimateMoments ? `estimated from ${momentSteps} batches` : 'fresh (step 0)' }
       : (previous?.training as { initFrom?: unknown } | undefined)?.initFrom;
     if (previous) {
       if (adam.stepCount !== startStep) throw new Error(`${checkpointPath}: Adam's step ${adam.stepCount} differs from the run's step ${startStep}`);
@@ -387,15 +401,19 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       await appendMetrics(metricsPath, { type: 'startup', step: startStep, kernels: startup.kernels, pipelines: startup.pipelines, seconds: startup.seconds });
     };
     try {
-      if (init && startStep > 0) {
+      if (estimateMoments) {
         const estimating = new ProgressBar({ total: momentSteps, label: 'adam moments', unit: 'batch' });
-        await trainer.estimateAdamMoments(startStep, momentSteps, { onStartup, onProgress: (n) => estimating.update(n) });
+        const finished = await trainer.estimateAdamMoments(startStep, momentSteps, { onStartup, onProgress: (n) => estimating.update(n), shouldStop: () => stopRequested });
         estimating.finish();
-        bar = newBar(); // its rate and time left count training steps only
-        bar.note(`capsnet train: Adam's moments estimated from ${momentSteps} batches at learning rate 0 (the parameters of ${initFromPath} come without optimizer state)`);
-        await appendMetrics(metricsPath, { type: 'moments', step: startStep, batches: momentSteps, seconds: (performance.now() - started) / 1000 });
+        if (finished) {
+          bar = newBar(); // its rate and time left count training steps only
+          bar.note(`capsnet train: Adam's moments estimated from ${momentSteps} batches at learning rate 0 (${initFromPath} has no optimizer state for step ${startStep})`);
+          await appendMetrics(metricsPath, { type: 'moments', step: startStep, batches: momentSteps, seconds: (performance.now() - started) / 1000 });
+        } else {
+          process.stderr.write('capsnet train: stopped while estimating Adam\'s moments: nothing trained, nothing saved; run the same command again to start over\n');
+        }
       }
-      stepsDone = await trainer.run(startStep, totalSteps, {
+      if (!stopRequested) stepsDone = await trainer.run(startStep, totalSteps, {
         ...(injected ?? {}),
         onStartup,
         onStep: (done) => bar.update((done - startStep) * batchSize, fieldsOf(last, window)),
@@ -424,7 +442,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       });
     } catch (error) {
       bar.finish();
-      throw await explainFailure(error, { ctx, trainer, metricsPath, checkpointPath, outDir, lastSaved, checkpointEvery });
+      const firstCheckpoint = Math.min(totalSteps, (Math.floor(startStep / checkpointEvery) + 1) * checkpointEvery);
+      throw await explainFailure(error, { ctx, trainer, metricsPath, checkpointPath, outDir, lastSaved, firstCheckpoint });
     } finally {
       injected?.dispose();
     }
@@ -486,12 +505,12 @@ function checkFinite(params: Record<string, Float32Array>, stepsDone: number, la
 /** Turns a failure of the training loop into a TrainingStoppedError that says what happened and what to do. */
 async function explainFailure(
   error: unknown,
-  run: { ctx: GpuContext; trainer: Trainer; metricsPath: string; checkpointPath: string; outDir: string; lastSaved: number | null; checkpointEvery: number },
+  run: { ctx: GpuContext; trainer: Trainer; metricsPath: string; checkpointPath: string; outDir: string; lastSaved: number | null; firstCheckpoint: number },
 ): Promise<unknown> {
   const step = run.trainer.currentStep >= 0 ? run.trainer.currentStep + 1 : null;
   const kept = run.lastSaved !== null
     ? `The checkpoint in ${run.checkpointPath} is from step ${run.lastSaved} and intact; continue from it with:\n  capsnet train --out ${run.outDir} --resume`
-    : `No checkpoint had been written yet (the first is due at step ${run.checkpointEvery}); start the run again.`;
+    : `No checkpoint had been written yet (the first is due at step ${run.firstCheckpoint}); run the same command again to start over.`;
   const log = async (record: Record<string, unknown>) => {
     // The log is on disk, not on the GPU: always worth writing; a failure to do so must not hide the cause.
     await appendMetrics(run.metricsPath, { type: 'error', ...record }).catch(() => {});

@@ -335,25 +335,32 @@ export class Trainer {
    * Fills the optimizer's moments for a run that starts at `fromStep` from parameters whose Adam
    * state is lost (capsnet train --init-from): a fresh Adam's first update moves every weight by
    * the full learning rate in the sign of one batch's gradient (m / sqrt(v) = +-1 at t = 1), a jolt
-   * to a trained model. Instead, `count` steps (the batches of steps fromStep..fromStep+count-1)
-   * run at learning rate 0, and their moments are rescaled to what an Adam that had run since
-   * step 0 on gradients like these would hold: m = (1 - beta1^fromStep) E[g] and
+   * to a trained model. Instead, `count` steps run at learning rate 0 on the batches the original
+   * run saw last (0-based steps fromStep-count..fromStep-1; the first `count` when fromStep is
+   * smaller), and their moments are rescaled to what an Adam that had run since step 0 on
+   * gradients like these would hold: m = (1 - beta1^fromStep) E[g] and
    * v = (1 - beta2^fromStep) E[g^2], so that the bias correction of step fromStep + 1 is right.
    * The parameters do not change (lr 0); the optimizer's step count becomes fromStep. A non-finite
-   * gradient stops it (NonFiniteError) before anything is imported.
+   * gradient stops it (NonFiniteError) before anything is imported. Returns false, importing
+   * nothing, when hooks.shouldStop() asks to stop between batches.
    */
-  async estimateAdamMoments(fromStep: number, count: number, hooks: Pick<TrainHooks, 'onStartup'> & { onProgress?(stepsDone: number): void } = {}): Promise<void> {
+  async estimateAdamMoments(
+    fromStep: number, count: number,
+    hooks: Pick<TrainHooks, 'onStartup' | 'shouldStop'> & { onProgress?(batchesDone: number): void } = {},
+  ): Promise<boolean> {
     if (!Number.isInteger(fromStep) || fromStep < 1) throw new Error(`Trainer.estimateAdamMoments: fromStep must be an integer >= 1 (at step 0 the moments are zero), got ${fromStep}`);
     if (!Number.isInteger(count) || count < 1) throw new Error(`Trainer.estimateAdamMoments: count must be an integer >= 1, got ${count}`);
     if (this.adam.stepCount !== 0) throw new Error(`Trainer.estimateAdamMoments: the optimizer has already done ${this.adam.stepCount} updates`);
-    if (this.warmUpPending) await hooks.onStartup?.(await this.warmUp(fromStep));
+    const first = Math.max(0, fromStep - count);
+    if (this.warmUpPending) await hooks.onStartup?.(await this.warmUp(first));
     const { beta1, beta2, eps } = this.adam;
     const probe = new Adam(this.ctx, { lr: 0, beta1, beta2, eps });
     const monitor = new StepMonitor(this.ctx, 1);
     try {
       for (let k = 0; k < count; k++) {
-        this.currentStep = fromStep + k;
-        this.step(fromStep + k, {}, probe, monitor);
+        if (hooks.shouldStop?.()) return false;
+        this.currentStep = first + k;
+        this.step(first + k, {}, probe, monitor);
         const [s] = await monitor.read();
         if (s.nonFinite.length > 0 || !Number.isFinite(s.loss)) throw new NonFiniteError(s.step, s.nonFinite, s.loss);
         hooks.onProgress?.(k + 1);
@@ -366,6 +373,7 @@ export class Trainer {
       rescale(state.m, beta1);
       rescale(state.v, beta2);
       this.adam.importState({ step: fromStep, m: state.m, v: state.v }, this.model.parameterList());
+      return true;
     } finally {
       probe.dispose();
       monitor.dispose();
