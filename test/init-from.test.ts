@@ -239,6 +239,11 @@ test('capsnet train --init-from: starts at the file\'s step from its parameters,
     assert.ok(Buffer.from(uninterrupted.optimizer!.v[name].buffer).equals(Buffer.from(again.optimizer!.v[name].buffer)), `adam.v.${name}: resumed differs from uninterrupted`);
   }
 
+  // No --steps or --epochs: one epoch more (64 images of 8: 8 steps).
+  const more = await runCli(['train', '--out', join(root, 'one-more'), '--init-from', path, '--moment-steps', '1', ...BASE]);
+  assert.is(more.code, 0, more.stderr);
+  assert.match(more.stderr, /steps 6\.\.13/);
+
   // --start-step 0: a fresh start (fine-tuning), nothing to estimate.
   const fresh = join(root, 'fresh');
   const f = await runCli(['train', '--out', fresh, '--init-from', path, '--start-step', '0', '--steps', '2', ...BASE]);

@@ -53,7 +53,10 @@ const batchSize = Number(values['batch-size']);
 
 const ckpt = await loadCheckpoint(input);
 checkExplorable(ckpt.config, input);
-const bytes = encodeCheckpoint({ config: ckpt.config, params: ckpt.params, step: ckpt.step }, { half: true });
+// The recipe goes in too (no Adam state): `capsnet train --init-from` the shipped file continues
+// the run with the same data order and schedule.
+const options = (ckpt.training as { options?: Record<string, unknown> } | undefined)?.options;
+const bytes = encodeCheckpoint({ config: ckpt.config, params: ckpt.params, step: ckpt.step, ...(options ? { training: { options } } : {}) }, { half: true });
 mkdirSync(dirname(values.out!), { recursive: true });
 await writeFileAtomic(values.out!, bytes);
 console.log(`export-web-model: ${values.out} (F16, ${(bytes.length / 1048576).toFixed(1)} MB, ${parameterCount(ckpt.config).toLocaleString('en-US')} parameters, step ${ckpt.step})`);
@@ -65,7 +68,6 @@ const info: Record<string, unknown> = {
   source: basename(input),
   exported: new Date().toISOString(),
 };
-const options = (ckpt.training as { options?: Record<string, unknown> } | undefined)?.options;
 if (options) info.training = options;
 
 if (values.eval) {

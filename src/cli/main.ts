@@ -64,7 +64,7 @@ train flags:
       --eval-limit N caps them. --resume keeps the run's experiment (another one is refused).
   --model capsnet|baseline       CapsNet (default) or the paper's baseline CNN (3 convs, 2 FC,
                                  dropout, softmax; 35.4M parameters)
-  --epochs N | --steps N         how long (default: one epoch)
+  --epochs N | --steps N         how long, in all (default: one epoch; --init-from: one more)
   --limit N                      use the first N training images
   --batch-size N (128)  --lr X (0.001)  --decay-rate X (0.96)  --decay-steps N (2000)
   --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)

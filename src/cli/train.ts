@@ -251,7 +251,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   let totalSteps: number;
   if (given.steps !== undefined || (flags.steps !== undefined && given.epochs === undefined)) totalSteps = ruleFlag('totalSteps', flags.steps as string, 1);
   else if (flags.epochs !== undefined) totalSteps = Math.round(numberFlag(flags.epochs as string, '--epochs', 1, (n) => n > 0, 'a number of epochs > 0') * stepsPerEpoch);
-  else totalSteps = stored?.totalSteps ?? stepsPerEpoch;
+  else totalSteps = stored?.totalSteps ?? (init ? initStep + stepsPerEpoch : stepsPerEpoch); // --init-from: one epoch more
   totalSteps = Math.max(1, totalSteps);
   if (previous && previous.step > totalSteps) throw new UsageError(`capsnet train --resume: the run already did ${previous.step} steps, more than the ${totalSteps} asked`);
   if (init && initStep >= totalSteps) {
