@@ -42,7 +42,9 @@ shipped('is the paper model in F16, and its sidecar records how it was trained a
   assert.is(training.lr, 0.001);
   assert.is(training.experiment, 'mnist');
   assert.is(info.testCount, 10_000, 'the accuracy claim is the export\'s evaluation of the F16 copy on the whole test set');
-  // What the page tells its users (98.97% for the 2-epoch model shipped now; README: Results).
+  // The file carries the recipe too, so that `capsnet train --init-from` it continues the run.
+  assert.equal((ckpt.training as { options?: unknown } | undefined)?.options, info.training, 'the recipe in the file is the sidecar\'s');
+  // What the page tells its users (README: Results).
   assert.ok(typeof info.testAccuracy === 'number' && info.testAccuracy >= 0.985, `test accuracy ${info.testAccuracy}`);
 });
 
