@@ -13,7 +13,8 @@ import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { decodePng, encodePng, type PngImage } from '../io/png.ts';
 import { writeFileAtomic } from '../io/files.ts';
-import { normalizeDrawing, argmax } from '../web/preprocess.ts';
+import { normalizeDrawing } from '../web/preprocess.ts';
+import { softmaxRows } from './ensemble.ts';
 import { evaluate } from '../train/trainer.ts';
 import { buildModel, checkBatchFits, specOf } from './experiments.ts';
 import { UsageError, backendFlag, parseFlags, pathFlag } from './args.ts';
@@ -155,13 +156,14 @@ export async function predictCommand(argv: string[]): Promise<number> {
     }
     const kind = ckpt.model ?? 'capsnet';
     const J = scores.length / inputs.length;
+    // The baseline's logits as probabilities (as an ensemble averages them), so that both models print a number in [0, 1].
+    const shown = kind === 'baseline' ? softmaxRows(scores, J) : scores;
     const report: PredictReport = { checkpoint: checkpointPath, model: kind, step: ckpt.step, adapter: ctx.adapter.name, images: [] };
     files.forEach((file, i) => {
-      const row = Array.from(scores.subarray(i * J, (i + 1) * J));
-      // The baseline's logits as probabilities, so that both models print a number in [0, 1].
-      const values = kind === 'baseline' ? softmax(row) : row;
+      const values = Array.from(shown.subarray(i * J, (i + 1) * J));
+      // Highest first; a stable sort keeps the lower class first on ties.
       const order = values.map((v, j) => [v, j] as const).sort((a, b) => b[0] - a[0]);
-      const prediction = argmax(values);
+      const prediction = order[0][1];
       report.images.push({ file, prediction, ...(kind === 'baseline' ? { probabilities: values } : { lengths: values }) });
       const what = kind === 'baseline' ? 'probability' : 'length';
       console.log(`${file}: ${prediction}  (${what} ${values[prediction].toFixed(3)}; next ${order[1][1]}: ${order[1][0].toFixed(3)})`);
@@ -174,11 +176,4 @@ export async function predictCommand(argv: string[]): Promise<number> {
   } finally {
     ctx.destroy();
   }
-}
-
-function softmax(logits: number[]): number[] {
-  const top = Math.max(...logits);
-  const e = logits.map((v) => Math.exp(v - top));
-  const sum = e.reduce((a, b) => a + b, 0);
-  return e.map((v) => v / sum);
 }

@@ -149,7 +149,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // The file's own Adam state, when it is for the step the run starts at (a `capsnet train`
   // checkpoint): the new run then continues exactly, as --resume would, in another folder.
   const initOptimizer = init?.optimizer && init.optimizer.step === initStep ? init.optimizer : null;
-  if (init && given['moment-steps'] !== undefined && (initStep === 0 || initOptimizer)) {
+  const estimateMoments = init !== null && initStep > 0 && !initOptimizer;
+  if (init && given['moment-steps'] !== undefined && !estimateMoments) {
     throw new UsageError(
       `capsnet train --moment-steps: nothing to estimate: ${initOptimizer ? `${initFromPath} holds Adam's state for step ${initStep}, which the run uses` : "the run starts at step 0, where Adam's moments are zero"}`,
     );
@@ -331,7 +332,6 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }) });
     if (previous?.optimizer) adam.importState(previous.optimizer, model.parameterList());
     else if (initOptimizer) adam.importState(initOptimizer, model.parameterList());
-    const estimateMoments = init !== null && initStep > 0 && !initOptimizer;
     const startStep = previous?.step ?? initStep;
     // Where the parameters came from, kept in every checkpoint of the run (a resume carries it on).
     const initFrom = init
