@@ -6,12 +6,13 @@
 // file's, it resumes like any run, and bad combinations of flags are refused with nothing written.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from './helpers/gpu.ts';
 import { makeRng } from './helpers/random.ts';
-import { runCli } from './helpers/cli.ts';
+import { BIN, runCli } from './helpers/cli.ts';
+import { spawn } from 'node:child_process';
 import type { Dataset } from '../src/data/dataset.ts';
 import { fromArray, tidy } from '../src/tensor.ts';
 import { backward } from '../src/autograd/tape.ts';
@@ -309,6 +310,36 @@ test('capsnet train --init-from: bad combinations are refused with exit code 2 a
   const r = await runCli(['train', '--out', run, '--resume', '--init-from', path, '--steps', '8', ...BASE]);
   assert.is(r.code, 2, r.stderr);
   assert.match(r.stderr, /give one of them/);
+});
+
+test('capsnet train --init-from, Ctrl-C while estimating the moments: says nothing was trained or saved, and the same command then runs', async () => {
+  const { path } = await modelOnlyCheckpoint('interrupted', 600);
+  const out = join(root, 'interrupted-run');
+  const args = ['train', '--out', out, '--init-from', path, '--steps', '602', '--moment-steps', '600', ...BASE];
+  // SIGINT as soon as the kernels are compiled: the estimate (600 batches) has barely begun.
+  const stopped = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let signalled = false;
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!signalled && /pipelines created/.test(stderr)) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    const guard = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no exit within 60 s\n${stderr}`)); }, 60_000);
+    child.on('close', (code) => { clearTimeout(guard); resolve({ code, stderr }); });
+  });
+  assert.is(stopped.code, 130, stopped.stderr);
+  assert.match(stopped.stderr, /stopped while estimating Adam's moments: nothing trained, nothing saved/);
+  assert.not.match(stopped.stderr, /train done/, 'no progress line for a training that never began');
+  assert.not.match(stopped.stderr, /steps in .*; checkpoint/, 'no summary naming a checkpoint that was not written');
+  assert.not.ok(readdirSync(out).includes('checkpoint.safetensors'));
+  // "Run the same command again": a few steps from the same file start over in the same folder.
+  const again = await runCli(['train', '--out', out, '--init-from', path, '--steps', '602', '--moment-steps', '2', ...BASE]);
+  assert.is(again.code, 0, again.stderr);
+  assert.is((await loadCheckpoint(join(out, 'checkpoint.safetensors'))).step, 602);
 });
 
 test.run();

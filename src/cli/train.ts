@@ -393,6 +393,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     let last: StepRecord | null = null;
     let window: StepRecord[] = [];
     let stepsDone = startStep;
+    let trainingStarted = !estimateMoments; // a stop during the moment estimate trains nothing: no 'train done' line
     const onStartup = async (startup: StartupReport) => {
       // Compiling every kernel before the first step (llvmpipe compiles at first dispatch): the
       // first step then runs at steady speed, and the bar's images per second mean something.
@@ -406,6 +407,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         const finished = await trainer.estimateAdamMoments(startStep, momentSteps, { onStartup, onProgress: (n) => estimating.update(n), shouldStop: () => stopRequested });
         estimating.finish();
         if (finished) {
+          trainingStarted = true;
           bar = newBar(); // its rate and time left count training steps only
           bar.note(`capsnet train: Adam's moments estimated from ${momentSteps} batches at learning rate 0 (${initFromPath} has no optimizer state for step ${startStep})`);
           await appendMetrics(metricsPath, { type: 'moments', step: startStep, batches: momentSteps, seconds: (performance.now() - started) / 1000 });
@@ -447,7 +449,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     } finally {
       injected?.dispose();
     }
-    bar.finish(fieldsOf(last, window));
+    if (trainingStarted) bar.finish(fieldsOf(last, window));
     trainer.dispose();
 
     let testAccuracy: number | null = null;
@@ -475,7 +477,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       }
     }
     const seconds = (performance.now() - started) / 1000;
-    process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
+    if (trainingStarted) process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
     adam.dispose();
     model.dispose();
     return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested, seconds, testAccuracy, adapter, config };
