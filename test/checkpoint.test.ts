@@ -104,6 +104,8 @@ ckpt('mismatched checkpoints are refused, naming what does not match', () => {
   refused((_, m) => (m.config = '{"inputSize": 12,'), /__metadata__\.config is not valid JSON/);
   refused((_, m) => (m.config = JSON.stringify({ ...SMALL, routings: 0 })), /routings must be a positive integer/);
   refused((_, m) => (m.step = '-3'), /__metadata__\.step must be a non-negative integer/);
+  refused((_, m) => (m.training = '[1, 2]'), /__metadata__\.training must be a JSON object/);
+  refused((_, m) => (m.training = '"options"'), /__metadata__\.training must be a JSON object/);
   refused((_, m) => (m.format = 'something-else/9'), /format is 'something-else\/9'/);
   refused((_, m) => delete m['adam.step'], /no 'adam\.step'/);
 });

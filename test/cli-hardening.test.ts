@@ -59,6 +59,26 @@ hardening('--config FILE: a FIFO or /dev/zero is refused at once (readFileSync w
   assert.not.ok(existsSync(out), 'nothing written');
 });
 
+hardening('--checkpoint FILE (eval, figures, predict, train --init-from): a FIFO or /dev/zero is refused at once, naming it', async () => {
+  const fifo = join(root, 'checkpoint-fifo');
+  execFileSync('mkfifo', [fifo]);
+  const out = join(root, 'never-checkpoint');
+  const paths = existsSync('/dev/zero') ? [fifo, '/dev/zero'] : [fifo];
+  for (const path of paths) {
+    for (const args of [
+      ['eval', '--checkpoint', path],
+      ['figures', '--checkpoint', path, '--out', out],
+      ['predict', '--checkpoint', path, '--image', join(root, 'none.png')],
+      ['train', '--out', out, '--init-from', path],
+    ]) {
+      const r = await runCli(args, { timeoutMs: 30_000 });
+      assert.is(r.code, 2, `${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
+      assert.ok(r.stderr.includes(`${path}: cannot read checkpoint: not a regular file`), `${args.join(' ')}: ${r.stderr}`);
+    }
+  }
+  assert.not.ok(existsSync(out), 'nothing written');
+});
+
 hardening('--config FILE: a file over the size limit is refused by its size, naming it; bad JSON names the file', async () => {
   const big = join(root, 'big.json');
   // Valid JSON (an object padded with blanks), so only the size limit can refuse it.

@@ -11,16 +11,7 @@ import { Rng } from '../src/data/rng.ts';
 import { loadMnist, readIdxBytes } from '../src/io/idx-file.ts';
 import { makeRng } from './helpers/random.ts';
 
-/** IDX bytes: magic 00 00 <type> <ndims>, big-endian u32 sizes, then `data`. */
-function idxBytes(dims: number[], data: ArrayLike<number>, type = 0x08): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  const view = new DataView(out.buffer);
-  out[2] = type;
-  out[3] = dims.length;
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
-  out.set(data, 4 + 4 * dims.length);
-  return out;
-}
+import { idxBytes } from './helpers/idx.ts';
 
 /** n random bytes in [0, max), seeded. */
 function randomBytes(n: number, seed: number, max = 256): Uint8Array {

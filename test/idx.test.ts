@@ -10,15 +10,7 @@ import { join } from 'node:path';
 import { parseIdx, parseImages } from '../src/data/idx.ts';
 import { readIdxBytes, readRegularFile } from '../src/io/idx-file.ts';
 
-/** An IDX file from its definition: 00 00 08 <n>, n big-endian u32 sizes, the data. */
-function idxBytes(dims: number[], data: ArrayLike<number>): Uint8Array {
-  const out = new Uint8Array(4 + 4 * dims.length + data.length);
-  out[2] = 0x08;
-  out[3] = dims.length;
-  dims.forEach((d, k) => new DataView(out.buffer).setUint32(4 + 4 * k, d, false));
-  out.set(Array.from(data), 4 + 4 * dims.length);
-  return out;
-}
+import { idxBytes } from './helpers/idx.ts';
 
 const idx = suite('idx hardening');
 let dir = '';

@@ -163,6 +163,16 @@ predict('bad input: exit code 2, the file or flag named, nothing written', async
     assert.match(r.stderr, message);
     assert.not.ok(existsSync(out));
   }
+  // --output into a folder that is not there, or naming a folder: refused before any work (eval too).
+  for (const command of [['predict', '--checkpoint', MODEL, '--image', good], ['eval', '--checkpoint', MODEL]]) {
+    const missing = join(root, 'no-such-folder', 'out.json');
+    const r = await runCli([...command, '--output', missing]);
+    assert.is(r.code, 2, `${command[0]}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(`--output ${missing}: the folder ${join(root, 'no-such-folder')} does not exist`), `${command[0]}: ${r.stderr}`);
+    const folder = await runCli([...command, '--output', root]);
+    assert.is(folder.code, 2, `${command[0]}: ${folder.stderr}`);
+    assert.match(folder.stderr, /is a folder; expected a file name/);
+  }
 });
 
 predict.run();

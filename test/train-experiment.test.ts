@@ -14,6 +14,7 @@ import { skipWithReason } from './helpers/skip.ts';
 import { FASHION_MNIST_DIR } from '../src/cli/experiments.ts';
 import { gpu } from './helpers/gpu.ts';
 import { makeRng } from './helpers/random.ts';
+import { writeMnistFolder } from './helpers/idx.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadAnyCheckpoint } from '../src/io/checkpoint-file.ts';
 import { StepMonitor } from '../src/train/monitor.ts';
@@ -213,6 +214,27 @@ exp('cifar10: random 24x24 crops of a generated CIFAR folder, 3-channel preset w
   const unknown = await runCli(['train', '--out', join(root, 'unknown'), '--experiment', 'svhn']);
   assert.is(unknown.code, 2);
   assert.match(unknown.stderr, /--experiment: expected one of mnist, fashion-mnist, affnist, multimnist, cifar10, got 'svhn'/);
+});
+
+exp('mnist --data DIR: eval and figures default to the run\'s own data folder; a folder that is gone is refused by name', async () => {
+  const data = join(root, 'own-digits');
+  mkdirSync(data);
+  writeMnistFolder(data, 48, 40, 31);
+  const out = join(root, 'own-data-run');
+  const r = await runCli(['train', '--out', out, '--data', data, '--steps', '1', '--no-eval', ...COMMON]);
+  assert.is(r.code, 0, r.stderr);
+  const e = await runCli(['eval', '--checkpoint', ckptPath(out), '--batch-size', '8']);
+  assert.is(e.code, 0, e.stderr);
+  assert.match(e.stdout, /\(40 test images, step 1\)/, 'scored on the run\'s 40 test digits, not the 10,000 of the MNIST package');
+  const f = await runCli(['figures', '--checkpoint', ckptPath(out), '--out', join(out, 'figures')]);
+  assert.is(f.code, 0, f.stderr);
+  rmSync(data, { recursive: true });
+  for (const args of [['eval', '--checkpoint', ckptPath(out)], ['figures', '--checkpoint', ckptPath(out), '--out', join(out, 'figures-2')]]) {
+    const gone = await runCli(args);
+    assert.is(gone.code, 2, `${args[0]}: ${gone.stderr}`);
+    assert.ok(gone.stderr.includes(`was trained on --data ${data}, which does not exist here; pass --data DIR`), `${args[0]}: ${gone.stderr}`);
+  }
+  assert.not.ok(existsSync(join(out, 'figures-2')), 'figures wrote nothing');
 });
 
 const fashionName = 'fashion-mnist: the MNIST model on the installed Fashion-MNIST split; eval and figures use it too';

@@ -1,6 +1,8 @@
 // Command-line parsing helpers: every bad flag becomes a UsageError (exit code 2) naming the flag
 // and what was expected.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { clip } from '../io/safetensors.ts';
 import { NODE_BACKENDS, resolveBackend, type NodeBackend } from '../gpu/node.ts';
 
@@ -73,5 +75,24 @@ export const MAX_PATH_CHARACTERS = 4096;
 /** A file or folder path flag, refused (clipped in the message) when longer than any path can be. */
 export function pathFlag<T extends string | undefined>(value: T, flag: string): T {
   if (value !== undefined && value.length > MAX_PATH_CHARACTERS) throw new UsageError(`${flag}: expected a path of at most ${MAX_PATH_CHARACTERS} characters, got ${quoteFlag(value)}`);
+  return value;
+}
+
+/**
+ * A file to write at the end of a long command (--output): its folder is checked before the work
+ * starts, so a typo costs a second, not a whole evaluation's results.
+ */
+export function outputFileFlag<T extends string | undefined>(value: T, flag: string): T {
+  if (pathFlag(value, flag) === undefined) return value;
+  const path = value as string;
+  const folder = dirname(path);
+  const stat = statSync(folder, { throwIfNoEntry: false });
+  if (!stat?.isDirectory()) throw new UsageError(`${flag} ${path}: the folder ${folder} does not exist`);
+  if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${flag} ${path}: is a folder; expected a file name`);
+  try {
+    accessSync(folder, constants.W_OK);
+  } catch {
+    throw new UsageError(`${flag} ${path}: the folder ${folder} is not writable`);
+  }
   return value;
 }

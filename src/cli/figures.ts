@@ -12,7 +12,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { writeFileAtomic } from '../io/files.ts';
 import { loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import { defaultShift, loadExperimentData, multiMnistOptions, parseExperiment } from './experiments.ts';
+import type { AnyCheckpoint } from '../io/checkpoint.ts';
+import type { CapsNetConfig } from '../model/config.ts';
+import { defaultShift, loadExperimentData, multiMnistOptions, parseExperiment, storedDataDir } from './experiments.ts';
 import { twoLongest } from './ensemble.ts';
 import { MultiMnistTestSet } from '../data/multimnist.ts';
 import { topKHits } from '../ops/losses.ts';
@@ -62,6 +64,12 @@ export async function figures(
   } catch (error) {
     throw new UsageError(`capsnet figures: ${(error as Error).message}`);
   }
+  // Everything is checked (the metrics log, the stored options, the data) before anything is written.
+  const metricsPath = options.metrics ?? join(dirname(checkpointPath), METRICS_FILE);
+  if (options.metrics && !existsSync(metricsPath)) throw new UsageError(`capsnet figures: --metrics ${options.metrics} does not exist`);
+  const curveSvgs = existsSync(metricsPath) ? await curves(metricsPath) : [];
+  const plan = figurePlan(ckpt, checkpointPath, options.data);
+
   const written: string[] = [];
   mkdirSync(outDir, { recursive: true });
   const write = async (name: string, data: Uint8Array | string) => {
@@ -69,39 +77,19 @@ export async function figures(
     await writeFileAtomic(path, typeof data === 'string' ? new TextEncoder().encode(data) : data);
     written.push(path);
   };
-
-  const metricsPath = options.metrics ?? join(dirname(checkpointPath), METRICS_FILE);
-  if (existsSync(metricsPath)) {
-    for (const [name, svg] of await curves(metricsPath)) await write(name, svg);
-  } else if (options.metrics) {
-    throw new UsageError(`capsnet figures: --metrics ${options.metrics} does not exist`);
-  }
+  for (const [name, svg] of curveSvgs) await write(name, svg);
 
   const skipped = (why: string) => process.stderr.write(`capsnet figures: reconstructions and perturbation grids skipped: ${why}\n`);
-  if (ckpt.model === 'baseline') {
-    skipped('the checkpoint holds the baseline CNN, which has no capsules and no decoder (only the training curves apply)');
+  if (plan.kind === 'skip') {
+    skipped(plan.why);
     return written;
   }
-  const { config } = ckpt;
-  if (!config.decoder) {
-    skipped('this CapsNet was trained without a decoder (--no-recon)');
-    return written;
-  }
-  if (config.inputChannels !== 1) {
-    skipped(`the images have ${config.inputChannels} channels; these figures are grey-level grids`);
-    return written;
-  }
-  // The run's own data: Fashion-MNIST for a fashion-mnist run (the MNIST package otherwise).
-  const run = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, checkpointPath, 'capsnet figures', ['experiment', 'data']);
-  const experiment = parseExperiment(run?.experiment);
-  if (experiment === 'multimnist') {
-    // The run's test pairs: its test seed and shift (checked here: only MultiMNIST needs them).
-    const pairsOf = checkStoredOptions(ckpt.training!.options, checkpointPath, 'capsnet figures', ['testSeed', 'maxShift']);
-    const { test } = loadExperimentData('multimnist', options.data ?? run?.data ?? null, 'capsnet figures', ['test']);
+  const { config, test } = plan;
+  if (plan.kind === 'multimnist') {
     const ctx = await acquireGpu({ backend: options.backend });
     try {
-      const model = new CapsNet(ctx, config, ckpt.params);
-      const figure = await multiMnistFigure(model, test, pairsOf.testSeed ?? 1, pairsOf.maxShift ?? defaultShift('multimnist'));
+      const model = new CapsNet(ctx, config, plan.params);
+      const figure = await multiMnistFigure(model, test, plan.testSeed, plan.maxShift);
       model.dispose();
       await write(MULTIMNIST_FIGURE, encodePng(figure.image.width, figure.image.height, 3, figure.image.pixels));
       await write(MULTIMNIST_FIGURE.replace(/\.png$/, '.json'), JSON.stringify({ checkpoint: checkpointPath, ...figure.sidecar }, null, 1) + '\n');
@@ -111,16 +99,9 @@ export async function figures(
     skipped('the single-digit reconstructions and perturbation grids draw 28x28 test digits; a MultiMNIST model gets the two-colour figure of its test pairs');
     return written;
   }
-  const { test } = experiment === 'fashion-mnist'
-    ? loadExperimentData(experiment, options.data ?? run?.data ?? null, 'capsnet figures', ['test'])
-    : loadExperimentData('mnist', options.data ?? null, 'capsnet figures', ['test']);
-  if (test.height !== config.inputSize || test.width !== config.inputSize) {
-    skipped(`the model's inputs are ${config.inputSize}x${config.inputSize} (--experiment ${experiment}), these figures draw the ${test.height}x${test.width} test images as they are`);
-    return written;
-  }
   const ctx = await acquireGpu({ backend: options.backend });
   try {
-    const model = new CapsNet(ctx, config, ckpt.params);
+    const model = new CapsNet(ctx, config, plan.params);
     const S = config.inputSize;
     const pixels = config.inputChannels * S * S;
     // Test digits and their reconstructions from the longest capsule: rows of originals, then reconstructions.
@@ -269,6 +250,34 @@ async function readAndDispose(t: Tensor): Promise<Float32Array> {
 }
 
 /** loss.svg and accuracy.svg from a metrics log. */
+type FigurePlan =
+  | { kind: 'skip'; why: string }
+  | { kind: 'single'; config: CapsNetConfig; params: Record<string, Float32Array>; test: Dataset }
+  | { kind: 'multimnist'; config: CapsNetConfig; params: Record<string, Float32Array>; test: Dataset; testSeed: number; maxShift: number };
+
+/** What `figures` can draw beside the curves, and the test data it draws from (the run's own). */
+function figurePlan(ckpt: AnyCheckpoint, checkpointPath: string, dataFlag: string | undefined): FigurePlan {
+  if (ckpt.model === 'baseline') return { kind: 'skip', why: 'the checkpoint holds the baseline CNN, which has no capsules and no decoder (only the training curves apply)' };
+  const { config, params } = ckpt;
+  if (!config.decoder) return { kind: 'skip', why: 'this CapsNet was trained without a decoder (--no-recon)' };
+  if (config.inputChannels !== 1) return { kind: 'skip', why: `the images have ${config.inputChannels} channels; these figures are grey-level grids` };
+  const run = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, checkpointPath, 'capsnet figures', ['experiment', 'data']);
+  const experiment = parseExperiment(run?.experiment);
+  const dataDir = dataFlag ?? storedDataDir(run?.data, checkpointPath, 'capsnet figures');
+  if (experiment === 'multimnist') {
+    // The run's test pairs: its test seed and shift (checked here: only MultiMNIST needs them).
+    const pairsOf = checkStoredOptions(ckpt.training!.options, checkpointPath, 'capsnet figures', ['testSeed', 'maxShift']);
+    const { test } = loadExperimentData('multimnist', dataDir, 'capsnet figures', ['test']);
+    return { kind: 'multimnist', config, params, test, testSeed: pairsOf.testSeed ?? 1, maxShift: pairsOf.maxShift ?? defaultShift('multimnist') };
+  }
+  // Fashion-MNIST for a fashion-mnist run, MNIST (or the run's --data) otherwise.
+  const { test } = loadExperimentData(experiment === 'fashion-mnist' ? experiment : 'mnist', dataDir, 'capsnet figures', ['test']);
+  if (test.height !== config.inputSize || test.width !== config.inputSize) {
+    return { kind: 'skip', why: `the model's inputs are ${config.inputSize}x${config.inputSize} (--experiment ${experiment}), these figures draw the ${test.height}x${test.width} test images as they are` };
+  }
+  return { kind: 'single', config, params, test };
+}
+
 export async function curves(metricsPath: string): Promise<Array<[string, string]>> {
   const { records } = await readMetrics(metricsPath);
   const trainRecords = records.filter((r) => r.type === 'train') as Array<Record<string, number>>;

@@ -14,9 +14,11 @@ const HELP = `capsnet: Capsule Networks on WebGPU
 usage: capsnet <command> [flags]
 
 commands:
-  start [--out DIR] [--full]     what \`npm start\` runs: train on MNIST with the paper's recipe for a
-                                 budget that suits this machine, evaluate, draw the figures, summarise
-                                 (--full: the paper's whole schedule; run it again to resume)
+  start [--out DIR] [--full | --steps N] [--backend NAME]
+                                 what \`npm start\` runs: train on MNIST with the paper's recipe for a
+                                 budget that suits this machine (100 steps), evaluate, draw the
+                                 figures, summarise (--full: the paper's whole schedule; run again,
+                                 it continues the run in --out to the budget asked, or its own)
   train --out DIR [flags]        train CapsNet or the paper's baseline CNN (see below); --resume
                                  continues a stopped run exactly
   eval --checkpoint FILE [--checkpoint FILE2 ...] [--limit N] [--output FILE.json] [--data DIR]

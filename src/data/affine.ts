@@ -25,9 +25,9 @@
 //   R = [[cos, -sin], [sin, cos]] (a positive angle turns clockwise on screen, y pointing down).
 //   The identity transform with t = 0 reproduces the digit centred in the canvas exactly. Ink
 //   mass scales by det A = sx sy (rotation and shear keep areas), up to bilinear resampling error.
-//   The real affNIST (Tieleman 2013) is a set of MATLAB .mat files (v5 structs with zlib-compressed
-//   elements); they are not read here (not available offline, and a .mat reader is a project of
-//   its own); this generator stands in for them with the same kinds of transformations.
+//   The real affNIST (Tieleman 2013) is a set of MATLAB .mat files, read by src/io/affnist-file.ts
+//   (`capsnet eval --affnist FILE.mat`) when given; without them (none offline here) this generator
+//   stands in with the same kinds of transformations.
 //
 // Tests: test/affine.test.ts.
 

@@ -202,7 +202,7 @@ export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheck
     throw new Error(`${source}: not a checkpoint of this model (config ${declared ? 'from the file' : 'assumed: the paper\'s'}):\n  ${listed.join('\n  ')}`);
   }
   const training = parseJsonField(meta.training, source, 'training');
-  if (training !== undefined && (typeof training !== 'object' || training === null)) throw new Error(`${source}: __metadata__.training must be a JSON object`);
+  if (training !== undefined && (typeof training !== 'object' || training === null || Array.isArray(training))) throw new Error(`${source}: __metadata__.training must be a JSON object`);
   return {
     ...(model === 'baseline' ? { model, config: config as BaselineConfig } : { config: config as CapsNetConfig }),
     params,
