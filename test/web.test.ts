@@ -424,6 +424,35 @@ if (missing && !process.env.CI) {
     }
   });
 
+  web('the drawing pad follows one pointer: a second finger down meanwhile draws nothing and is not joined to the first', async () => {
+    const { page, problems } = await openPage('/?model=/test/small.safetensors');
+    try {
+      const ink = await page.evaluate(() => {
+        const pad = document.querySelector('#pad') as HTMLCanvasElement;
+        document.querySelector<HTMLButtonElement>('#clear-pad')!.click();
+        const rect = pad.getBoundingClientRect();
+        const at = (x: number, y: number) => ({ clientX: rect.left + (x / pad.width) * rect.width, clientY: rect.top + (y / pad.height) * rect.height });
+        const send = (type: string, pointerId: number, pointerType: string, x: number, y: number) =>
+          pad.dispatchEvent(new PointerEvent(type, { bubbles: true, cancelable: true, pointerId, pointerType, isPrimary: pointerId === 1, button: 0, buttons: type === 'pointerup' ? 0 : 1, ...at(x, y) }));
+        send('pointerdown', 1, 'mouse', 60, 60);
+        send('pointerdown', 2, 'touch', 220, 220);
+        send('pointermove', 2, 'touch', 230, 200);
+        send('pointermove', 1, 'mouse', 70, 70);
+        send('pointerup', 2, 'touch', 230, 200);
+        send('pointerup', 1, 'mouse', 70, 70);
+        const g = pad.getContext('2d')!;
+        const red = (x: number, y: number) => g.getImageData(x, y, 1, 1).data[0];
+        return { first: red(65, 65), second: red(225, 210), between: red(145, 140) };
+      });
+      assert.ok(ink.first > 200, `the first pointer's stroke is drawn (${ink.first})`);
+      assert.ok(ink.second < 20, `the second pointer drew nothing (${ink.second})`);
+      assert.ok(ink.between < 20, `no line joins the two pointers (${ink.between})`);
+      assert.equal(problems, [], 'no console errors');
+    } finally {
+      await page.close();
+    }
+  });
+
   web('ten training steps in the page lower the loss; the downloaded checkpoint gives Node the page\'s outputs', async () => {
     const { page, problems } = await openPage('/?model=/test/small.safetensors#train');
     try {
@@ -450,6 +479,7 @@ if (missing && !process.env.CI) {
 
       // The checkpoint the button downloads, read in Node.
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#train-download')]);
+      assert.match((await page.textContent('#train-message'))!, /with Adam's state: `capsnet train --out DIR --init-from FILE` continues it exactly/);
       const bytes = new Uint8Array(readFileSync((await download.path())!));
       const ckpt = decodeCheckpoint(bytes, download.suggestedFilename());
       assert.is(ckpt.step, run.step);
@@ -538,7 +568,17 @@ if (missing && !process.env.CI) {
       await page.click('#tab-model');
       const accuracy = `${(info.testAccuracy * 100).toFixed(2)}% on 10,000 images`;
       assert.ok((await page.textContent('#model-info'))!.includes(accuracy), `the Model tab says ${accuracy}`);
+      assert.not.match((await page.textContent('#model-info'))!, /trained since/);
       await page.screenshot({ path: screenshotPath('web-model.png'), fullPage: true });
+      // Once the model moves past the shipped step (as a training run in the page does), the
+      // shipped accuracy and description say which step they were for.
+      await page.evaluate(() => {
+        const h = (window as any).capsnetApp;
+        h.app.entry.step += 1;
+        h.app.described();
+      });
+      const since = `${accuracy} (at step ${info.step.toLocaleString('en-US')}; trained since)`;
+      assert.ok((await page.textContent('#model-info'))!.includes(since), `the Model tab says ${since}: ${await page.textContent('#model-info')}`);
       assert.equal(problems, [], 'no console errors (shipped model)');
     } finally {
       await page.close();
@@ -554,6 +594,21 @@ if (missing && !process.env.CI) {
       assert.match((await page.textContent('#notice'))!, /This model is untrained/);
       assert.match((await page.textContent('#model-chip'))!, /fresh paper model \(seed 1\) · untrained/);
       assert.equal(problems, [], 'no console errors (fresh model)');
+    } finally {
+      await page.close();
+    }
+    // A server answering the model list with a page: said so (not silently untrained), and the
+    // notice goes once another model is on screen.
+    fx!.server.put('/models/index.json', '<!doctype html><title>not a list</title>');
+    ({ page, problems } = await openPage('/'));
+    try {
+      assert.is((await pageState(page)).origin, 'fresh');
+      assert.match((await page.textContent('#notice'))!, /Could not read the list of shipped models: models\/index\.json is not JSON/);
+      await page.click('#tab-model');
+      await page.click('#fresh-create');
+      await page.waitForFunction(() => !/Could not read/.test(document.querySelector('#notice')?.textContent ?? ''), null, { timeout: 60_000 });
+      assert.match((await page.textContent('#notice'))!, /This model is untrained/);
+      assert.equal(problems, [], 'no console errors (broken model list)');
     } finally {
       await page.close();
       fx!.server.put('/models/index.json', readFileSync(`${webDir}models/index.json`));

@@ -100,13 +100,18 @@ async function firstModel(app: App, setChip: (text: string) => void): Promise<{ 
       return { entry: await fresh(), error: `Could not load the model ${url}: ${errorText(error)}. Showing a fresh, untrained model instead.` };
     }
   }
-  const shipped = await shippedModels().catch(() => ({ default: undefined, models: [] }));
+  let shipped;
+  try {
+    shipped = await shippedModels();
+  } catch (error) {
+    return { entry: await fresh(), error: `Could not read the list of shipped models: ${errorText(error)}. Showing a fresh, untrained model instead.` };
+  }
   const info = shipped.models.find((m) => m.file === shipped.default);
   if (shipped.default && params.get('preset') === null) {
     try {
       const entry = await load(`models/${shipped.default}`, info?.name ?? shipped.default, 'shipped');
-      if (info?.testAccuracy !== undefined) entry.testAccuracy = { accuracy: info.testAccuracy, count: info.testCount ?? 10000 };
-      if (info?.description) entry.note = info.description;
+      if (info?.testAccuracy !== undefined) entry.testAccuracy = { accuracy: info.testAccuracy, count: info.testCount ?? 10000, step: entry.step };
+      if (info?.description) [entry.note, entry.noteStep] = [info.description, entry.step];
       return { entry, error: null };
     } catch (error) {
       return { entry: await fresh(), error: `Could not load the shipped model: ${errorText(error)}. Showing a fresh, untrained model instead.` };
@@ -148,7 +153,8 @@ async function main(): Promise<void> {
     busy.hidden = !on;
   };
   const modelChip = byId('model-chip');
-  let loadError: string | null = null;
+  // The first model's load error, shown while that stand-in model is on screen and untrained.
+  let loadError: { entry: ModelEntry; text: string } | null = null;
 
   const explorer = new Explorer(app);
   trainPanel = new TrainPanel(app);
@@ -162,7 +168,8 @@ async function main(): Promise<void> {
   app.onInfo((entry) => {
     modelChip.textContent = `${entry.name} · ${entry.trained ? `step ${entry.step.toLocaleString('en-US')}` : 'untrained'}`;
     modelChip.className = `chip ${entry.trained ? 'ok' : 'warn'}`;
-    showNotice(entry, select, loadError);
+    if (loadError && (entry !== loadError.entry || entry.step > 0)) loadError = null;
+    showNotice(entry, select, loadError?.text ?? null);
   });
   const handle = {
     app, explorer, trainPanel, modelPanel, recovery,
@@ -182,7 +189,7 @@ async function main(): Promise<void> {
       const { entry, error } = await firstModel(app, (text) => {
         modelChip.textContent = text;
       });
-      loadError = error;
+      loadError = error === null ? null : { entry, text: error };
       await app.setModel(entry);
     } catch (error) {
       // The device was lost while the first model loaded: the notice's button brings up a model.

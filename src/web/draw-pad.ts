@@ -16,6 +16,8 @@ export class DrawPad {
   private readonly g: CanvasRenderingContext2D;
   private readonly cursorG: CanvasRenderingContext2D;
   private drawing = false;
+  /** The pointer drawing the current stroke: a second finger must not join its path to this one's. */
+  private pointerId: number | null = null;
   private last: [number, number] | null = null;
   private exactImage: Float32Array | null = null;
   private inked = false;
@@ -126,8 +128,10 @@ export class DrawPad {
   private pointerDown(e: PointerEvent): void {
     if (e.button !== 0 && e.pointerType === 'mouse') return;
     e.preventDefault();
+    if (this.drawing) return;
     this.canvas.setPointerCapture(e.pointerId);
     this.drawing = true;
+    this.pointerId = e.pointerId;
     const p = this.point(e);
     this.stroke(p, p);
     this.last = p;
@@ -135,7 +139,7 @@ export class DrawPad {
   }
 
   private pointerMove(e: PointerEvent): void {
-    if (!this.drawing || !this.last) return;
+    if (!this.drawing || !this.last || e.pointerId !== this.pointerId) return;
     e.preventDefault();
     // Coalesced events give the full path on fast strokes.
     const events = typeof e.getCoalescedEvents === 'function' ? e.getCoalescedEvents() : [];
@@ -148,8 +152,9 @@ export class DrawPad {
   }
 
   private pointerUp(e: PointerEvent): void {
-    if (!this.drawing) return;
+    if (!this.drawing || e.pointerId !== this.pointerId) return;
     this.drawing = false;
+    this.pointerId = null;
     this.last = null;
     if (this.canvas.hasPointerCapture(e.pointerId)) this.canvas.releasePointerCapture(e.pointerId);
     this.onChange(true);

@@ -11,6 +11,7 @@ import { renderRouting } from './routing-view.ts';
 import { argmax } from './preprocess.ts';
 import { exampleImage, testSet } from './mnist.ts';
 import type { Dataset } from '../data/dataset.ts';
+import type { ModelEntry } from './models.ts';
 import { geometry } from '../model/config.ts';
 
 const SLIDER_RANGE = 0.35;
@@ -65,16 +66,18 @@ export class Explorer {
     analysis: null, selected: 0, offsets: new Float32Array(16), reconstruction: null, routing: null, source: '', label: null, error: null,
   };
   private readonly pad: DrawPad;
-  private readonly classify: Latest<{ input: Float32Array | null }>;
+  private readonly classify: Latest<{ input: Float32Array | null; keepPose?: boolean }>;
   private readonly decode: Latest<{ v: Float32Array; selected: number }>;
   private sliders: HTMLInputElement[] = [];
   private bars: HTMLButtonElement[] = [];
   private test: Dataset | null = null;
   private lastDrawClassify = 0;
+  /** The model the explorer last set itself up for. */
+  private described: ModelEntry | null = null;
 
   constructor(private readonly app: App) {
     this.pad = new DrawPad(byId<HTMLCanvasElement>('pad'), byId<HTMLCanvasElement>('pad-cursor'), byId('pad-empty'), (final) => this.padChanged(final));
-    this.classify = new Latest((r) => this.runClassify(r.input));
+    this.classify = new Latest((r) => this.runClassify(r.input, r.keepPose ?? false));
     this.decode = new Latest((r) => this.runDecode(r.v, r.selected));
     byId('clear-pad').addEventListener('click', () => this.pad.clear());
     const pen = byId<HTMLInputElement>('pen-size');
@@ -178,12 +181,18 @@ export class Explorer {
     const c = entry.config;
     byId('no-decoder').hidden = c.decoder;
     byId('sliders').hidden = !c.decoder;
+    // Nothing of the previous model's reconstruction stays beside "no decoder".
+    for (const id of ['recon-pair', 'sliders-head', 'sliders-caption']) byId(id).hidden = !c.decoder;
+    // The same model with new weights (a training run refreshing the explorer): the capsule and
+    // pose the user chose stay; another model starts from its own winner.
+    const sameModel = entry === this.described;
+    this.described = entry;
     const g = geometry(c);
     byId('routing-hint').textContent = `${g.primaryCaps.toLocaleString('en-US')} primary capsules → ${c.digitCaps} digit capsules, ${c.routings} iteration${c.routings === 1 ? '' : 's'}`;
     this.buildBars(c.digitCaps);
     this.buildSliders(c.digitDim);
     const { input } = this.pad.image();
-    if (input) this.classify.request({ input });
+    if (input) this.classify.request({ input, keepPose: sameModel });
   }
 
   private buildBars(J: number): void {
@@ -239,7 +248,7 @@ export class Explorer {
     this.renderBars();
   }
 
-  private async runClassify(input: Float32Array | null): Promise<void> {
+  private async runClassify(input: Float32Array | null, keepPose: boolean): Promise<void> {
     const entry = this.app.entry;
     if (!entry) return;
     if (input) drawGray(byId<HTMLCanvasElement>('input28'), input, 28, 28);
@@ -254,11 +263,14 @@ export class Explorer {
     try {
       const analysis = await this.app.queue.run(() => analyse(this.app.model.model, input));
       this.state.error = null;
+      const keep = keepPose && this.state.analysis !== null && this.state.selected < analysis.lengths.length;
       this.state.analysis = analysis;
-      this.state.selected = argmax(analysis.lengths);
-      this.state.offsets.fill(0);
-      for (const s of this.sliders) s.value = '0';
-      this.resetPose();
+      if (keep) {
+        this.requestDecode(); // the kept capsule and offsets, decoded with the new weights
+      } else {
+        this.state.selected = argmax(analysis.lengths);
+        this.resetPose();
+      }
       this.renderBars();
       await this.runRouting(analysis);
     } catch (error) {

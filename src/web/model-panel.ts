@@ -10,6 +10,9 @@ import { evaluate } from '../train/trainer.ts';
 import { fillBatch } from '../data/dataset.ts';
 
 export class ModelPanel {
+  /** The model the panel last described (a test result on screen is this model's). */
+  private shown: ModelEntry | null = null;
+
   constructor(private readonly app: App) {
     app.onInfo(() => this.render());
     byId('model-download').addEventListener('click', () => void this.download());
@@ -62,8 +65,14 @@ export class ModelPanel {
       ['state', el('span', { className: `badge ${entry.trained ? 'trained' : 'untrained'}`, text: entry.trained ? `trained, ${formatCount(entry.step)} steps` : 'untrained (random weights)' })],
       ...describeConfig(entry.config),
     ];
-    if (entry.testAccuracy) rows.push(['test accuracy', `${(entry.testAccuracy.accuracy * 100).toFixed(2)}% on ${formatCount(entry.testAccuracy.count)} images`]);
-    if (entry.note) rows.push(['note', entry.note]);
+    // Figures measured or written for an earlier step say so once the model has trained past it.
+    const since = (step: number) => (step === entry.step ? '' : ` (at step ${formatCount(step)}; trained since)`);
+    const tested = entry.testAccuracy;
+    if (tested) rows.push(['test accuracy', `${(tested.accuracy * 100).toFixed(2)}% on ${formatCount(tested.count)} images${since(tested.step)}`]);
+    if (entry.note) rows.push(['note', `${entry.note}${since(entry.noteStep)}`]);
+    // A test result on screen belongs to the model it was run on.
+    if (entry !== this.shown) byId('model-eval-result').textContent = '';
+    this.shown = entry;
     const dl = el('dl', { className: 'info' });
     for (const [k, v] of rows) dl.append(el('dt', { text: k }), el('dd', {}, v));
     byId('model-info').replaceChildren(dl);
@@ -99,7 +108,7 @@ export class ModelPanel {
           out.textContent = `Testing… ${formatCount(done)} / ${formatCount(n)}`;
         }),
       );
-      entry.testAccuracy = { accuracy: result.accuracy, count: n };
+      entry.testAccuracy = { accuracy: result.accuracy, count: n, step: entry.step };
       const seconds = (performance.now() - started) / 1000;
       out.textContent = `${(result.accuracy * 100).toFixed(2)}% of the first ${formatCount(n)} test images right (${(n / seconds).toFixed(1)} images/s).`;
       this.render();

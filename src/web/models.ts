@@ -41,7 +41,10 @@ export interface LiveTraining {
 export class ModelEntry {
   /** Set while a training run in the page owns this model: its Adam state and run options. */
   live: LiveTraining | null = null;
-  testAccuracy: { accuracy: number; count: number } | null = null;
+  /** The last test of this model in the page (or the shipped figure), at the step it was measured. */
+  testAccuracy: { accuracy: number; count: number; step: number } | null = null;
+  /** The step `note` was written for (a shipped model's description); training moves past it. */
+  noteStep = 0;
   /** What rebuilds this model if the device is lost (see RestorePoint); null when nothing does. */
   restorePoint: RestorePoint | null = null;
 
@@ -118,8 +121,9 @@ export function restoreModel(ctx: GpuContext, entry: ModelEntry): ModelEntry {
   restored.name = entry.name;
   restored.origin = entry.origin;
   restored.note = entry.note;
+  restored.noteStep = entry.noteStep;
   restored.restorePoint = point;
-  if (restored.step === entry.step) restored.testAccuracy = entry.testAccuracy;
+  restored.testAccuracy = entry.testAccuracy; // says its step: shown as older when the restore went back
   return restored;
 }
 
@@ -157,8 +161,13 @@ export interface ShippedModels {
 
 export async function shippedModels(base = 'models/'): Promise<ShippedModels> {
   const response = await fetch(`${base}index.json`);
-  if (!response.ok) return { models: [] };
-  const list = (await response.json()) as ShippedModels;
+  if (!response.ok) return { models: [] }; // no list: a page served without shipped models
+  let list: ShippedModels;
+  try {
+    list = (await response.json()) as ShippedModels;
+  } catch (error) {
+    throw new Error(`${base}index.json is not JSON (${(error as Error).message}); is the server answering every path with the page?`);
+  }
   return { default: list.default, models: Array.isArray(list.models) ? list.models : [] };
 }
 

@@ -75,6 +75,8 @@ export class TrainPanel {
   private train: Dataset | null = null;
   private lastChart = 0;
   private carry: Carry | null = null;
+  /** Set while a click's run is being built (data loading, model creation): a second click waits its turn. */
+  private starting = false;
 
   constructor(private readonly app: App) {
     byId('train-start').addEventListener('click', () => {
@@ -181,6 +183,16 @@ export class TrainPanel {
   }
 
   private async startOrResume(): Promise<void> {
+    if (this.starting) return;
+    this.starting = true;
+    try {
+      await this.startOrResumeOnce();
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  private async startOrResumeOnce(): Promise<void> {
     if (this.app.lost) {
       this.setMessage('The GPU device was lost: restore the model with the button at the top of the page first.', true);
       return;
@@ -393,7 +405,7 @@ export class TrainPanel {
         evaluate(run.entry.model, n, batch, (start, images, labels) => fillBatch(test, order, start, images, labels)),
       );
       run.tests.push([run.entry.step, result.accuracy]);
-      run.entry.testAccuracy = { accuracy: result.accuracy, count: n };
+      run.entry.testAccuracy = { accuracy: result.accuracy, count: n, step: run.entry.step };
       this.renderSamples(test, result.predictions, run.entry.step);
       this.renderStats(true);
       return result.accuracy;
@@ -412,7 +424,12 @@ export class TrainPanel {
       run.entry.restorePoint = { kind: 'bytes', bytes, step, what: `the checkpoint downloaded at step ${step}` };
       const preset = run.entry.config.conv1Channels === 256 ? 'paper' : 'small';
       downloadBytes(bytes, `capsnet-${preset}-step${run.entry.step}.safetensors`);
-      this.setMessage(`Checkpoint of step ${run.entry.step} downloaded (${(bytes.length / 1048576).toFixed(1)} MB, with Adam's state).`);
+      // Adam's state goes with it only when this run's Adam counted every step of the model (a run
+      // continued from a model without one, such as the shipped model, began a fresh Adam).
+      const exact = run.adam.stepCount === step;
+      this.setMessage(`Checkpoint of step ${step} downloaded (${(bytes.length / 1048576).toFixed(1)} MB, ${exact
+        ? 'with Adam\'s state: `capsnet train --out DIR --init-from FILE` continues it exactly in Node'
+        : 'without Adam\'s state, which this run began afresh: `capsnet train --out DIR --init-from FILE` continues it in Node, estimating Adam\'s moments'}).`);
     } catch (error) {
       this.setMessage(`Download failed: ${errorText(error)}`, true);
     }
