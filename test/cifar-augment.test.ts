@@ -9,7 +9,7 @@ import { makeRng } from './helpers/random.ts';
 import { assertClose } from './helpers/assert.ts';
 import { CIFAR10_AUGMENT, parseCifarBatch, type ColourAugmentRanges } from '../src/data/cifar.ts';
 import { CanvasBatches, CIFAR10_CROPS, CIFAR10_TRAIN } from '../src/data/affine.ts';
-import { experimentBatches } from '../src/cli/experiments.ts';
+import { experimentAugment, experimentBatches } from '../src/cli/experiments.ts';
 
 const test = suite('CIFAR-10 augmentation', {});
 
@@ -62,8 +62,11 @@ test('deterministic in (seed, step): another instance, another order of steps; o
   // The examples and labels are those of the plain crops (the distortions have their own generator).
   assert.equal(first.labels, batchOf(new CanvasBatches(data, B, 5, CIFAR10_CROPS), 3).labels);
   // capsnet train --experiment cifar10 trains on the distorted crops.
-  const trained = experimentBatches('cifar10', data, B, 5, CIFAR10_CROPS.maxShift) as CanvasBatches;
+  const trained = experimentBatches('cifar10', data, B, 5, CIFAR10_CROPS.maxShift, experimentAugment('cifar10') ?? null) as CanvasBatches;
   assert.ok(bitwise(first.images, batchOf(trained, 3).images), 'experimentBatches(cifar10) applies CIFAR10_AUGMENT');
+  // A run that stored no distortions (from before they existed) resumes on the plain crops.
+  const stored = experimentBatches('cifar10', data, B, 5, CIFAR10_CROPS.maxShift, null) as CanvasBatches;
+  assert.ok(bitwise(batchOf(stored, 3).images, batchOf(new CanvasBatches(data, B, 5, CIFAR10_CROPS), 3).images), 'null: no distortions');
 });
 
 test('flips alone: each image is exactly its plain crop or the crop mirrored left-right, as drawn; both occur', () => {

@@ -6,7 +6,8 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runCli } from './helpers/cli.ts';
+import { BIN, runCli } from './helpers/cli.ts';
+import { spawn } from 'node:child_process';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
@@ -60,6 +61,42 @@ cli('a run stopped and resumed ends with bitwise the same parameters as an unint
   }
   const { records } = await readMetrics(join(resumed, 'metrics.jsonl'));
   assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [1, 2, 3, 4, 5, 6]);
+});
+
+cli('a finished run resumed is evaluated again: its evaluation replaces the last one (one eval record per set and step)', async () => {
+  const out = join(root, 'finished');
+  assert.is((await runCli(['train', '--out', out, '--steps', '2', ...BASE])).code, 0);
+  const again = await runCli(['train', '--out', out, '--resume', ...BASE.filter((f, i, a) => f !== '--config' && a[i - 1] !== '--config')]);
+  assert.is(again.code, 0, again.stderr);
+  assert.match(again.stderr, /test accuracy/);
+  const { records } = await readMetrics(join(out, 'metrics.jsonl'));
+  assert.equal(records.filter((m) => m.type === 'eval').map((m) => [m.step, m.split]), [[2, 'test']]);
+  assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [1, 2], 'the training records stay as they were');
+});
+
+cli('Ctrl-C during the final evaluation: the evaluation finishes, the run is complete (exit 0, not 130)', async () => {
+  const out = join(root, 'ctrl-c-eval');
+  // The whole MNIST test set: a few seconds for the tiny model, time for the signal to land in it.
+  const args = ['train', '--out', out, '--steps', '1', ...BASE.filter((f, i, a) => f !== '--eval-limit' && a[i - 1] !== '--eval-limit')];
+  const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let signalled = false;
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!signalled && /train done:/.test(stderr)) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    const guard = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no exit within 120 s\n${stderr}`)); }, 120_000);
+    child.on('close', (code) => { clearTimeout(guard); resolve({ code, stderr }); });
+  });
+  assert.match(r.stderr, /training is done and saved; the final evaluation finishes first/, 'the signal landed during the evaluation');
+  assert.is(r.code, 0, r.stderr);
+  const { records } = await readMetrics(join(out, 'metrics.jsonl'));
+  const evaluation = records.find((m) => m.type === 'eval') as { count: number } | undefined;
+  assert.is(evaluation?.count, 10000);
 });
 
 cli('bad flags and files: exit code 2, a clear message, nothing written', async () => {

@@ -221,11 +221,14 @@ exp('mnist --data DIR: eval and figures default to the run\'s own data folder; a
   mkdirSync(data);
   writeMnistFolder(data, 48, 40, 31);
   const out = join(root, 'own-data-run');
-  const r = await runCli(['train', '--out', out, '--data', data, '--steps', '1', '--no-eval', ...COMMON]);
+  // A relative --data, given in another folder: stored absolute, so it is found from anywhere.
+  const r = await runCli(['train', '--out', out, '--data', 'own-digits', '--steps', '1', '--no-eval', ...COMMON], { cwd: root });
   assert.is(r.code, 0, r.stderr);
+  const resumed = await runCli(['train', '--out', out, '--resume', '--data', data, '--steps', '2', '--no-eval']);
+  assert.is(resumed.code, 0, `the same folder, named absolutely: ${resumed.stderr}`);
   const e = await runCli(['eval', '--checkpoint', ckptPath(out), '--batch-size', '8']);
   assert.is(e.code, 0, e.stderr);
-  assert.match(e.stdout, /\(40 test images, step 1\)/, 'scored on the run\'s 40 test digits, not the 10,000 of the MNIST package');
+  assert.match(e.stdout, /\(40 test images, step 2\)/, 'scored on the run\'s 40 test digits, not the 10,000 of the MNIST package');
   const f = await runCli(['figures', '--checkpoint', ckptPath(out), '--out', join(out, 'figures')]);
   assert.is(f.code, 0, f.stderr);
   rmSync(data, { recursive: true });

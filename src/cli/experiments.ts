@@ -143,12 +143,13 @@ export function experimentAugment(experiment: ExperimentName): Readonly<ColourAu
 
 /**
  * The training batches of `experiment`. `augment`: the run's colour distortions (CanvasBatches
- * experiments only): a resumed run passes what its checkpoint stored, so it continues with the
- * batches it started with even if the experiment's default changed since.
+ * experiments only), null for none: a resumed run passes what its checkpoint stored, so it
+ * continues with the batches it started with even if the experiment's default changed since. No
+ * default on purpose: a run that stored none must not get experimentAugment's.
  */
 export function experimentBatches(
   experiment: ExperimentName, train: Dataset, batchSize: number, seed: number, maxShift: number,
-  augment: Readonly<ColourAugmentRanges> | undefined = experimentAugment(experiment),
+  augment: Readonly<ColourAugmentRanges> | null,
 ): BatchSource {
   switch (experiment) {
     case 'affnist': return new CanvasBatches(train, batchSize, seed, { canvas: AFFNIST_TRAIN.canvas, maxShift, ...(augment ? { augment } : {}) });

@@ -196,7 +196,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     : experimentAugment(experiment);
   const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), source?.limit ?? null);
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), source?.validation);
-  const dataDir = pick('data', (v) => pathFlag(v, '--data') ?? null, source?.data ?? null);
+  // Stored absolute: a run resumed, evaluated or drawn from another folder finds the same data.
+  const dataDir = pick('data', (v) => absolutePath(pathFlag(v, '--data')), absolutePath(source?.data ?? undefined));
   const checkpointEvery = intFlag(flags['checkpoint-every'] as string | undefined, '--checkpoint-every', 500);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
@@ -295,13 +296,16 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const ctx = await acquireGpu({ backend });
   const started = performance.now();
   let stopRequested = false;
+  let evaluating = false; // the final evaluation, after the last checkpoint
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopRequested) {
       process.stderr.write(`\ncapsnet train: ${signal} again: exiting now (the last checkpoint is intact)\n`);
       process.exit(130);
     }
     stopRequested = true;
-    process.stderr.write(`\ncapsnet train: ${signal}: finishing this step and saving a checkpoint (press again to quit at once)\n`);
+    process.stderr.write(evaluating
+      ? `\ncapsnet train: ${signal}: training is done and saved; the final evaluation finishes first (press again to quit at once)\n`
+      : `\ncapsnet train: ${signal}: finishing this step and saving a checkpoint (press again to quit at once)\n`);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -310,10 +314,18 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const adapter = ctx.adapter.name;
     const budget = ctx.adapter.isSoftware ? { budgetBytes: SOFTWARE_MEMORY_FRACTION * totalmem(), budgetWhat: `${100 * SOFTWARE_MEMORY_FRACTION}% of this machine's memory (a software adapter's GPU memory is the machine's RAM)` } : {};
     const estimate = checkBatchFits(ctx, spec, batchSize, 'train', '--batch-size', 'capsnet train', budget);
+    // Each set is evaluated in batches of min(--eval-batch-size, its size): the batch the trainer
+    // warms up (compiles) evaluation at, and the one the memory check tests.
+    const largestEvalBatch = Math.max(1, ...evalSets.map((set) => Math.min(evalBatch, set.count)));
     if (!flags['no-eval']) {
-      // Each set is evaluated in batches of min(--eval-batch-size, its size).
-      const largestEvalBatch = Math.max(...evalSets.map((set) => Math.min(evalBatch, set.count)));
       checkBatchFits(ctx, spec, largestEvalBatch, 'eval', '--eval-batch-size', 'capsnet train', budget);
+    }
+    // The batches refuse bad options (a usage error) before anything is written.
+    let batches;
+    try {
+      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift, augment ?? null);
+    } catch (error) {
+      throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
     }
     mkdirSync(outDir, { recursive: true });
     // A process killed while writing a checkpoint (or rewriting the log) leaves its temporary file
@@ -339,20 +351,17 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       : (previous?.training as { initFrom?: unknown } | undefined)?.initFrom;
     if (previous) {
       if (adam.stepCount !== startStep) throw new Error(`${checkpointPath}: Adam's step ${adam.stepCount} differs from the run's step ${startStep}`);
-      await truncateMetricsAfterStep(metricsPath, startStep);
+      // A finished run resumed is evaluated again at its last step: that evaluation replaces the
+      // previous one there (not a second point at the same step in the curves).
+      const reevaluated = startStep === totalSteps && !flags['no-eval'];
+      await truncateMetricsAfterStep(metricsPath, startStep, (r) => reevaluated && r.type === 'eval' && r.step === startStep && r.during !== true);
     }
     const previousSkips = Number((previous?.training as { consecutiveSkips?: unknown } | undefined)?.consecutiveSkips ?? 0);
-    let batches;
-    try {
-      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift, augment);
-    } catch (error) {
-      throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
-    }
     const trainer = new Trainer(ctx, model, adam, batches, logEvery, {
       onNonFinite,
       maxConsecutiveSkips: maxSkips,
       consecutiveSkips: Number.isInteger(previousSkips) && previousSkips >= 0 ? previousSkips : 0,
-      evalBatchSize: evalBatch,
+      evalBatchSize: largestEvalBatch,
     });
     const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
     const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
@@ -398,6 +407,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       // Compiling every kernel before the first step (llvmpipe compiles at first dispatch): the
       // first step then runs at steady speed, and the bar's images per second mean something.
       bar.note(`capsnet train: ${startup.pipelines} pipelines created and compiled in ${startup.seconds.toFixed(1)} s`);
+      bar = newBar(); // images per second and time left count training, not the compile (25-30 s cold)
       // `step` keeps the record when a resume truncates the log after its checkpoint's step.
       await appendMetrics(metricsPath, { type: 'startup', step: startStep, kernels: startup.kernels, pipelines: startup.pipelines, seconds: startup.seconds });
     };
@@ -406,7 +416,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         const estimating = new ProgressBar({ total: momentSteps, label: 'adam moments', unit: 'batch' });
         const finished = await trainer.estimateAdamMoments(startStep, momentSteps, { onStartup, onProgress: (n) => estimating.update(n), shouldStop: () => stopRequested });
         estimating.finish();
-        if (finished) {
+        // A stop during the last batch lets the estimate finish, but nothing is trained or saved either.
+        if (finished && !stopRequested) {
           trainingStarted = true;
           bar = newBar(); // its rate and time left count training steps only
           bar.note(`capsnet train: Adam's moments estimated from ${momentSteps} batches at learning rate 0 (${initFromPath} has no optimizer state for step ${startStep})`);
@@ -454,6 +465,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
 
     let testAccuracy: number | null = null;
     if (!stopRequested && !flags['no-eval']) {
+      evaluating = true;
       for (const set of evalSets) {
         const split = set.split;
         let result;
@@ -480,7 +492,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     if (trainingStarted) process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
     adam.dispose();
     model.dispose();
-    return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested, seconds, testAccuracy, adapter, config };
+    // A Ctrl-C that came after the last step (during the final evaluation, which runs to its end)
+    // stopped nothing: the run is complete.
+    return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested && stepsDone < totalSteps, seconds, testAccuracy, adapter, config };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -606,4 +620,9 @@ function fieldsOf(last: StepRecord | null, window: StepRecord[]): Record<string,
   if (!last) return {};
   const acc = window.reduce((s, r) => s + r.accuracy, 0) / Math.max(1, window.length);
   return { loss: last.loss.toFixed(4), acc: `${(100 * acc).toFixed(1)}%` };
+}
+
+/** A path flag made absolute against the current folder (null when not given). */
+function absolutePath(path: string | undefined): string | null {
+  return path === undefined ? null : resolve(path);
 }

@@ -106,14 +106,14 @@ export async function readMetrics(path: string): Promise<MetricsContents> {
  * Rewrites the log keeping only records whose `step` is a number <= `step`, atomically (temporary
  * file, then rename), so a run resuming from an older checkpoint does not log steps twice. Kept lines
  * are copied byte for byte. A missing log is fine (nothing to cut). Returns how many records were
- * kept and removed; records without a numeric `step` are removed too.
+ * kept and removed; records without a numeric `step` are removed too, and those `alsoDrop` picks.
  */
-export function truncateMetricsAfterStep(path: string, step: number): Promise<{ kept: number; removed: number }> {
+export function truncateMetricsAfterStep(path: string, step: number, alsoDrop: (record: MetricsRecord) => boolean = () => false): Promise<{ kept: number; removed: number }> {
   if (!Number.isFinite(step)) return Promise.reject(new RangeError(`${path}: truncateMetricsAfterStep needs a finite step, got ${step}`));
-  return enqueue(path, () => rewriteUpTo(path, step));
+  return enqueue(path, () => rewriteUpTo(path, step, alsoDrop));
 }
 
-async function rewriteUpTo(path: string, step: number): Promise<{ kept: number; removed: number }> {
+async function rewriteUpTo(path: string, step: number, alsoDrop: (record: MetricsRecord) => boolean): Promise<{ kept: number; removed: number }> {
   let parsed;
   try {
     parsed = await parseLines(path);
@@ -121,7 +121,7 @@ async function rewriteUpTo(path: string, step: number): Promise<{ kept: number; 
     if ((e as { missing?: boolean }).missing) return { kept: 0, removed: 0 };
     throw e;
   }
-  const keep = parsed.lines.filter((l) => typeof l.record.step === 'number' && l.record.step <= step);
+  const keep = parsed.lines.filter((l) => typeof l.record.step === 'number' && l.record.step <= step && !alsoDrop(l.record));
   await writeFileAtomic(path, Buffer.from(keep.map((l) => l.text + '\n').join('')));
   return { kept: keep.length, removed: parsed.lines.length - keep.length };
 }
