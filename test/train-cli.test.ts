@@ -112,6 +112,8 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     [['train', '--out', out, '--wat'], /--wat/],
     [['train', '--out', out, '--stop-at-accuracy', '0'], /--stop-at-accuracy: expected an accuracy in percent, in \(0, 100\], got '0'/],
     [['train', '--out', out, '--stop-at-accuracy', '99', '--no-eval'], /--stop-at-accuracy .* cannot go with --no-eval/],
+    [['train', '--out', out, '--max-skips', '3'], /--max-skips N applies with --on-nonfinite skip/],
+    [['train', '--out', out, '--no-recon', '--recon-weight', '0.1'], /give --no-recon or --recon-weight X, not both/],
     [['train'], /--out DIR is required/],
     [['eval', '--checkpoint', join(root, 'missing.safetensors')], /missing\.safetensors/],
   ];

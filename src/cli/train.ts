@@ -209,6 +209,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     : numberFlag(flags['stop-at-accuracy'] as string, '--stop-at-accuracy', 100, (n) => n > 0 && n <= 100, 'an accuracy in percent, in (0, 100]');
   if (stopAtAccuracy !== null && flags['no-eval']) throw new UsageError('capsnet train: --stop-at-accuracy evaluates at every checkpoint; it cannot go with --no-eval');
   const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
+  if (given['max-skips'] !== undefined && onNonFinite !== 'skip') throw new UsageError('capsnet train: --max-skips N applies with --on-nonfinite skip (the default, stop, stops at the first non-finite step)');
   const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
   let faults: Fault[] = [];
   if (flags['inject-fault'] !== undefined) {
@@ -225,6 +226,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const modelOverrides = parseConfigFlag(flags.config as string | undefined, modelKind);
   const routings = flags.routings === undefined ? undefined : intFlag(flags.routings as string, '--routings', 3);
   const gradMode = flags['grad-mode'] === undefined ? undefined : choiceFlag(flags['grad-mode'] as string, '--grad-mode', ['all', 'last'], 'all');
+  if (given['no-recon'] !== undefined && given['recon-weight'] !== undefined) throw new UsageError('capsnet train: give --no-recon or --recon-weight X, not both');
   const reconWeight = flags['no-recon'] ? 0 : numberFlag(flags['recon-weight'] as string | undefined, '--recon-weight', 0.0005, (n) => n >= 0, 'a weight >= 0');
   const capsuleFlags = ['routings', 'grad-mode', 'no-recon', 'recon-weight'].filter((f) => given[f as keyof typeof given] !== undefined);
   if (modelKind === 'baseline' && capsuleFlags.length > 0) {
