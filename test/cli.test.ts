@@ -2,6 +2,9 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { runCli } from './helpers/cli.ts';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const cli = suite('capsnet command');
 
@@ -47,6 +50,20 @@ cli('help lists the commands', async () => {
   const r = await runCli(['help']);
   assert.is(r.code, 0);
   assert.match(r.stdout, /doctor/);
+});
+
+cli('the package resolves to the Node library, and under the browser condition to the browser bundle with its own types', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
+  const entry = pkg.exports['.'];
+  // Conditions are tried in order: browser first, or the Node types would shadow the browser's.
+  assert.equal(Object.keys(entry), ['browser', 'types', 'default']);
+  for (const file of [entry.browser.types, entry.browser.default, entry.types, entry.default]) assert.ok(existsSync(`${root}${file}`), `${file} is built`);
+  const resolveWith = (conditions: string[]) => execFileSync(process.execPath, [...conditions, '--input-type=module', '-e', "console.log(import.meta.resolve('capsnet-webgpu'))"], { cwd: root, encoding: 'utf8' }).trim();
+  assert.ok(resolveWith([]).endsWith('/dist/index.js'));
+  assert.ok(resolveWith(['--conditions=browser']).endsWith('/dist/browser/capsnet.js'));
+  // The browser types describe what the browser bundle exports (acquireGpu without Node's backends).
+  assert.match(readFileSync(`${root}${entry.browser.types}`, 'utf8'), /BROWSER_HINT/);
 });
 
 cli.run();
