@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gpu } from './helpers/gpu.ts';
 import { makeRng } from './helpers/random.ts';
-import { BIN, runCli } from './helpers/cli.ts';
-import { spawn } from 'node:child_process';
+import { runCli, runCliInterrupted } from './helpers/cli.ts';
 import type { Dataset } from '../src/data/dataset.ts';
 import { fromArray, tidy } from '../src/tensor.ts';
 import { backward } from '../src/autograd/tape.ts';
@@ -317,20 +316,8 @@ test('capsnet train --init-from, Ctrl-C while estimating the moments: says nothi
   const out = join(root, 'interrupted-run');
   const args = ['train', '--out', out, '--init-from', path, '--steps', '602', '--moment-steps', '600', ...BASE];
   // SIGINT as soon as the kernels are compiled: the estimate (600 batches) has barely begun.
-  const stopped = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    let signalled = false;
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      if (!signalled && /pipelines created/.test(stderr)) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
-    const guard = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no exit within 60 s\n${stderr}`)); }, 60_000);
-    child.on('close', (code) => { clearTimeout(guard); resolve({ code, stderr }); });
-  });
+  const stopped = await runCliInterrupted(args, /pipelines created/);
+  assert.ok(stopped.signalled, stopped.stderr);
   assert.is(stopped.code, 130, stopped.stderr);
   assert.match(stopped.stderr, /stopped while estimating Adam's moments: nothing trained, nothing saved/);
   assert.not.match(stopped.stderr, /train done/, 'no progress line for a training that never began');

@@ -6,8 +6,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BIN, runCli } from './helpers/cli.ts';
-import { spawn } from 'node:child_process';
+import { runCli, runCliInterrupted } from './helpers/cli.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
@@ -78,20 +77,7 @@ cli('Ctrl-C during the final evaluation: the evaluation finishes, the run is com
   const out = join(root, 'ctrl-c-eval');
   // The whole MNIST test set: a few seconds for the tiny model, time for the signal to land in it.
   const args = ['train', '--out', out, '--steps', '1', ...BASE.filter((f, i, a) => f !== '--eval-limit' && a[i - 1] !== '--eval-limit')];
-  const r = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    let signalled = false;
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      if (!signalled && /train done:/.test(stderr)) {
-        signalled = true;
-        child.kill('SIGINT');
-      }
-    });
-    const guard = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no exit within 120 s\n${stderr}`)); }, 120_000);
-    child.on('close', (code) => { clearTimeout(guard); resolve({ code, stderr }); });
-  });
+  const r = await runCliInterrupted(args, /train done:/);
   assert.match(r.stderr, /training is done and saved; the final evaluation finishes first/, 'the signal landed during the evaluation');
   assert.is(r.code, 0, r.stderr);
   const { records } = await readMetrics(join(out, 'metrics.jsonl'));

@@ -31,3 +31,30 @@ export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; cwd?:
     });
   });
 }
+
+/**
+ * Runs `capsnet ...args` and sends it SIGINT (a Ctrl-C) once its stderr matches `when`: a stop at
+ * a chosen moment of its work. Rejects if it has not exited within `timeoutMs`.
+ */
+export function runCliInterrupted(args: string[], when: RegExp, timeoutMs = 120_000): Promise<CliResult & { signalled: boolean }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let [stdout, stderr, signalled] = ['', '', false];
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      if (!signalled && when.test(stderr)) {
+        signalled = true;
+        child.kill('SIGINT');
+      }
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`capsnet ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, signalled });
+    });
+  });
+}
