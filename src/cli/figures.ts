@@ -249,7 +249,6 @@ async function readAndDispose(t: Tensor): Promise<Float32Array> {
   }
 }
 
-/** loss.svg and accuracy.svg from a metrics log. */
 type FigurePlan =
   | { kind: 'skip'; why: string }
   | { kind: 'single'; config: CapsNetConfig; params: Record<string, Float32Array>; test: Dataset }
@@ -278,6 +277,7 @@ function figurePlan(ckpt: AnyCheckpoint, checkpointPath: string, dataFlag: strin
   return { kind: 'single', config, params, test };
 }
 
+/** loss.svg and accuracy.svg from a metrics log. */
 export async function curves(metricsPath: string): Promise<Array<[string, string]>> {
   const { records } = await readMetrics(metricsPath);
   const trainRecords = records.filter((r) => r.type === 'train') as Array<Record<string, number>>;
