@@ -376,6 +376,23 @@ if (missing && !process.env.CI) {
       assert.is(s.offsets[0], 0, 'a new capsule starts from its own pose');
       assertClose(s.reconstruction!, await reconstruct(model, v, other), PAGE_VS_NODE, `reconstruction from capsule ${other}`);
 
+      // The same model refreshed (what a training run in the page does every 25 steps): the chosen
+      // capsule and its pose stay; the reconstruction is redrawn with them.
+      await page.focus('#sliders input[data-dim="0"]');
+      await page.keyboard.press('End');
+      await page.evaluate(() => (window as any).capsnetApp.app.changed());
+      s = await pageState(page);
+      assert.is(s.selected, other, 'the chosen capsule stays through a refresh');
+      assert.ok(Math.abs(s.offsets[0] - 0.35) < 1e-6, `the pose stays through a refresh (${s.offsets[0]})`);
+      const posed = v.slice();
+      posed[other * 16] += 0.35;
+      assertClose(s.reconstruction!, await reconstruct(model, posed, other), PAGE_VS_NODE, 'reconstruction after the refresh, pose kept');
+      // A new input starts from its own winner and pose.
+      await page.click('#gallery button[data-index="0"]');
+      s = await pageState(page);
+      assert.is(s.selected, win);
+      assert.is(s.offsets[0], 0);
+
       // The routing view: r x J maps; c rows are distributions, uniform at iteration 1; the CPU
       // routing's v matches the GPU's (it is the same computation, from u_hat read back).
       const r = model.config.routings;
