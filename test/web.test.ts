@@ -276,8 +276,12 @@ if (missing && !process.env.CI) {
     // The pretrained model the build ships (src/web/models, see test/shipped-model.test.ts).
     const shippedCkpt = decodeCheckpoint(readFileSync(`${webDir}models/capsnet-mnist.safetensors`), 'dist/web/models/capsnet-mnist.safetensors');
     const shipped = new CapsNet(ctx, shippedCkpt.config, shippedCkpt.params);
+    // The same small model without a decoder (as trained with --no-recon).
+    const noDecoderConfig = makeConfig({ ...PRESETS.small, decoder: false });
+    const noDecoder = encodeCheckpoint({ config: noDecoderConfig, params: initialParameters(noDecoderConfig, 7, 0.5), step: 0 });
     const server = await serveWeb(webDir);
     server.put('/test/small.safetensors', small);
+    server.put('/test/no-decoder.safetensors', noDecoder);
     server.put('/test/with-adam.safetensors', withAdam);
     const { context, close } = await launchChromium();
     fx = { server, context, close, model, shipped, test: mnist.test };
@@ -312,8 +316,11 @@ if (missing && !process.env.CI) {
       assert.match((await page.textContent('#model-chip'))!, /small\.safetensors · untrained/);
       assert.ok(await page.isVisible('#notice'), 'the untrained-model notice shows');
 
-      // Another test digit from the gallery.
-      await page.click('#gallery button[data-index="3"]');
+      // Another test digit from the gallery, found by its accessible name (as a screen reader finds it).
+      await page.getByRole('button', { name: `test digit #3, a ${fx!.test.labels[3]}`, exact: true }).click();
+      assert.is(await page.getAttribute('#gallery button[data-index="3"]', 'aria-pressed'), 'true');
+      assert.is(await page.getByRole('application', { name: /^Drawing pad/ }).count(), 1, 'the pad is named for assistive technology');
+      assert.is(await page.getByRole('img', { name: 'The 28 by 28 image the model sees' }).count(), 1);
       s = await pageState(page);
       assert.is(s.source, 'test #3');
       assertClose(s.lengths!, (await analyse(model, testImage(fx!.test, 3))).lengths, PAGE_VS_NODE, 'lengths of test digit #3');
@@ -441,6 +448,27 @@ if (missing && !process.env.CI) {
     }
   });
 
+  web('a model without a decoder replacing one with: the reconstruction, its caption and the pose sliders go, a note says why', async () => {
+    const { page, problems } = await openPage('/?model=/test/small.safetensors');
+    try {
+      const reconParts = ['#recon-pair', '#sliders-head', '#sliders-caption', '#sliders'];
+      for (const id of reconParts) assert.ok(await page.isVisible(id), `${id} shows for a model with a decoder`);
+      assert.not.ok(await page.isVisible('#no-decoder'));
+      await page.evaluate(async () => {
+        const handle = (window as any).capsnetApp;
+        await handle.modelPanel.loadUrl('/test/no-decoder.safetensors');
+        await handle.idle();
+      });
+      assert.match((await page.textContent('#model-chip'))!, /no-decoder\.safetensors/);
+      for (const id of reconParts) assert.not.ok(await page.isVisible(id), `${id} is hidden for a model without a decoder`);
+      assert.ok(await page.isVisible('#no-decoder'), 'the no-decoder note shows');
+      assert.match((await page.textContent('#pred-digit'))!, /^[0-9]$/, 'the model still classifies');
+      assert.equal(problems, [], 'no console errors');
+    } finally {
+      await page.close();
+    }
+  });
+
   web('the drawing pad follows one pointer: a second finger down meanwhile draws nothing and is not joined to the first', async () => {
     const { page, problems } = await openPage('/?model=/test/small.safetensors');
     try {
@@ -477,8 +505,19 @@ if (missing && !process.env.CI) {
       await page.selectOption('#train-model', 'small');
       await page.selectOption('#train-batch', '8');
       await page.fill('#train-eval-every', '0');
-      await page.click('#train-start');
+      // A double click on Start builds one run on one new model (a second run would free the first's model under it).
+      await page.evaluate(() => {
+        const { app } = (window as any).capsnetApp;
+        const setModel = app.setModel.bind(app);
+        (window as any).modelsSet = 0;
+        app.setModel = (...args: unknown[]) => ((window as any).modelsSet++, setModel(...args));
+        const start = document.querySelector<HTMLButtonElement>('#train-start')!;
+        start.click();
+        start.click();
+      });
       await page.waitForFunction(() => ((window as any).capsnetApp.trainPanel.run?.records.length ?? 0) >= 10, null, { timeout: 180_000 });
+      assert.is(await page.evaluate(() => (window as any).modelsSet), 1, 'two clicks on Start set one new model');
+      assert.ok(await page.evaluate(() => (window as any).capsnetApp.trainPanel.run.entry === (window as any).capsnetApp.app.model), 'the run trains the model shown');
       await page.click('#train-pause');
       await page.evaluate(() => (window as any).capsnetApp.trainPanel.run.loop);
       const run = await page.evaluate(() => {

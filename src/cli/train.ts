@@ -191,9 +191,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored || (source?.experiment ?? 'mnist') === experiment ? source?.maxShift : undefined);
   // A resumed run keeps the distortions it started with (none if it stored none), so its batches
   // stay the same even if the experiment's default changed since; so does a run from one of the same experiment.
-  const augment = stored ? stored.dataOptions?.augment
+  const augment = (stored ? stored.dataOptions?.augment
     : inherited && (inherited.experiment ?? 'mnist') === experiment ? inherited.dataOptions?.augment
-    : experimentAugment(experiment);
+    : experimentAugment(experiment)) ?? null;
   const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), source?.limit ?? null);
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), source?.validation);
   // Stored absolute: a run resumed, evaluated or drawn from another folder finds the same data.
@@ -325,7 +325,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     // The batches refuse bad options (a usage error) before anything is written.
     let batches;
     try {
-      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift, augment ?? null);
+      batches = experimentBatches(experiment, trainSet, batchSize, seed, maxShift, augment);
     } catch (error) {
       throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
     }

@@ -83,7 +83,7 @@ export class ModelPanel {
     if (!entry) return;
     const half = byId<HTMLInputElement>('model-half').checked;
     try {
-      const bytes = await this.app.queue.run(() => entry.checkpoint(half));
+      const { bytes } = await this.app.queue.run(() => entry.checkpoint(half));
       const base = entry.name.replace(/\.safetensors$/, '').replace(/[^\w.-]+/g, '-').replace(/^-|-$/g, '') || 'capsnet';
       downloadBytes(bytes, `${base}${half ? '-f16' : ''}.safetensors`);
       this.status(`Downloaded ${formatBytes(bytes.length)}${half ? ' (F16, parameters only)' : ''}.`);

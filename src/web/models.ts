@@ -68,8 +68,12 @@ export class ModelEntry {
     return this.step > 0 || this.origin === 'shipped';
   }
 
-  /** A checkpoint of the model; with `half`, F16 parameters and no optimizer state (for shipping). */
-  async checkpoint(half: boolean): Promise<Uint8Array> {
+  /**
+   * A checkpoint of the model; with `half`, F16 parameters and no optimizer state (for shipping).
+   * `withOptimizer` says whether Adam's state went in: only when it counted every step of the model
+   * (a run continued from a model without one, such as the shipped model, began a fresh Adam).
+   */
+  async checkpoint(half: boolean): Promise<{ bytes: Uint8Array; withOptimizer: boolean }> {
     const params = await this.model.exportParams();
     const ckpt: Checkpoint = { config: this.config, params, step: this.step };
     if (!half) {
@@ -78,7 +82,7 @@ export class ModelEntry {
       const training = this.live ? this.live.training() : this.training;
       if (training && ckpt.optimizer) ckpt.training = training;
     }
-    return encodeCheckpoint(ckpt, { half });
+    return { bytes: encodeCheckpoint(ckpt, { half }), withOptimizer: ckpt.optimizer !== undefined };
   }
 
   dispose(): void {

@@ -336,7 +336,7 @@ export class TrainPanel {
     const point = run.entry.restorePoint;
     if (point && point.step === run.entry.step) return;
     const step = run.entry.step;
-    const bytes = await this.app.queue.run(() => run.entry.checkpoint(false));
+    const { bytes } = await this.app.queue.run(() => run.entry.checkpoint(false));
     run.entry.restorePoint = { kind: 'bytes', bytes, step, what: `the training run's last snapshot (step ${step})` };
   }
 
@@ -419,15 +419,12 @@ export class TrainPanel {
     const run = this.run;
     if (!run) return;
     try {
-      const { bytes, step } = await this.app.queue.run(async () => ({ step: run.entry.step, bytes: await run.entry.checkpoint(false) }));
+      const { bytes, withOptimizer, step } = await this.app.queue.run(async () => ({ step: run.entry.step, ...(await run.entry.checkpoint(false)) }));
       // Also a snapshot: a lost device restores from here.
       run.entry.restorePoint = { kind: 'bytes', bytes, step, what: `the checkpoint downloaded at step ${step}` };
       const preset = run.entry.config.conv1Channels === 256 ? 'paper' : 'small';
       downloadBytes(bytes, `capsnet-${preset}-step${run.entry.step}.safetensors`);
-      // Adam's state goes with it only when this run's Adam counted every step of the model (a run
-      // continued from a model without one, such as the shipped model, began a fresh Adam).
-      const exact = run.adam.stepCount === step;
-      this.setMessage(`Checkpoint of step ${step} downloaded (${(bytes.length / 1048576).toFixed(1)} MB, ${exact
+      this.setMessage(`Checkpoint of step ${step} downloaded (${(bytes.length / 1048576).toFixed(1)} MB, ${withOptimizer
         ? 'with Adam\'s state: `capsnet train --out DIR --init-from FILE` continues it exactly in Node'
         : 'without Adam\'s state, which this run began afresh: `capsnet train --out DIR --init-from FILE` continues it in Node, estimating Adam\'s moments'}).`);
     } catch (error) {
