@@ -47,6 +47,8 @@ interface Variant {
 const OFFICIAL_ALL: Record<string, [number, number]> = {
   conv1: [0.05, 0.1],
   // The official primary layer divides its conv by 32 (a one-step "routing" softmax over 32 types).
+  // Only the initial values are copied: under Adam that division also makes the official layer's
+  // steps 32 times smaller relative to its weights, which this variant does not reproduce.
   primary: [0.1 / 32, 0.1],
   'decoder.fc1': [0.1, 0.1],
   'decoder.fc2': [0.1, 0.1],
