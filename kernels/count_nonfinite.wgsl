@@ -1,10 +1,11 @@
-// stats[offset] = the number of NaN or infinite values in x[0 .. n): how training finds the first
-// layer that went bad without reading the tensors back. Tested by the exponent bits, not x != x,
-// which a compiler assuming finite math may fold away.
+// stats[offset] = the number of NaN or infinite values in x[0 .. n) (+= with `accumulate`: a tensor
+// larger than one storage binding is counted slice by slice): how training finds the first layer
+// that went bad without reading the tensors back. Tested by the exponent bits, not x != x, which a
+// compiler assuming finite math may fold away.
 // One workgroup (strided loop + tree reduction): a few milliseconds for the largest activation.
 // Used by src/train/monitor.ts. Test: test/nonfinite.test.ts.
 
-struct Params { n: u32, offset: u32 }
+struct Params { n: u32, offset: u32, accumulate: u32 }
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -26,5 +27,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     if (lid < stride) { partial[lid] += partial[lid + stride]; }
     workgroupBarrier();
   }
-  if (lid == 0u) { stats[params.offset] = f32(partial[0]); }
+  if (lid == 0u) {
+    let before = select(0.0, stats[params.offset], params.accumulate == 1u);
+    stats[params.offset] = before + f32(partial[0]);
+  }
 }

@@ -23,6 +23,9 @@ import { faultHooks, parseFaults } from '../src/train/faults.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { ProgressBar } from '../src/cli/progress.ts';
+import { StepMonitor } from '../src/train/monitor.ts';
+import { Tensor } from '../src/tensor.ts';
+import { STORAGE_USAGE } from '../src/gpu/context.ts';
 
 const TINY_CAPSNET = { conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] };
 const TINY_BASELINE = { convChannels: [4, 4, 4], convPadding: 'valid' as const, fcHidden: [16, 8] };
@@ -83,6 +86,39 @@ function assertSame(a: Snapshot, b: Snapshot, what: string, except: string[] = [
 const allFinite = (s: Snapshot) => Object.values(s.params).every((p) => p.every(Number.isFinite));
 
 const nf = suite('non-finite values in training');
+
+nf('the step monitor counts a tensor larger than one storage binding (u_hat at batch > 182) slice by slice, each step afresh', async () => {
+  const ctx = await gpu();
+  const limit = ctx.limits.maxStorageBufferBindingSize;
+  if (limit > 256 * 1024 * 1024) {
+    console.log(`  skipped: this adapter binds ${limit} bytes at once; a tensor past that is too large to test here`);
+    return;
+  }
+  const size = limit / 4 + 3000; // just past one binding: two slices
+  const big = new Tensor(ctx, [size], ctx.pool.acquire(size * 4, STORAGE_USAGE, 'big'), 'big');
+  const monitor = new StepMonitor(ctx, 2);
+  try {
+    const write = (values: Array<[number, number]>) => {
+      ctx.device.queue.writeBuffer(big.buffer, 0, new Float32Array(size));
+      for (const [i, x] of values) ctx.device.queue.writeBuffer(big.buffer, i * 4, Float32Array.of(x));
+    };
+    const boundary = limit / 4; // the second slice's first element (or further, by the alignment)
+    write([[0, NaN], [boundary - 1, Infinity], [boundary, NaN], [size - 1, -Infinity]]);
+    monitor.beginStep(1);
+    monitor.tap('big', big);
+    const first = await monitor.read();
+    // Step 2: one NaN, in the last slice only: its count must not carry step 1's.
+    write([[size - 1, NaN]]);
+    monitor.beginStep(2);
+    monitor.tap('big', big);
+    const second = await monitor.read();
+    assert.equal(first[0].nonFinite, [{ name: 'big', count: 4 }]);
+    assert.equal(second[0].nonFinite, [{ name: 'big', count: 1 }]);
+  } finally {
+    monitor.dispose();
+    big.dispose();
+  }
+});
 
 nf("'skip': a NaN in step 3's input batch leaves parameters and Adam's moments bitwise as after step 2; training goes on", async () => {
   const ctx = await gpu();

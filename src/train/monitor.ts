@@ -66,7 +66,19 @@ export class StepMonitor {
     if (k >= this.maxTaps) throw new Error(`StepMonitor: more than ${this.maxTaps} tensors monitored`);
     if (this.names.length === k) this.names.push(name);
     else if (this.names[k] !== name) throw new Error(`StepMonitor: tensor ${k} is '${name}', it was '${this.names[k]}' in earlier steps`);
-    this.ctx.dispatch(NONFINITE, [t.buffer, this.buffer.buffer], [t.size, this.slot * this.stride + FIXED + k], 1);
+    const at = this.slot * this.stride + FIXED + k;
+    const { maxStorageBufferBindingSize: limit, minStorageBufferOffsetAlignment: align } = this.ctx.limits;
+    if (t.bytes <= limit) {
+      this.ctx.dispatch(NONFINITE, [t.buffer, this.buffer.buffer], [t.size, at, 0], 1);
+      return;
+    }
+    // Larger than one binding (u_hat at batch > 182 under a 128 MiB limit): counted in slices
+    // whose offsets keep the storage alignment, each adding to the count.
+    const perSlice = Math.floor(limit / align) * (align / 4);
+    for (let start = 0; start < t.size; start += perSlice) {
+      const n = Math.min(perSlice, t.size - start);
+      this.ctx.dispatch(NONFINITE, [{ buffer: t.buffer, offset: start * 4, size: n * 4 }, this.buffer.buffer], [n, at, start > 0 ? 1 : 0], 1);
+    }
   }
 
   /**
