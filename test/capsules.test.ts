@@ -156,6 +156,7 @@ const predictCases: PredictCase[] = [
   { B: 2, I: 1152, J: 10, Dout: 16, Din: 8, tuning: { vec4: false }, what: 'paper size, generic kernels' },
   { B: 3, I: 37, J: 3, Dout: 7, Din: 5, what: 'odd 5-D -> 7-D (generic kernels)' },
   { B: 3, I: 37, J: 3, Dout: 8, Din: 4, what: 'odd I, J, B with the vec4 kernels' },
+  { B: 3, I: 5, J: 2, Dout: 32, Din: 16, what: '32x16 matrices, past the vec4 kernels\' registers (generic kernels)' },
   { B: 5, I: 37, J: 3, Dout: 8, Din: 4, tuning: { batchChunk: 3, batchChunkGradU: 2, wg: 8 }, what: 'batch chunks 3 / 2, WG 8' },
   { B: 5, I: 37, J: 3, Dout: 8, Din: 4, tuning: { batchChunk: 1, batchChunkGradU: 16, wg: 64 }, what: 'batch chunks 1 / 16, WG 64' },
   { B: 20, I: 37, J: 3, Dout: 8, Din: 4, tuning: { maxBindingBytes: 8 * 37 * 3 * 8 * 4 }, what: 'three batch slices (vec4)' },
@@ -526,6 +527,9 @@ tape('shape errors are clear and come before any dispatch', async () => {
   assert.throws(() => capsPredict(W, badU), isShape(/u must be \[B, I = 4, Din = 4\].*got \[2, 5, 4\]/));
   assert.throws(() => capsPredict(u, W), isShape(/W must be \[I, J, Dout, Din\]/));
   assert.throws(() => capsPredict(W, u, { vec4: true, batchChunkGradU: 17 }), isShape(/batchChunkGradU/));
+  const wide = fromArray(ctx, [1, 1, 32, 16], new Float32Array(512));
+  const wideU = fromArray(ctx, [1, 1, 16], new Float32Array(16));
+  assert.throws(() => capsPredict(wide, wideU, { vec4: true }), isShape(/Dout x Din <= 256 values in registers, got W .*\[1, 1, 32, 16\]/));
   assert.throws(() => routing(u), isShape(/uhat must be \[B, I, J, D\], got \[2, 4, 4\]/));
   assert.throws(() => routing(uhat, { iterations: 0 }), isShape(/iterations/));
   assert.throws(() => routing(uhat, { iterations: 9 }), isShape(/iterations/));

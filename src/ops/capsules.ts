@@ -55,7 +55,7 @@ export const CAPS_KERNELS = {
 /** Invocations per workgroup of the per-row kernels (squash, primary caps, lengths, mask). */
 const ROW_WG = 64;
 /** Kernel limits baked into the WGSL private arrays (MAX_* constants there). */
-export const CAPS_LIMITS = { maxPredictDim: 32, maxGradUChunk: 16 };
+export const CAPS_LIMITS = { maxPredictDim: 32, maxGradUChunk: 16, maxVec4Matrix: 256 };
 
 /** Tuning knobs, exposed so that tests can run every variant; the defaults are what the ops use. */
 export interface PredictTuning {
@@ -260,8 +260,11 @@ export function capsPredict(W: Tensor, u: Tensor, tuning: PredictTuning = {}): T
     throw new ShapeError(`capsPredict: batchChunkGradU must be an integer in [1, ${CAPS_LIMITS.maxGradUChunk}], got ${bcU}`);
   }
   const aligned = Dout % 4 === 0 && Din % 4 === 0;
-  const vec4 = tuning.vec4 ?? aligned;
+  // The vec4 kernels keep a Dout x Din matrix in a private array of MAX_W4 = 64 vec4s.
+  const fits = Dout * Din <= CAPS_LIMITS.maxVec4Matrix;
+  const vec4 = tuning.vec4 ?? (aligned && fits);
   if (vec4 && !aligned) throw new ShapeError(`capsPredict: the vec4 kernels need Dout and Din multiples of 4, got W ${W.describe()}`);
+  if (vec4 && !fits) throw new ShapeError(`capsPredict: the vec4 kernels hold Dout x Din <= ${CAPS_LIMITS.maxVec4Matrix} values in registers, got W ${W.describe()}; the generic kernels (the default there) take it`);
   const ctx = W.ctx;
   const pairs = I * J;
   const perExample = pairs * Dout * 4;
