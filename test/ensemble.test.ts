@@ -2,7 +2,7 @@
 // mean of the members' own (capsule lengths for CapsNet, softmax probabilities for the baseline
 // CNN, MultiMNIST's lengths with the two longest scored), as written by single-checkpoint evals of
 // the same files, and its accuracy is computed from those means; checkpoints of different
-// experiments, models, classes or input shapes are refused (exit 2) naming the file.
+// experiments, data, models, classes, input shapes or MultiMNIST shifts are refused (exit 2) naming the file.
 // Members: tiny networks initialised from seeds (no training needed to compare arithmetic; digit.W
 // drawn with std 0.5 so the capsule lengths differ clearly between classes and members).
 import { suite } from 'uvu';
@@ -124,14 +124,24 @@ test('checkpoints of another model, class count, input shape or experiment are r
     ['classes', await capsnetFile('other-classes.safetensors', 2, { digitCaps: 5 }), /classes 5 differs from .*ref\.safetensors's 10/],
     ['input shape', await capsnetFile('other-size.safetensors', 3, { inputSize: 36 }), /input shape 1x36x36 differs from .*ref\.safetensors's 1x28x28/],
     ['experiment', await capsnetFile('other-experiment.safetensors', 4, {}, { experiment: 'fashion-mnist', testSeed: 1, maxShift: 2 }), /experiment fashion-mnist differs from .*ref\.safetensors's mnist/],
+    // An mnist run on other IDX files (Fashion-MNIST's, say) is another task.
+    ['data', await capsnetFile('other-data.safetensors', 5, {}, { experiment: 'mnist', testSeed: 1, maxShift: 2, data: join(root, 'fashion') }), /data --data .*fashion differs from .*ref\.safetensors's the experiment's default data/],
   ];
   for (const [what, other, message] of cases) {
     const r = await runCli(['eval', '--checkpoint', a, '--checkpoint', a, '--checkpoint', other, ...LIMIT]);
     assert.is(r.code, 2, `${what}: ${r.stderr}`);
     assert.match(r.stderr, new RegExp(`${other.replace(/[.]/g, '\\.')}: `), `${what}: the message names the file`);
     assert.match(r.stderr, message, what);
-    assert.match(r.stderr, /must have the same experiment, model, classes and input shape/);
+    assert.match(r.stderr, /must have the same experiment, data, model, classes and input shape/);
   }
+});
+
+test('MultiMNIST checkpoints trained with different shifts are refused (the test pairs are drawn with one shift)', async () => {
+  const a = await capsnetFile('mm-shift4.safetensors', 5, { inputSize: 36 }, { experiment: 'multimnist', testSeed: 3, maxShift: 4 });
+  const b = await capsnetFile('mm-shift6.safetensors', 6, { inputSize: 36 }, { experiment: 'multimnist', testSeed: 3, maxShift: 6 });
+  const r = await runCli(['eval', '--checkpoint', a, '--checkpoint', b, ...LIMIT]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /mm-shift6\.safetensors: shift 6 differs from .*mm-shift4\.safetensors's 4/);
 });
 
 test.run();

@@ -10,6 +10,7 @@ import { runCli, runCliInterrupted } from './helpers/cli.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
+import { reachesAccuracy } from '../src/cli/train.ts';
 
 const TINY = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
 const BASE = ['--limit', '64', '--batch-size', '8', '--log-every', '2', '--eval-limit', '40', '--config', TINY];
@@ -100,6 +101,9 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     [['train', '--out', out, '--stop-at-accuracy', '99', '--no-eval'], /--stop-at-accuracy .* cannot go with --no-eval/],
     [['train', '--out', out, '--max-skips', '3'], /--max-skips N applies with --on-nonfinite skip/],
     [['train', '--out', out, '--no-recon', '--recon-weight', '0.1'], /give --no-recon or --recon-weight X, not both/],
+    [['train', '--out', out, '--config', '{"reconWeight": 0.01}'], /--config: 'reconWeight' is set by --no-recon \(no decoder\) or --recon-weight X, not by --config/],
+    [['train', '--out', out, '--shift', '5'], /--shift: 5 pixels is more than mnist's 4 \(a digit's ink must stay on the 28x28 canvas\)/],
+    [['train', '--out', out, '--experiment', 'multimnist', '--limit', '64', '--batch-size', '8', '--validation', '1'], /the validation set: MultiMNIST: the dataset has examples of 1 class\(es\)/],
     [['train'], /--out DIR is required/],
     [['eval', '--checkpoint', join(root, 'missing.safetensors')], /missing\.safetensors/],
   ];
@@ -131,15 +135,36 @@ cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the fir
   assert.equal((await evalsOf(plain)).map((e) => [e.step, e.accuracy]), [[6, evals[2].accuracy]]);
   assert.match(w.stderr, new RegExp(`step 2: test accuracy ${(100 * evals[0].accuracy).toFixed(2)}% \\(40 images\\)`));
 
-  // A target the step-2 score reaches: the run stops there, with its checkpoint and a final evaluation.
+  // A target the step-2 score reaches exactly, written as a user would (k of 40 is 2.5k%): the run
+  // stops there, with its checkpoint and a final evaluation.
   const stopped = join(root, 'target-reached');
-  const target = String(100 * evals[0].accuracy);
+  const target = String(Math.round(evals[0].accuracy * 40) * 2.5);
   const r = await runCli(['train', '--out', stopped, ...flags, '--stop-at-accuracy', target]);
   assert.is(r.code, 0, r.stderr);
   assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, 2);
   assert.equal((await evalsOf(stopped)).map((e) => [e.step, e.during ?? false, e.accuracy]), [[2, true, evals[0].accuracy], [2, false, evals[0].accuracy]]);
   assert.match(r.stderr, /stopping/);
   assert.match(r.stderr, new RegExp(`2 of 6 steps \\(stopped at --stop-at-accuracy ${target.replace('.', '\\.')}\\)`));
+
+  // --resume keeps the target (stored in the run options): the resumed run scores step 4 and stops
+  // there if step 4's score reaches it, else trains to the end.
+  assert.is(((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).training as { options: { stopAtAccuracy?: number } }).options.stopAtAccuracy, Number(target));
+  const resumed = await runCli(['train', '--out', stopped, '--resume', '--checkpoint-every', '2', '--eval-limit', '40']);
+  assert.is(resumed.code, 0, resumed.stderr);
+  const after = await evalsOf(stopped);
+  assert.equal(after.filter((e) => e.during).map((e) => [e.step, e.accuracy]), [[2, evals[0].accuracy], [4, evals[1].accuracy]], 'step 4 scored: the target was kept');
+  const reached4 = reachesAccuracy(Math.round(evals[1].accuracy * 40), 40, Number(target));
+  assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, reached4 ? 4 : 6);
+});
+
+cli('reachesAccuracy counts whole examples (57 of 100 reaches 57% though 100 * 0.57 < 57)', () => {
+  assert.ok(100 * 0.57 < 57, 'the float product this guards against');
+  assert.ok(reachesAccuracy(57, 100, 57));
+  assert.not.ok(reachesAccuracy(56, 100, 57));
+  assert.ok(reachesAccuracy(992, 1000, 99.2));
+  assert.not.ok(reachesAccuracy(991, 1000, 99.2));
+  assert.ok(reachesAccuracy(40, 40, 100));
+  assert.not.ok(reachesAccuracy(39, 40, 100));
 });
 
 cli('an existing run is not overwritten without --resume; --resume refuses to change the recipe', async () => {

@@ -70,16 +70,23 @@ const classesOf = (ckpt: AnyCheckpoint): number => (ckpt.model === 'baseline' ? 
 
 /**
  * An ensemble's checkpoints must describe the same task: the same experiment (as trained; mnist for
- * runs from before experiments), network kind (lengths and softmax probabilities do not average),
- * number of classes and input shape. The first one that differs from the first member is named.
+ * runs from before experiments), training data (--data: an mnist run on Fashion-MNIST's files is
+ * another task), network kind (lengths and softmax probabilities do not average), number of
+ * classes and input shape, and for multimnist the same shift (its test pairs are drawn with it).
+ * The first one that differs from the first member is named.
  */
 export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' | 'ckpt' | 'stored'>>): void {
-  const describe = (m: Pick<Member, 'ckpt' | 'stored'>) => ({
-    experiment: m.stored?.experiment ?? 'mnist',
-    model: m.ckpt.model ?? 'capsnet',
-    classes: classesOf(m.ckpt),
-    'input shape': `${m.ckpt.config.inputChannels}x${m.ckpt.config.inputSize}x${m.ckpt.config.inputSize}`,
-  });
+  const describe = (m: Pick<Member, 'ckpt' | 'stored'>) => {
+    const experiment = m.stored?.experiment ?? 'mnist';
+    return {
+      experiment,
+      data: typeof m.stored?.data === 'string' ? `--data ${m.stored.data}` : 'the experiment\'s default data',
+      model: m.ckpt.model ?? 'capsnet',
+      classes: classesOf(m.ckpt),
+      'input shape': `${m.ckpt.config.inputChannels}x${m.ckpt.config.inputSize}x${m.ckpt.config.inputSize}`,
+      shift: experiment === 'multimnist' ? m.stored?.maxShift ?? defaultShift(experiment) : 'any',
+    };
+  };
   const reference = describe(members[0]);
   for (const m of members.slice(1)) {
     const own = describe(m);
@@ -87,7 +94,7 @@ export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' 
       if (own[key] !== reference[key]) {
         throw new UsageError(
           `capsnet eval: ${m.path}: ${key} ${own[key]} differs from ${members[0].path}'s ${reference[key]}; ` +
-            'the checkpoints of an ensemble must have the same experiment, model, classes and input shape',
+            'the checkpoints of an ensemble must have the same experiment, data, model, classes and input shape (multimnist: and shift)',
         );
       }
     }

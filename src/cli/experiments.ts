@@ -52,6 +52,18 @@ export function experimentCanvas(experiment: ExperimentName, imageSide: number):
   }
 }
 
+/**
+ * The largest --shift that keeps the data meaningful: cifar10's 24x24 window stays inside the
+ * image (a crop, not padding); a digit's ink (MNIST's 20x20 box, 4 pixels in from each side) stays
+ * on the canvas, so a label never goes with a blank or half-gone digit (mnist 4, affnist 10,
+ * multimnist 8, which keeps the official 6).
+ */
+export function maxShiftLimit(experiment: ExperimentName, imageSide: number): number {
+  const canvas = experimentCanvas(experiment, imageSide);
+  if (experiment === 'cifar10') return Math.floor((imageSide - canvas) / 2);
+  return Math.floor((canvas - imageSide) / 2) + 4;
+}
+
 export function defaultShift(experiment: ExperimentName): number {
   switch (experiment) {
     case 'affnist': return AFFNIST_TRAIN.maxShift;
@@ -211,11 +223,18 @@ export function experimentEvalSets(
   for (const [split, ds] of sets) {
     const count = capped(ds.count);
     if (experiment === 'multimnist') {
+      // Built now, not at the evaluation: a split that cannot be paired (one class) is refused
+      // before training, not after it.
+      let set: MultiMnistTestSet;
+      try {
+        set = new MultiMnistTestSet(ds, count, testSeed, multiMnistOptions(maxShift));
+      } catch (error) {
+        throw new UsageError(`--experiment multimnist: the ${split} set: ${(error as Error).message}`);
+      }
       out.push({
         split, count,
         run: (model, batch) => withBar(split, count, async (progress) => {
           if (!(model instanceof CapsNet)) throw new UsageError('--experiment multimnist: evaluates CapsNet only');
-          const set = new MultiMnistTestSet(ds, count, testSeed, multiMnistOptions(maxShift));
           const labels = new Int32Array(count);
           const secondLabels = new Int32Array(count);
           const r = await evaluateTwoDigits(model, count, batch, (s, b) => {

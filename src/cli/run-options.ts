@@ -30,6 +30,8 @@ export interface RunOptions {
   dataOptions?: { canvas: number; maxShift: number; augment?: ColourAugmentRanges };
   /** Seed of the generated test sets (affnist, multimnist). */
   testSeed?: number;
+  /** --stop-at-accuracy: kept so that --resume keeps stopping there (absent: train the budget). */
+  stopAtAccuracy?: number;
 }
 
 /** Seeds feed 32-bit generators (src/data/rng.ts): a larger one would silently wrap. */
@@ -51,6 +53,7 @@ export const RUN_OPTION_RULES = {
   limit: { kind: 'int', flag: '--limit', min: 1 },
   validation: { kind: 'int', flag: '--validation', min: 0 },
   totalSteps: { kind: 'int', flag: '--steps', min: 1 },
+  stopAtAccuracy: { kind: 'number', flag: '--stop-at-accuracy', check: (n: number) => n > 0 && n <= 100, expected: 'an accuracy in percent, in (0, 100]' },
 } as const satisfies Record<string, OptionRule>;
 
 export type RuleName = keyof typeof RUN_OPTION_RULES;

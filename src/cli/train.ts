@@ -23,7 +23,7 @@ import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy, type St
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
-import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
+import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
@@ -204,10 +204,14 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
   // Train to a given accuracy rather than for a budget (the paper compares CapsNet and the baseline
   // CNN on affNIST at equal MNIST accuracy): the first eval set is scored at every checkpoint.
-  const stopAtAccuracy = flags['stop-at-accuracy'] === undefined
-    ? null
-    : numberFlag(flags['stop-at-accuracy'] as string, '--stop-at-accuracy', 100, (n) => n > 0 && n <= 100, 'an accuracy in percent, in (0, 100]');
-  if (stopAtAccuracy !== null && flags['no-eval']) throw new UsageError('capsnet train: --stop-at-accuracy evaluates at every checkpoint; it cannot go with --no-eval');
+  // Like --steps, a stopping rule rather than the recipe: --resume keeps the run's own unless given
+  // again (a new value replaces it); --init-from does not inherit it.
+  const stopAtAccuracy = flags['stop-at-accuracy'] !== undefined
+    ? ruleFlag('stopAtAccuracy', flags['stop-at-accuracy'] as string, 100)
+    : stored?.stopAtAccuracy ?? null;
+  if (stopAtAccuracy !== null && flags['no-eval']) {
+    throw new UsageError(`capsnet train: ${flags['stop-at-accuracy'] !== undefined ? '--stop-at-accuracy' : `the run's --stop-at-accuracy ${stopAtAccuracy} (kept by --resume)`} evaluates at every checkpoint; it cannot go with --no-eval`);
+  }
   const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
   if (given['max-skips'] !== undefined && onNonFinite !== 'skip') throw new UsageError('capsnet train: --max-skips N applies with --on-nonfinite skip (the default, stop, stops at the first non-finite step)');
   const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
@@ -239,6 +243,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   let { train: trainSet, test: testSet } = loadExperimentData(experiment, dataDir, 'capsnet train');
   const imageSide = trainSet.height;
   const canvas = experimentCanvas(experiment, imageSide);
+  if (given.shift !== undefined && maxShift > maxShiftLimit(experiment, imageSide)) {
+    throw new UsageError(
+      `--shift: ${maxShift} pixels is more than ${experiment}'s ${maxShiftLimit(experiment, imageSide)} ` +
+        (experiment === 'cifar10' ? `(the ${canvas}x${canvas} crops must stay inside the ${imageSide}x${imageSide} images)` : `(a digit's ink must stay on the ${canvas}x${canvas} canvas)`),
+    );
+  }
   if (limit !== null) {
     if (limit > trainSet.count) throw new UsageError(`--limit: ${limit} is more than the ${trainSet.count} training images`);
     trainSet = subset(trainSet, limit);
@@ -292,6 +302,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const options: RunOptions = {
     model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps,
     experiment, dataOptions: { canvas, maxShift, ...(augment ? { augment } : {}) }, testSeed,
+    ...(stopAtAccuracy !== null ? { stopAtAccuracy } : {}),
   };
   const evalSets = experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
 
@@ -393,7 +404,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       const set = evalSets[0];
       const result = await set.run(model, Math.min(evalBatch, set.count));
       await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split: set.split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count, during: true });
-      reachedTarget = 100 * result.accuracy >= stopAtAccuracy!;
+      reachedTarget = reachesAccuracy(result.correct, result.count, stopAtAccuracy!);
       bar.note(
         `capsnet train: step ${stepsDone}: ${set.split} accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count} images)` +
           (reachedTarget ? `, at least --stop-at-accuracy ${stopAtAccuracy}: stopping` : ''),
@@ -587,6 +598,14 @@ function parseModelFlag(value: string | undefined): ModelKind {
   return choiceFlag(value, '--model', MODEL_KINDS, 'capsnet');
 }
 
+/**
+ * Whether `correct` of `count` is at least `percent`%, in whole examples: 57 of 100 reaches 57,
+ * though 100 * 0.57 is 56.99999999999999.
+ */
+export function reachesAccuracy(correct: number, count: number, percent: number): boolean {
+  return 100 * correct >= percent * count - 1e-9 * count;
+}
+
 /** Largest --config file read: a model config is a few hundred bytes; this refuses a wrong path at once. */
 export const MAX_CONFIG_FILE_BYTES = 1 << 20;
 
@@ -612,7 +631,12 @@ function parseConfigFlag(value: string | undefined, model: ModelKind): Partial<C
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new UsageError('--config: expected a JSON object of model config fields');
   const known = new Set(Object.keys(model === 'baseline' ? makeBaselineConfig() : makeConfig()));
+  // The decoder has its flags, which would override these fields (each experiment's preset decides
+  // the default): refused here rather than ignored.
+  const byFlags = model === 'baseline' ? [] : ['decoder', 'reconWeight'];
+  known.forEach((key) => byFlags.includes(key) && known.delete(key));
   for (const key of Object.keys(parsed)) {
+    if (byFlags.includes(key)) throw new UsageError(`--config: ${quoteFlag(key)} is set by --no-recon (no decoder) or --recon-weight X, not by --config`);
     if (!known.has(key)) throw new UsageError(`--config: unknown field ${quoteFlag(key)} for --model ${model} (known: ${[...known].join(', ')})`);
   }
   return parsed as Partial<CapsNetConfig> | Partial<BaselineConfig>;

@@ -206,7 +206,7 @@ export class TrainPanel {
     const f = this.form();
     const problems: string[] = [];
     if (!(f.lr > 0 && f.lr < 1)) problems.push('the learning rate must be between 0 and 1');
-    if (!Number.isInteger(f.shift) || f.shift < 0 || f.shift > 8) problems.push('shifts must be a whole number of pixels from 0 to 8');
+    if (!Number.isInteger(f.shift) || f.shift < 0 || f.shift > 4) problems.push('shifts must be a whole number of pixels from 0 to 4 (the ink of a digit stays on the 28x28 canvas)');
     if (!Number.isInteger(f.seed) || f.seed < 0) problems.push('the seed must be a whole number >= 0');
     if (f.batchSize > train.count) problems.push(`the batch is larger than the ${train.count} training images`);
     if (problems.length > 0) {
