@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
+import { redGreen } from '../src/cli/figures.ts';
 import { gpu } from './helpers/gpu.ts';
 import { saveCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
@@ -80,6 +81,7 @@ test('two-colour reconstructions of test pairs: size, red = first capsule\'s dec
     const row = Array.from(L.subarray(k * J, (k + 1) * J));
     const sorted = row.map((x, j) => [x, j]).sort((a, b) => b[0] - a[0]);
     assert.equal([...pair.reconstructed].sort(), [sorted[0][1], sorted[1][1]].sort(), `pair ${k}: two longest`);
+    assert.equal(pair.reconstructed, redGreen([sorted[0][1], sorted[1][1]] as [number, number], pair.labels), `pair ${k}: colours by the rule`);
     assert.is(pair.correct, [...pair.reconstructed].sort().join() === [...pair.labels].sort().join());
   }
 
@@ -108,6 +110,19 @@ test('two-colour reconstructions of test pairs: size, red = first capsule\'s dec
   // Same kernels on the same backend: at most a rounding step of the byte conversion apart.
   assert.ok(worst <= 1, `red/green channels differ from the decoder outputs by up to ${worst}`);
   assert.ok(redDiffersFromGreen > N * plane / 4, `the two reconstructions are distinguishable (${redDiffersFromGreen} pixels differ)`);
+});
+
+test('the colour rule: red is the first digit\'s capsule and green the second\'s whenever they are among the two longest', () => {
+  // [two longest, longest first], labels [first, second] -> [red, green]
+  const cases: Array<[[number, number], [number, number], [number, number]]> = [
+    [[3, 5], [3, 5], [3, 5]],
+    [[5, 3], [3, 5], [3, 5]], // the second digit's capsule is the longer: still green
+    [[5, 7], [3, 5], [7, 5]], // only the second digit found: it stays green
+    [[7, 3], [3, 5], [3, 7]], // only the first digit found, as runner-up: it is red
+    [[3, 7], [3, 5], [3, 7]],
+    [[7, 8], [3, 5], [7, 8]], // neither: longest red
+  ];
+  for (const [longest, labels, colours] of cases) assert.equal(redGreen(longest, labels), colours, `${longest} with labels ${labels}`);
 });
 
 test.run();

@@ -149,15 +149,22 @@ gen('deterministic in (seed, step): a fresh generator at step s gives the same b
   assert.ok(!x.images.every((v, k) => v === y.images[k]), 'another step, another batch');
   // stepsPerEpoch = 4: steps 0-3 use each example once as the first digit, in a new order each epoch.
   assert.is(a.stepsPerEpoch, 4);
+  // Each first digit's partner and shifts, per epoch: a new pairing every epoch.
+  const pairings: Array<Map<number, string>> = [];
   for (const epoch of [0, 1]) {
     const firsts: number[] = [];
+    const pairing = new Map<number, string>();
     for (let s = 0; s < 4; s++) {
       a.fill(epoch * 4 + s, x);
       checkBatch(ds, x, 4);
       firsts.push(...x.firstIndex);
+      x.firstIndex.forEach((f, k) => pairing.set(f, `${x.secondIndex[k]}@${Array.from(x.shifts.subarray(4 * k, 4 * k + 4))}`));
     }
     assert.equal([...firsts].sort((p, q) => p - q), Array.from({ length: 32 }, (_, i) => i));
+    pairings.push(pairing);
   }
+  const same = [...pairings[0]].filter(([f, pair]) => pairings[1].get(f) === pair).length;
+  assert.ok(same <= 2, `${same} of 32 first digits got the same partner and shifts in epoch 2 as in epoch 1`);
 });
 
 gen('partners are uniform over the examples of the other classes', () => {

@@ -181,8 +181,7 @@ export async function multiMnistFigure(
   for (let k = 0; k < N; k++) {
     const row = lengthValues.subarray(k * J, (k + 1) * J);
     const labels: [number, number] = [batch.firstLabels[k], batch.secondLabels[k]];
-    const [p, q] = twoLongest(row);
-    [red[k], green[k]] = q === labels[0] || p === labels[1] ? [q, p] : [p, q];
+    [red[k], green[k]] = redGreen(twoLongest(row), labels);
     pairs.push({
       example: k, labels, reconstructed: [red[k], green[k]], correct: topKHits(row, labels) === 2, lengths: Array.from(row),
     });
@@ -318,4 +317,13 @@ export async function curves(metricsPath: string): Promise<Array<[string, string
     ],
   });
   return [['loss.svg', loss], ['accuracy.svg', accuracy]];
+}
+
+/**
+ * The colours of a MultiMNIST pair's two reconstructions, from its two longest capsules (longest
+ * first): red shows the first digit's capsule and green the second's when either is among them
+ * (whichever is longer), the other capsule takes the other colour.
+ */
+export function redGreen([p, q]: readonly [number, number], labels: readonly [number, number]): [number, number] {
+  return q === labels[0] || p === labels[1] ? [q, p] : [p, q];
 }
