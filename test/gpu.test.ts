@@ -5,6 +5,7 @@ import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
 import { sizeClass } from '../src/gpu/pool.ts';
+import { REQUIRED_LIMITS, createContext } from '../src/gpu/device.ts';
 import { GpuDeviceLostError, GpuUnavailableError, GpuValidationError, GpuOutOfMemoryError, fromGpuError } from '../src/gpu/errors.ts';
 import { KERNELS } from '../src/ops/elementwise.ts';
 import { fromArray, tidy, empty } from '../src/tensor.ts';
@@ -219,6 +220,27 @@ async function checkTextureRoundTrip(ctx: GpuContext, w: number, h: number): Pro
   assert.equal(await ctx.readTexture(t), uploaded, 'writeTexture then readTexture');
   ctx.releaseTexture(t);
 }
+
+layer('an adapter below the kernels\' limits (a compatibility-mode adapter) is refused naming each limit, before a device is requested', async () => {
+  const ctx = await gpu();
+  for (const [name, need] of Object.entries(REQUIRED_LIMITS)) {
+    assert.ok((ctx.device.limits as unknown as Record<string, number>)[name] >= need, `this machine's adapter gives ${name} >= ${need}`);
+  }
+  let requested = false;
+  const compat = {
+    info: { description: 'Example GLES', vendor: 'example', architecture: '', device: '' },
+    features: new Set<string>(),
+    limits: { ...REQUIRED_LIMITS, maxStorageBuffersPerShaderStage: 4, maxComputeInvocationsPerWorkgroup: 128 },
+    requestDevice: async () => {
+      requested = true;
+      throw new Error('not reached');
+    },
+  } as unknown as GPUAdapter;
+  const error = await createContext(compat, 'browser', null, []).then(() => null, (e: Error) => e);
+  assert.ok(error instanceof GpuUnavailableError, `expected GpuUnavailableError, got ${error}`);
+  assert.match(error!.message, /Example GLES \(browser WebGPU\) \(compatibility feature level\) is below what the CapsNet kernels need: maxStorageBuffersPerShaderStage 4 \(need 8\), maxComputeInvocationsPerWorkgroup 128 \(need 256\)/);
+  assert.not.ok(requested, 'no device requested');
+});
 
 const textures = suite('gpu textures');
 

@@ -1,6 +1,7 @@
 // From an adapter to a GpuContext: the part shared by Node and the browser.
 
 import { GpuContext, type AdapterSummary } from './context.ts';
+import { GpuUnavailableError } from './errors.ts';
 
 /** Limits we raise to what the adapter offers (the defaults are too small for PrimaryCaps). */
 const WANTED_LIMITS = [
@@ -15,6 +16,19 @@ const WANTED_LIMITS = [
   'maxStorageTexturesPerShaderStage',
   'maxTextureDimension2D',
 ] as const;
+
+/**
+ * What the kernels need at least: WebGPU's core defaults, which a compatibility-mode adapter (e.g.
+ * OpenGL ES or D3D11 in a browser) may not reach. Routing's backward pass and the dense kernels bind
+ * 8 storage buffers; the reductions run 256 invocations per workgroup.
+ */
+export const REQUIRED_LIMITS = {
+  maxStorageBuffersPerShaderStage: 8,
+  maxComputeInvocationsPerWorkgroup: 256,
+  maxComputeWorkgroupSizeX: 256,
+  maxComputeWorkgroupStorageSize: 16384,
+  maxStorageBufferBindingSize: 128 * 1024 * 1024,
+} as const;
 
 /** Features we use where present: each kernel that needs one also has a variant without it. */
 const WANTED_FEATURES = ['core-features-and-limits', 'timestamp-query', 'subgroups', 'shader-f16'] as const;
@@ -44,6 +58,17 @@ export function describeAdapter(adapter: GPUAdapter, backend: string): AdapterSu
  * `wgslFeatures`: the WGSL language features of the GPU object (e.g. read-only storage textures).
  */
 export async function createContext(adapter: GPUAdapter, backend: string, owner: unknown, wgslFeatures: Iterable<string> | undefined): Promise<GpuContext> {
+  // Refused here with the limit named, rather than as a WGSL validation error at some kernel later.
+  const limits = adapter.limits as unknown as Record<string, number | undefined>;
+  const short = Object.entries(REQUIRED_LIMITS).filter(([name, need]) => (limits[name] ?? 0) < need);
+  if (short.length > 0) {
+    const summary = describeAdapter(adapter, backend);
+    throw new GpuUnavailableError(
+      `${summary.name} (${summary.featureLevel} feature level) is below what the CapsNet kernels need: ` +
+        `${short.map(([name, need]) => `${name} ${limits[name] ?? 'not reported'} (need ${need})`).join(', ')}. ` +
+        'These are WebGPU\'s core limits; a compatibility-mode adapter (OpenGL ES, D3D11) may not reach them: try another browser or GPU.',
+    );
+  }
   const requiredLimits: Record<string, number> = {};
   for (const name of WANTED_LIMITS) {
     const value = (adapter.limits as unknown as Record<string, number | undefined>)[name];
