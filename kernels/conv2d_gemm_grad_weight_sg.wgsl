@@ -71,14 +71,14 @@ fn col_offset(n: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
   let n4 = wid.x * 4u;
   let row0 = wid.y * WG * ROWS + lid;
   let slab = wid.z;
-  // This invocation's two entries of the 16 shared vec4s of a step: t = lid and lid + 8, with
+  // This lane's two entries of the 16 shared vec4s of a step: t = lane and lane + 8, with
   // t = 4 j + c (row m = 4 q + j, column n4 + c).
-  let myOff = col_offset(n4 + lid % 4u);
-  let lowHalf = lid < 4u;
+  let myOff = col_offset(n4 + lane % 4u);
+  let lowHalf = lane < 4u;
   let begin = slab * p.slab4 + p.chunk0;
   let end = min(min(begin + p.chunk4, (slab + 1u) * p.slab4), p.MT4);
   let arow0 = (row0 + 0u * WG) * p.MT4;

@@ -92,7 +92,7 @@ fn relu_keep_nan(v: f32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
   let n4 = wid.x * 4u;
   let m0 = wid.y * WG * ROWS + lid;
   let base0 = row_base(m0 + 0u * WG);
@@ -111,8 +111,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   var acc50 = vec4f(0.0); var acc51 = vec4f(0.0); var acc52 = vec4f(0.0); var acc53 = vec4f(0.0);
   var acc60 = vec4f(0.0); var acc61 = vec4f(0.0); var acc62 = vec4f(0.0); var acc63 = vec4f(0.0);
   var acc70 = vec4f(0.0); var acc71 = vec4f(0.0); var acc72 = vec4f(0.0); var acc73 = vec4f(0.0);
-  let sc = lid % 4u;
-  let sj0 = lid / 4u;
+  // Who loads which part of the shared operand goes by subgroup lane (the index subgroupBroadcast
+  // reads), not by local_invocation_index: WGSL does not promise the two agree.
+  let sc = lane % 4u;
+  let sj0 = lane / 4u;
   let sj1 = sj0 + 2u;
   let n4s = p.N4;
   // Kernel position kp = (ky, kq), followed incrementally (no division in the loop).
