@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
 import { acquireGpu, resolveBackend } from '../src/gpu/node.ts';
-import { sizeClass } from '../src/gpu/pool.ts';
+import { BufferPool, sizeClass } from '../src/gpu/pool.ts';
 import { REQUIRED_LIMITS, createContext } from '../src/gpu/device.ts';
 import { GpuDeviceLostError, GpuUnavailableError, GpuValidationError, GpuOutOfMemoryError, fromGpuError } from '../src/gpu/errors.ts';
 import { KERNELS } from '../src/ops/elementwise.ts';
@@ -42,6 +42,17 @@ layer('size classes waste at most 25% and are multiples of 4 bytes', () => {
     assert.ok(c >= bytes && c % 4 === 0, `${bytes} -> ${c}`);
     assert.ok(bytes < 256 || c <= bytes * 1.25 + 4, `${bytes} -> ${c} wastes too much`);
   }
+});
+
+layer('a buffer that fits one storage binding never gets a size class past maxStorageBufferBindingSize (a limit that is not a class)', () => {
+  const limit = 2 ** 31 - 4;
+  const created: number[] = [];
+  const pool = new BufferPool((size) => (created.push(size), { size, destroy() {} } as unknown as GPUBuffer), () => {}, 1 << 30, null, limit);
+  for (const bytes of [limit, limit - 100, 1_900_000_000, 1000]) pool.acquire(bytes, 0x80);
+  assert.ok(sizeClass(limit - 100) > limit, 'the size class alone would pass the limit');
+  assert.equal(created.slice(0, 3).map((size) => size <= limit), [true, true, true]);
+  assert.ok(created.slice(0, 3).every((size, k) => size >= [limit, limit - 100, 1_900_000_000][k]));
+  assert.is(created[3], sizeClass(1000), 'smaller requests keep their size class');
 });
 
 layer('work is batched: many dispatches, one submit per readback', async () => {

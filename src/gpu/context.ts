@@ -100,6 +100,7 @@ export class GpuContext {
       later,
       undefined,
       { create: (width, height, label) => this.createTexture(width, height, label), destroy: (t) => later(t.texture) },
+      device.limits.maxStorageBufferBindingSize,
     );
     device.lost.then((info) => {
       if (this.destroyed) return;

@@ -66,6 +66,11 @@ export class BufferPool {
       create: (width: number, height: number, label: string) => PooledTexture;
       destroy: (texture: PooledTexture) => void;
     } | null = null,
+    /**
+     * maxStorageBufferBindingSize: kernels bind whole pooled buffers, so a request that fits one
+     * binding never gets a size class past it (possible when the limit is not a class, e.g. 2^31 - 4).
+     */
+    private readonly bindingLimit = Infinity,
   ) {}
 
   private grow(bytes: number, texture: boolean): void {
@@ -102,7 +107,8 @@ export class BufferPool {
   }
 
   acquire(bytes: number, usage: GPUBufferUsageFlags, label = 'tensor'): GPUBuffer {
-    const size = sizeClass(bytes);
+    const pooled = sizeClass(bytes);
+    const size = bytes <= this.bindingLimit && pooled > this.bindingLimit ? Math.min(this.bindingLimit, Math.ceil(bytes / 16) * 16) : pooled;
     const key = `${usage}:${size}`;
     let buffer = this.free.get(key)?.pop();
     if (buffer) {
