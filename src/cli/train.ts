@@ -475,6 +475,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     }
     if (trainingStarted) bar.finish(fieldsOf(last, window));
     trainer.dispose();
+    // The training step's released buffers (up to 1 GiB kept for reuse) are not what evaluation
+    // needs: given back before it, so a GPU with little memory holds one set, not both.
+    ctx.pool.trim();
 
     let testAccuracy: number | null = null;
     if (!stopRequested && !flags['no-eval']) {

@@ -15,7 +15,8 @@
 // src/ops/conv2d.ts) and counts in the peak; whether it fits is the plan's business, not a reason
 // to refuse the batch: when a packed operand would not fit its binding or texture, the plan falls
 // back to the direct kernels (which need only the tensors listed here). The buffer pool keeps up to 1 GiB of released
-// buffers for reuse on top of this peak (src/gpu/pool.ts); that memory is given back on demand.
+// buffers for reuse on top of this peak (src/gpu/pool.ts); `capsnet train` trims it between its
+// last step and the final evaluation (nothing gives it back on an out-of-memory error).
 // Test: test/memory-limits.test.ts (the estimate vs the buffers a real step acquires, and fake limits).
 
 import type { GpuContext } from '../gpu/context.ts';
