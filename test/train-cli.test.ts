@@ -102,7 +102,7 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     [['train', '--out', out, '--max-skips', '3'], /--max-skips N applies with --on-nonfinite skip/],
     [['train', '--out', out, '--no-recon', '--recon-weight', '0.1'], /give --no-recon or --recon-weight X, not both/],
     [['train', '--out', out, '--config', '{"reconWeight": 0.01}'], /--config: 'reconWeight' is set by --no-recon \(no decoder\) or --recon-weight X, not by --config/],
-    [['train', '--out', out, '--shift', '5'], /--shift: 5 pixels is more than mnist's 4 \(a digit's ink must stay on the 28x28 canvas\)/],
+    [['train', '--out', out, '--shift', '5'], /--shift: 5 pixels is more than mnist's 4 \(further shifts push the 28x28 images' content off the 28x28 canvas\)/],
     [['train', '--out', out, '--experiment', 'multimnist', '--limit', '64', '--batch-size', '8', '--validation', '1'], /the validation set: MultiMNIST: the dataset has examples of 1 class\(es\)/],
     [['train'], /--out DIR is required/],
     [['eval', '--checkpoint', join(root, 'missing.safetensors')], /missing\.safetensors/],
@@ -146,15 +146,33 @@ cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the fir
   assert.match(r.stderr, /stopping/);
   assert.match(r.stderr, new RegExp(`2 of 6 steps \\(stopped at --stop-at-accuracy ${target.replace('.', '\\.')}\\)`));
 
-  // --resume keeps the target (stored in the run options): the resumed run scores step 4 and stops
-  // there if step 4's score reaches it, else trains to the end.
-  assert.is(((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).training as { options: { stopAtAccuracy?: number } }).options.stopAtAccuracy, Number(target));
-  const resumed = await runCli(['train', '--out', stopped, '--resume', '--checkpoint-every', '2', '--eval-limit', '40']);
-  assert.is(resumed.code, 0, resumed.stderr);
-  const after = await evalsOf(stopped);
-  assert.equal(after.filter((e) => e.during).map((e) => [e.step, e.accuracy]), [[2, evals[0].accuracy], [4, evals[1].accuracy]], 'step 4 scored: the target was kept');
-  const reached4 = reachesAccuracy(Math.round(evals[1].accuracy * 40), 40, Number(target));
-  assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, reached4 ? 4 : 6);
+  // The target is kept in the run options; a run that stopped on reaching it is finished there:
+  // --resume asks for a higher target (or off) and writes nothing.
+  const storedTarget = async () => ((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).training as { options: { stopAtAccuracy?: number } }).options.stopAtAccuracy;
+  assert.is(await storedTarget(), Number(target));
+  const before = readFileSync(join(stopped, 'checkpoint.safetensors'));
+  const again = await runCli(['train', '--out', stopped, '--resume']);
+  assert.is(again.code, 2, again.stderr);
+  assert.match(again.stderr, new RegExp(`stopped at step 2, where its test accuracy [0-9.]+% reached --stop-at-accuracy ${target.replace('.', '\\.')}; to train on, give a higher --stop-at-accuracy, or --stop-at-accuracy off`));
+  assert.ok(readFileSync(join(stopped, 'checkpoint.safetensors')).equals(before), 'nothing written');
+  // A higher target: scored again at step 4 (the same score as the watched run's), kept in the run.
+  const higher = await runCli(['train', '--out', stopped, '--resume', '--stop-at-accuracy', '100', '--checkpoint-every', '2', '--eval-limit', '40']);
+  assert.is(higher.code, 0, higher.stderr);
+  assert.equal((await evalsOf(stopped)).filter((e) => e.during).map((e) => [e.step, e.accuracy]), [[2, evals[0].accuracy], [4, evals[1].accuracy]]);
+  assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, 6, 'a tiny model does not reach 100%');
+  assert.is(await storedTarget(), 100);
+  // A kept target goes with evaluation only: --no-eval names the way out; off drops it.
+  const noEval = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval']);
+  assert.is(noEval.code, 2);
+  assert.match(noEval.stderr, /the run's --stop-at-accuracy 100 \(kept by --resume; --stop-at-accuracy off drops it\)/);
+  const off = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval', '--stop-at-accuracy', 'off']);
+  assert.is(off.code, 0, off.stderr);
+  assert.is(await storedTarget(), undefined);
+  // --init-from does not inherit a target (with one, --no-eval would be refused).
+  const withTarget = join(root, 'target-source');
+  assert.is((await runCli(['train', '--out', withTarget, ...BASE, '--steps', '2', '--stop-at-accuracy', '100'])).code, 0);
+  const init = await runCli(['train', '--out', join(root, 'target-init'), '--init-from', join(withTarget, 'checkpoint.safetensors'), '--steps', '4', '--no-eval', ...BASE.filter((f) => f !== TINY && f !== '--config')]);
+  assert.is(init.code, 0, init.stderr);
 });
 
 cli('reachesAccuracy counts whole examples (57 of 100 reaches 57% though 100 * 0.57 < 57)', () => {

@@ -75,12 +75,13 @@ const classesOf = (ckpt: AnyCheckpoint): number => (ckpt.model === 'baseline' ? 
  * classes and input shape, and for multimnist the same shift (its test pairs are drawn with it).
  * The first one that differs from the first member is named.
  */
-export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' | 'ckpt' | 'stored'>>): void {
+export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' | 'ckpt' | 'stored'>>, dataGiven = false): void {
   const describe = (m: Pick<Member, 'ckpt' | 'stored'>) => {
     const experiment = m.stored?.experiment ?? 'mnist';
     return {
       experiment,
-      data: typeof m.stored?.data === 'string' ? `--data ${m.stored.data}` : 'the experiment\'s default data',
+      // An explicit --data names the test data for all: the same files may sit in different folders.
+      data: dataGiven ? 'any' : typeof m.stored?.data === 'string' ? `--data ${m.stored.data}` : 'the default data',
       model: m.ckpt.model ?? 'capsnet',
       classes: classesOf(m.ckpt),
       'input shape': `${m.ckpt.config.inputChannels}x${m.ckpt.config.inputSize}x${m.ckpt.config.inputSize}`,
@@ -94,7 +95,8 @@ export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' 
       if (own[key] !== reference[key]) {
         throw new UsageError(
           `capsnet eval: ${m.path}: ${key} ${own[key]} differs from ${members[0].path}'s ${reference[key]}; ` +
-            'the checkpoints of an ensemble must have the same experiment, data, model, classes and input shape (multimnist: and shift)',
+            'the checkpoints of an ensemble must have the same experiment, data, model, classes and input shape (multimnist: and shift)' +
+            (key === 'data' ? ' (pass --data DIR to score them all on the same files)' : ''),
         );
       }
     }
@@ -141,7 +143,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, path, 'capsnet eval', ['experiment', 'testSeed', 'maxShift', 'data']);
     members.push({ path, ckpt, stored });
   }
-  checkEnsembleMembers(members);
+  checkEnsembleMembers(members, values.data !== undefined);
   // Default: the (first) checkpoint's experiment, test seed and data (runs from before experiments:
   // mnist). Every member is evaluated on that one test set.
   const { ckpt, stored } = members[0];

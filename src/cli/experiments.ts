@@ -54,9 +54,9 @@ export function experimentCanvas(experiment: ExperimentName, imageSide: number):
 
 /**
  * The largest --shift that keeps the data meaningful: cifar10's 24x24 window stays inside the
- * image (a crop, not padding); a digit's ink (MNIST's 20x20 box, 4 pixels in from each side) stays
- * on the canvas, so a label never goes with a blank or half-gone digit (mnist 4, affnist 10,
- * multimnist 8, which keeps the official 6).
+ * image (a crop, not padding); a 28x28 image moves at most 4 pixels past the canvas's edge, the
+ * width of MNIST's blank border around its 20x20 digit box (mnist and fashion-mnist 4, affnist 10,
+ * multimnist 8, which keeps the official 6), so a label never goes with a mostly blank image.
  */
 export function maxShiftLimit(experiment: ExperimentName, imageSide: number): number {
   const canvas = experimentCanvas(experiment, imageSide);

@@ -82,7 +82,7 @@ train flags:
   --stop-at-accuracy PCT         score the validation set (or the test set) at every checkpoint and
                                  stop once it reaches PCT percent (train to equal accuracy, as the
                                  paper's affNIST comparison); the run's end is evaluated as usual;
-                                 --resume keeps the target
+                                 --resume keeps the target (off: drop it)
   --on-nonfinite stop|skip       a step with NaN or infinity stops the run (default; the last good
                                  checkpoint is kept) or is skipped: its update is not applied, the
                                  metrics log records it; --max-skips N (10) in a row stop the run

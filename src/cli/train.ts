@@ -26,7 +26,7 @@ import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
 import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
-import { appendMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
+import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
@@ -205,12 +205,26 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // Train to a given accuracy rather than for a budget (the paper compares CapsNet and the baseline
   // CNN on affNIST at equal MNIST accuracy): the first eval set is scored at every checkpoint.
   // Like --steps, a stopping rule rather than the recipe: --resume keeps the run's own unless given
-  // again (a new value replaces it); --init-from does not inherit it.
-  const stopAtAccuracy = flags['stop-at-accuracy'] !== undefined
-    ? ruleFlag('stopAtAccuracy', flags['stop-at-accuracy'] as string, 100)
+  // again (a new value replaces it, `off` drops it); --init-from does not inherit it.
+  const stopFlag = flags['stop-at-accuracy'] as string | undefined;
+  const stopAtAccuracy = stopFlag === 'off' ? null
+    : stopFlag !== undefined ? ruleFlag('stopAtAccuracy', stopFlag, 100)
     : stored?.stopAtAccuracy ?? null;
   if (stopAtAccuracy !== null && flags['no-eval']) {
-    throw new UsageError(`capsnet train: ${flags['stop-at-accuracy'] !== undefined ? '--stop-at-accuracy' : `the run's --stop-at-accuracy ${stopAtAccuracy} (kept by --resume)`} evaluates at every checkpoint; it cannot go with --no-eval`);
+    throw new UsageError(`capsnet train: ${stopFlag !== undefined ? '--stop-at-accuracy' : `the run's --stop-at-accuracy ${stopAtAccuracy} (kept by --resume; --stop-at-accuracy off drops it)`} evaluates at every checkpoint; it cannot go with --no-eval`);
+  }
+  if (previous && stopAtAccuracy !== null) {
+    // A run that stopped on reaching its target is finished at that target (the equal-accuracy
+    // comparison depends on where it stopped): going on needs a higher target, or none.
+    const records = existsSync(metricsPath) ? (await readMetrics(metricsPath)).records : [];
+    const reached = records.find((r) => r.type === 'eval' && r.during === true && r.step === previous!.step
+      && typeof r.accuracy === 'number' && typeof r.count === 'number' && reachesAccuracy(Math.round(r.accuracy * r.count), r.count, stopAtAccuracy));
+    if (reached) {
+      throw new UsageError(
+        `capsnet train --resume: ${outDir} stopped at step ${previous.step}, where its ${String(reached.split)} accuracy ${(100 * (reached.accuracy as number)).toFixed(2)}% ` +
+          `reached --stop-at-accuracy ${stopAtAccuracy}; to train on, give a higher --stop-at-accuracy, or --stop-at-accuracy off for the whole budget`,
+      );
+    }
   }
   const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
   if (given['max-skips'] !== undefined && onNonFinite !== 'skip') throw new UsageError('capsnet train: --max-skips N applies with --on-nonfinite skip (the default, stop, stops at the first non-finite step)');
@@ -243,10 +257,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   let { train: trainSet, test: testSet } = loadExperimentData(experiment, dataDir, 'capsnet train');
   const imageSide = trainSet.height;
   const canvas = experimentCanvas(experiment, imageSide);
-  if (given.shift !== undefined && maxShift > maxShiftLimit(experiment, imageSide)) {
+  // New runs only: a resumed run keeps the shift it started with.
+  if (!stored && given.shift !== undefined && maxShift > maxShiftLimit(experiment, imageSide)) {
     throw new UsageError(
       `--shift: ${maxShift} pixels is more than ${experiment}'s ${maxShiftLimit(experiment, imageSide)} ` +
-        (experiment === 'cifar10' ? `(the ${canvas}x${canvas} crops must stay inside the ${imageSide}x${imageSide} images)` : `(a digit's ink must stay on the ${canvas}x${canvas} canvas)`),
+        (experiment === 'cifar10'
+          ? `(the ${canvas}x${canvas} crops must stay inside the ${imageSide}x${imageSide} images)`
+          : `(further shifts push the ${imageSide}x${imageSide} images' content off the ${canvas}x${canvas} canvas)`),
     );
   }
   if (limit !== null) {
@@ -304,7 +321,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     experiment, dataOptions: { canvas, maxShift, ...(augment ? { augment } : {}) }, testSeed,
     ...(stopAtAccuracy !== null ? { stopAtAccuracy } : {}),
   };
-  const evalSets = experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
+  // None with --no-eval (which --stop-at-accuracy refuses): nothing to build or check.
+  const evalSets = flags['no-eval'] ? [] : experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
 
   const ctx = await acquireGpu({ backend });
   const started = performance.now();

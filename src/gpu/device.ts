@@ -66,7 +66,8 @@ export async function createContext(adapter: GPUAdapter, backend: string, owner:
     throw new GpuUnavailableError(
       `${summary.name} (${summary.featureLevel} feature level) is below what the CapsNet kernels need: ` +
         `${short.map(([name, need]) => `${name} ${limits[name] ?? 'not reported'} (need ${need})`).join(', ')}. ` +
-        'These are WebGPU\'s core limits; a compatibility-mode adapter (OpenGL ES, D3D11) may not reach them: try another browser or GPU.',
+        'These are WebGPU\'s core limits; a compatibility-mode adapter (OpenGL ES, D3D11) may not reach them: ' +
+        (backend === 'browser' ? 'try another browser or GPU.' : 'try another --backend (auto, vulkan, opengl).'),
     );
   }
   const requiredLimits: Record<string, number> = {};

@@ -124,7 +124,13 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
       softwareDefault = { adapter, attempt, gpu };
       continue;
     }
-    return createContext(adapter, attempt.backend, owners, gpu.wgslLanguageFeatures);
+    try {
+      return await createContext(adapter, attempt.backend, owners, gpu.wgslLanguageFeatures);
+    } catch (error) {
+      // 'auto': an adapter below the kernels' limits is one more failed attempt; the next one may do.
+      if (backend !== 'auto' || !(error instanceof GpuUnavailableError)) throw error;
+      failures.push(`${attempt.backend}: ${error.message}`);
+    }
   }
   if (softwareDefault) return createContext(softwareDefault.adapter, softwareDefault.attempt.backend, owners, softwareDefault.gpu.wgslLanguageFeatures);
   throw new GpuUnavailableError(

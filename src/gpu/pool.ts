@@ -108,7 +108,9 @@ export class BufferPool {
 
   acquire(bytes: number, usage: GPUBufferUsageFlags, label = 'tensor'): GPUBuffer {
     const pooled = sizeClass(bytes);
-    const size = bytes <= this.bindingLimit && pooled > this.bindingLimit ? Math.min(this.bindingLimit, Math.ceil(bytes / 16) * 16) : pooled;
+    // Whole vec4s where the limit allows (kernels bind buffers as array<vec4f>), never less than asked.
+    const fitted = Math.max(Math.ceil(bytes / 4) * 4, Math.min(Math.floor(this.bindingLimit / 16) * 16, Math.ceil(bytes / 16) * 16));
+    const size = bytes <= this.bindingLimit && pooled > this.bindingLimit ? fitted : pooled;
     const key = `${usage}:${size}`;
     let buffer = this.free.get(key)?.pop();
     if (buffer) {

@@ -137,7 +137,7 @@ export class Adam {
     const c2 = 1 - Math.pow(this.beta2, t);
     const uniforms = [f32(lr / c1), f32(this.beta1), f32(1 - this.beta1), f32(this.beta2), f32(1 - this.beta2), f32(1 / Math.sqrt(c2)), f32(this.eps)];
     // The kernel reads whole vec4: every buffer must hold ceil(n / 4) of them (pooled buffers are
-    // multiples of 64 bytes, so this holds for every tensor; checked before any dispatch).
+    // multiples of 16 bytes, so this holds for every tensor; checked before any dispatch).
     for (const p of params) {
       const bytes = Math.ceil(p.size / 4) * 16;
       for (const b of [p.buffer, p.grad!.buffer, this.state.get(p.name)?.m.buffer, this.state.get(p.name)?.v.buffer]) {

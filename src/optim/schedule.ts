@@ -2,7 +2,7 @@
 // staircase: lr0 * decayRate^floor(step / decaySteps) with 1e-3, 0.96 and 2000, where `step` is the
 // 0-based number of updates already done (0 for the first update). The official TensorFlow code
 // (research/capsules/models/model.py) decays continuously, lr0 * 0.96^(step / 2000) floored at 1e-6;
-// the staircase is at most 4% above it, just before each stair.
+// the staircase is up to 1/0.96 - 1 = 4.2% above it, just before each stair.
 // Reference: test/reference/adam.ts (learningRate). Test: test/adam.test.ts.
 
 /** The learning rate of the update made after `step` updates (0-based). */
