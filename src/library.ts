@@ -13,19 +13,28 @@ export { Tensor, empty, zeros, fromArray, parameter, tidy, untrack } from './ten
 export { backward, noGrad } from './autograd/tape.ts';
 export * as ops from './ops/index.ts';
 export { CapsNet, initialParameters, oneHotTargets, twoDigitLoss, evaluateTwoDigits } from './model/capsnet.ts';
-export type { CapsNetOutput, CapsNetLoss, TwoDigitLoss, TwoDigitEvaluation } from './model/capsnet.ts';
+export type { CapsNetOutput, CapsNetPrediction, CapsNetLoss, CapsNetMultiLoss, ReconstructionTarget, LayerTap, TwoDigitLoss, TwoDigitEvaluation } from './model/capsnet.ts';
 export { topKCorrect } from './ops/losses.ts';
 export { PAPER_CONFIG, CONFIG_PRESETS, presetConfig, makeConfig, parameterShapes, parameterCount, geometry } from './model/config.ts';
 export type { CapsNetConfig, PresetName } from './model/config.ts';
 export { BaselineCNN, makeBaselineConfig, baselineParameterShapes, BASELINE_PAPER_CONFIG } from './model/baseline.ts';
 export type { BaselineConfig } from './model/baseline.ts';
 export { Adam } from './optim/adam.ts';
+export type { AdamOptions, AdamState } from './optim/adam.ts';
 export { staircaseDecay, learningRate, constantLr } from './optim/schedule.ts';
-export { encodeCheckpoint, decodeCheckpoint } from './io/checkpoint.ts';
-export type { Checkpoint } from './io/checkpoint.ts';
-export { Trainer, evaluate, NonFiniteError } from './train/trainer.ts';
-export type { BatchSource } from './train/trainer.ts';
+export type { LrSchedule, StaircaseOptions } from './optim/schedule.ts';
+export { encodeCheckpoint, decodeCheckpoint, decodeAnyCheckpoint } from './io/checkpoint.ts';
+export type { Checkpoint, BaselineCheckpoint, AnyCheckpoint, OptimizerState, EncodeOptions, ModelKind } from './io/checkpoint.ts';
+export { Trainer, evaluate, NonFiniteError, TooManySkipsError } from './train/trainer.ts';
+export type {
+  BatchSource, TrainableModel, TrainerOptions, TrainHooks, StepRecord, SkippedStep, StartupReport, NonFinitePolicy, Evaluation,
+} from './train/trainer.ts';
 export { TrainingBatches } from './train/batches.ts';
+// Data: a Dataset holds 8-bit images and labels; IDX bytes (MNIST's format) parse into one anywhere,
+// fillBatch writes a batch (pixel / 255, optionally shifted) as the models and evaluate() take it.
+export type { Dataset, BatchOptions } from './data/dataset.ts';
+export { fillBatch, subset, splitValidation } from './data/dataset.ts';
+export { parseImages, parseLabels, pairDataset } from './data/idx.ts';
 // The data generators of the paper's other experiments (issue 8), each a pure function of a seed.
 export { CanvasBatches, AFFNIST_TRAIN, CIFAR10_CROPS, AFFNIST_STYLE, fillCentred, fillAffineTest } from './data/affine.ts';
 export type { CanvasOptions, AffineRanges } from './data/affine.ts';

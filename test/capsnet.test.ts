@@ -13,6 +13,7 @@ import { makeConfig, parameterCount, type CapsNetConfig } from '../src/model/con
 import { Adam } from '../src/optim/adam.ts';
 import { fromArray, tidy } from '../src/tensor.ts';
 import { backward } from '../src/autograd/tape.ts';
+import { ShapeError } from '../src/gpu/errors.ts';
 
 const SMALL: Partial<CapsNetConfig> = {
   inputSize: 14, conv1Channels: 8, conv1Kernel: 5, primaryTypes: 3, primaryDim: 5, primaryKernel: 3,
@@ -112,6 +113,35 @@ model('small config with gradMode last, leaky routing, a routing bias and no dec
 
 model('the paper model at full size, batch 4: forward, loss and every gradient match the reference', async () => {
   const { model: net } = await compareOneStep(makeConfig(), 4, 7);
+  net.dispose();
+});
+
+model('predict: classes, lengths, poses and reconstructions of 5 images in batches of 2 match the reference', async () => {
+  const ctx = await gpu();
+  const config = makeConfig(SMALL);
+  const values = initialParameters(config, 9, 0.5); // digit.W std 0.5: lengths differ clearly between classes
+  const net = new CapsNet(ctx, config, values);
+  const { images } = batchFor(config, 5, 4);
+  const got = await net.predict(images, { batchSize: 2, reconstruct: true });
+  const params = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, f64(v)]));
+  const J = config.digitCaps;
+  const classes = Int32Array.from({ length: 5 }, () => 0);
+  const first = capsNetForward(params, capsNetConfig({ ...config }), { images: f64(images), labels: classes });
+  for (let i = 0; i < 5; i++) {
+    const row = Array.from(first.lengths.subarray(i * J, (i + 1) * J));
+    classes[i] = row.indexOf(Math.max(...row));
+  }
+  // The reference's decoder, masked by the predicted classes: the reconstruction predict returns.
+  const ref = capsNetForward(params, capsNetConfig({ ...config }), { images: f64(images), labels: classes });
+  assert.equal(Array.from(got.classes), Array.from(classes));
+  assertClose(got.lengths, ref.lengths, { atol: 2e-5, rtol: 2e-4 }, 'lengths');
+  assertClose(got.poses, ref.v, { atol: 2e-5, rtol: 2e-4 }, 'poses (digit capsules)');
+  assertClose(got.reconstructions!, ref.reconstruction!, { atol: 2e-5, rtol: 2e-4 }, 'reconstructions');
+  const pixels = config.inputSize * config.inputSize;
+  assert.is((await net.predict(images.subarray(0, 2 * pixels), { batchSize: 8 })).reconstructions, undefined, 'none unless asked');
+  const error = await net.predict(images.subarray(1)).then(() => null, (e: Error) => e);
+  assert.ok(error instanceof ShapeError, `a ShapeError, got ${error}`);
+  assert.match(error!.message, new RegExp(`CapsNet\\.predict: images must hold whole 1x14x14 images \\(196 values each\\), got ${5 * pixels - 1} values`));
   net.dispose();
 });
 

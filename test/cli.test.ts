@@ -64,6 +64,21 @@ cli('the package resolves to the Node library, and under the browser condition t
   assert.ok(resolveWith(['--conditions=browser']).endsWith('/dist/browser/capsnet.js'));
   // The browser types describe what the browser bundle exports (acquireGpu without Node's backends).
   assert.match(readFileSync(`${root}${entry.browser.types}`, 'utf8'), /BROWSER_HINT/);
+  // The declarations name WebGPU's types: they reference @webgpu/types, a dependency (not a devDependency).
+  for (const file of [entry.types, entry.browser.types]) assert.match(readFileSync(`${root}${file}`, 'utf8'), /^\/\/\/ <reference types="@webgpu\/types" \/>\n/);
+  assert.ok(pkg.dependencies['@webgpu/types'], '@webgpu/types is a dependency');
+});
+
+cli('the packed package holds the declarations: prepare (run by npm pack, publish and git installs) builds them', () => {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const pkg = JSON.parse(readFileSync(`${root}package.json`, 'utf8'));
+  assert.not.match(pkg.scripts.prepare, /--no-types/, 'prepare builds the types too');
+  // The file list of `npm pack` (scripts not run here: the declarations are the ones `npm test` built).
+  const packed = JSON.parse(execFileSync('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], { cwd: root, encoding: 'utf8' })) as Array<{ files: Array<{ path: string }> }>;
+  const files = new Set(packed[0].files.map((f) => f.path));
+  for (const file of ['dist/index.js', 'dist/browser/capsnet.js', 'dist/types/index.d.ts', 'dist/types/browser.d.ts', 'bin/capsnet.js', 'src/web/models/capsnet-mnist.safetensors']) {
+    assert.ok(files.has(file), `npm pack includes ${file}`);
+  }
 });
 
 cli.run();

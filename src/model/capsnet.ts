@@ -27,6 +27,18 @@ import { type CapsNetConfig, geometry, makeConfig, parameterShapes } from './con
 /** Called with each layer's output as it is computed (training uses it to find where a NaN starts). */
 export type LayerTap = (name: string, t: Tensor) => void;
 
+/** What CapsNet.predict reads back, per image in the order given. */
+export interface CapsNetPrediction {
+  /** The longest capsule's class. */
+  classes: Int32Array;
+  /** Capsule lengths [N, J]. */
+  lengths: Float32Array;
+  /** Digit capsules (the pose vectors) [N, J, D]. */
+  poses: Float32Array;
+  /** With `reconstruct`: the decoder's image from the predicted capsule [N, C * H * W]. */
+  reconstructions?: Float32Array;
+}
+
 export interface CapsNetOutput {
   /** Digit capsules [B, J, D]. */
   v: Tensor;
@@ -120,7 +132,7 @@ export class CapsNet extends ParameterSet {
     const p = this.params;
     const expected = [c.inputChannels, c.inputSize, c.inputSize];
     if (images.shape.length !== 4 || images.shape.slice(1).some((d, k) => d !== expected[k])) {
-      throw new Error(`CapsNet: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
+      throw new ShapeError(`CapsNet: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
     }
     const ctx = this.ctx;
     tap('images', images);
@@ -139,6 +151,52 @@ export class CapsNet extends ParameterSet {
     const lengths = ctx.scoped('lengths', () => capsuleLengths(v));
     tap('capsule lengths', lengths);
     return { v, lengths };
+  }
+
+  /**
+   * Inference on images given as plain numbers (pixel / 255, each image C x H x W in row-major
+   * order, one after the other), in batches of `batchSize`, all read back: the predicted class of
+   * each image (the longest capsule, the lower class on ties), the capsule lengths [N, J], the
+   * digit capsules (pose vectors) [N, J, D] and, with `reconstruct` (and a decoder), the decoder's
+   * image from each prediction [N, C * H * W].
+   */
+  async predict(images: Float32Array, options: { batchSize?: number; reconstruct?: boolean } = {}): Promise<CapsNetPrediction> {
+    const c = this.config;
+    const pixels = c.inputChannels * c.inputSize * c.inputSize;
+    const n = images.length / pixels;
+    if (!Number.isInteger(n) || n < 1) {
+      throw new ShapeError(`CapsNet.predict: images must hold whole ${c.inputChannels}x${c.inputSize}x${c.inputSize} images (${pixels} values each), got ${images.length} values`);
+    }
+    const batchSize = options.batchSize ?? 32;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new ShapeError(`CapsNet.predict: batchSize must be a positive integer, got ${batchSize}`);
+    const reconstruct = options.reconstruct ?? false;
+    if (reconstruct && !c.decoder) throw new Error('CapsNet.predict: reconstruct needs a decoder, and this model has none (config.decoder is false)');
+    const J = c.digitCaps;
+    const D = c.digitDim;
+    const out: CapsNetPrediction = { classes: new Int32Array(n), lengths: new Float32Array(n * J), poses: new Float32Array(n * J * D) };
+    if (reconstruct) out.reconstructions = new Float32Array(n * pixels);
+    for (let start = 0; start < n; start += batchSize) {
+      const b = Math.min(batchSize, n - start);
+      const { v, lengths, recon } = tidy(() => noGrad(() => {
+        const x = fromArray(this.ctx, [b, c.inputChannels, c.inputSize, c.inputSize], images.subarray(start * pixels, (start + b) * pixels), 'predict images');
+        const o = this.forward(x);
+        return { ...o, recon: reconstruct ? this.decode(o.v, 'longest') : null };
+      }));
+      try {
+        const [l, p, r] = await Promise.all([lengths.read(), v.read(), recon?.read()]);
+        out.lengths.set(l, start * J);
+        out.poses.set(p, start * J * D);
+        if (r && out.reconstructions) out.reconstructions.set(r, start * pixels);
+      } finally {
+        for (const t of [v, lengths, recon]) t?.dispose();
+      }
+    }
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let j = 1; j < J; j++) if (out.lengths[i * J + j] > out.lengths[i * J + best]) best = j;
+      out.classes[i] = best;
+    }
+    return out;
   }
 
   /**
