@@ -33,7 +33,7 @@ export function fromGpuError(error: GPUError, doing: string): Error {
   const message = `${doing}: ${error.message.trim()}`;
   if (error.constructor.name === 'GPUOutOfMemoryError' || /out of memory|OutOfMemory/i.test(error.message)) {
     return new GpuOutOfMemoryError(
-      `${message}\nThe GPU ran out of memory. Use a smaller --batch-size, or close other programs using the GPU.`,
+      `${message}\nThe GPU ran out of memory. Use a smaller batch (the CLI's --batch-size), or close other programs using the GPU.`,
     );
   }
   return new GpuValidationError(

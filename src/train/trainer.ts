@@ -75,7 +75,7 @@ export class NonFiniteError extends Error {
     readonly loss: number,
     message?: string,
   ) {
-    super(message ?? `training stopped: ${describeBadStep(step, where, loss)}. Try a lower --lr; the last good checkpoint is kept.`);
+    super(message ?? `training stopped: ${describeBadStep(step, where, loss)}. Try a lower learning rate (the CLI's --lr); the last good checkpoint is kept.`);
   }
 }
 
@@ -90,7 +90,7 @@ export class TooManySkipsError extends NonFiniteError {
       `training stopped: ${consecutive} steps in a row (${step + 2 - consecutive}..${step + 1}) were skipped for non-finite values; the last: ` +
         `${describeBadStep(step, where, loss)}. The parameters are those before step ${step + 2 - consecutive} ` +
         '(a skipped step changes nothing), but every new batch fails: a parameter may hold a NaN, or the learning rate is too high. ' +
-        'Try a lower --lr; the last good checkpoint is kept.',
+        "Try a lower learning rate (the CLI's --lr); the last good checkpoint is kept.",
     );
   }
 }
