@@ -79,6 +79,8 @@ cli('the packed package holds the declarations: prepare (run by npm pack, publis
   for (const file of ['dist/index.js', 'dist/browser/capsnet.js', 'dist/types/index.d.ts', 'dist/types/browser.d.ts', 'bin/capsnet.js', 'src/web/models/capsnet-mnist.safetensors']) {
     assert.ok(files.has(file), `npm pack includes ${file}`);
   }
+  // The web app's static copy (32 MB of MNIST and the model again) is for `npm run serve` in a checkout.
+  assert.equal([...files].filter((f) => f.startsWith('dist/web/')), []);
 });
 
 cli.run();
