@@ -4,11 +4,12 @@ import type { GpuContext } from './context.ts';
 import { createContext } from './device.ts';
 import { GpuUnavailableError } from './errors.ts';
 
-export const BROWSER_HINT =
-  'This page needs WebGPU: a recent Chrome or Edge (113+), Safari 26+, or Firefox 141+ (on Linux: Chrome with ' +
-  'chrome://flags/#enable-unsafe-webgpu, or Firefox with dom.webgpu.enabled).';
+import { type AcquireOptions, BROWSER_HINT } from './acquire.ts';
 
-export async function acquireGpu(options: { powerPreference?: GPUPowerPreference } = {}): Promise<GpuContext> {
+export { BROWSER_HINT };
+
+/** A context on navigator.gpu's adapter (options.backend, Node's, is not used here). */
+export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuContext> {
   const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
   if (!gpu) throw new GpuUnavailableError(`WebGPU is not available in this browser (navigator.gpu is missing). ${BROWSER_HINT}`);
   const adapter =

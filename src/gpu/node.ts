@@ -11,13 +11,9 @@ import { createContext, describeAdapter } from './device.ts';
 import { GpuUnavailableError, INSTALL_HINT } from './errors.ts';
 import { clip } from '../io/safetensors.ts';
 
-export type NodeBackend = 'auto' | 'default' | 'vulkan' | 'opengl';
-export const NODE_BACKENDS: readonly NodeBackend[] = ['auto', 'default', 'vulkan', 'opengl'];
+import { type AcquireOptions, type NodeBackend, NODE_BACKENDS } from './acquire.ts';
 
-export interface AcquireOptions {
-  /** Which backend to use; 'auto' (the default) tries them in order. Env: CAPSNET_BACKEND. */
-  backend?: NodeBackend;
-}
+export { type AcquireOptions, type NodeBackend, NODE_BACKENDS };
 
 interface Attempt {
   backend: Exclude<NodeBackend, 'auto'>;
