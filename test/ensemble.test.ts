@@ -18,6 +18,7 @@ import { makeConfig } from '../src/model/config.ts';
 import { baselineInitialParameters } from '../src/model/baseline.ts';
 import { makeBaselineConfig } from '../src/model/baseline-config.ts';
 import { topKHits } from '../src/ops/losses.ts';
+import { mnistDataDir } from '../src/io/idx-file.ts';
 
 const test = suite('capsnet eval: ensembles', {});
 let root = '';
@@ -125,7 +126,7 @@ test('checkpoints of another model, class count, input shape or experiment are r
     ['input shape', await capsnetFile('other-size.safetensors', 3, { inputSize: 36 }), /input shape 1x36x36 differs from .*ref\.safetensors's 1x28x28/],
     ['experiment', await capsnetFile('other-experiment.safetensors', 4, {}, { experiment: 'fashion-mnist', testSeed: 1, maxShift: 2 }), /experiment fashion-mnist differs from .*ref\.safetensors's mnist/],
     // An mnist run on other IDX files (Fashion-MNIST's, say) is another task.
-    ['data', await capsnetFile('other-data.safetensors', 5, {}, { experiment: 'mnist', testSeed: 1, maxShift: 2, data: join(root, 'fashion') }), /data --data .*fashion differs from .*ref\.safetensors's the default data; .*\(pass --data DIR to score them all on the same files\)/],
+    ['data', await capsnetFile('other-data.safetensors', 5, {}, { experiment: 'mnist', testSeed: 1, maxShift: 2, data: join(root, 'fashion') }), /data --data .*fashion differs from .*ref\.safetensors's the default data; .*; --data DIR scores them all on the same files/],
   ];
   for (const [what, other, message] of cases) {
     const r = await runCli(['eval', '--checkpoint', a, '--checkpoint', a, '--checkpoint', other, ...LIMIT]);
@@ -134,6 +135,14 @@ test('checkpoints of another model, class count, input shape or experiment are r
     assert.match(r.stderr, message, what);
     assert.match(r.stderr, /must have the same experiment, data, model, classes and input shape/);
   }
+});
+
+test('with --data, members trained on other data folders are scored on the given files, with a warning naming them', async () => {
+  const a = await capsnetFile('data-ref.safetensors', 1);
+  const other = await capsnetFile('data-other.safetensors', 5, {}, { experiment: 'mnist', testSeed: 1, maxShift: 2, data: join(root, 'elsewhere') });
+  const r = await runCli(['eval', '--checkpoint', a, '--checkpoint', other, '--data', mnistDataDir(), ...LIMIT]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /warning: .*data-other\.safetensors was trained on .*elsewhere, .*data-ref\.safetensors on the default data; all are scored on --data /);
 });
 
 test('MultiMNIST checkpoints trained with different shifts are refused (the test pairs are drawn with one shift)', async () => {

@@ -65,7 +65,7 @@ test('prediction: the pretrained model reads the first 8 MNIST test digits right
   const labels = Array.from(loadMnist(undefined, ['test']).test.labels.subarray(0, 8)).join(' ');
   assert.match(r.stdout, new RegExp(`^labels {4}${labels}$`, 'm'));
   assert.match(r.stdout, new RegExp(`^predicted ${labels}$`, 'm'), 'the shipped model (99.3%) gets these 8 right');
-  assert.match(r.stdout, /^length of the first prediction 0\.\d{3} ; reconstruction pixels 6272$/m);
+  assert.match(r.stdout, /^length of the first prediction [01]\.\d{3} ; reconstruction pixels 6272$/m);
 });
 
 test('training: 30 steps of a small model lower the loss, evaluate, and save a checkpoint that loads', async () => {

@@ -96,7 +96,7 @@ export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' 
         throw new UsageError(
           `capsnet eval: ${m.path}: ${key} ${own[key]} differs from ${members[0].path}'s ${reference[key]}; ` +
             'the checkpoints of an ensemble must have the same experiment, data, model, classes and input shape (multimnist: and shift)' +
-            (key === 'data' ? ' (pass --data DIR to score them all on the same files)' : ''),
+            (key === 'data' ? '; --data DIR scores them all on the same files' : ''),
         );
       }
     }
@@ -144,6 +144,14 @@ export async function evalCommand(argv: string[]): Promise<number> {
     members.push({ path, ckpt, stored });
   }
   checkEnsembleMembers(members, values.data !== undefined);
+  if (values.data !== undefined) {
+    // Not refused (the same files may sit in other folders), but not silent either.
+    const trainedOn = (m: Member) => (typeof m.stored?.data === 'string' ? m.stored.data : 'the default data');
+    const others = members.filter((m) => trainedOn(m) !== trainedOn(members[0]));
+    if (others.length > 0) {
+      console.error(`capsnet eval: warning: ${others.map((m) => `${m.path} was trained on ${trainedOn(m)}`).join('; ')}, ${members[0].path} on ${trainedOn(members[0])}; all are scored on --data ${values.data}`);
+    }
+  }
   // Default: the (first) checkpoint's experiment, test seed and data (runs from before experiments:
   // mnist). Every member is evaluated on that one test set.
   const { ckpt, stored } = members[0];

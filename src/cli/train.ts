@@ -222,7 +222,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     if (reached) {
       throw new UsageError(
         `capsnet train --resume: ${outDir} stopped at step ${previous.step}, where its ${String(reached.split)} accuracy ${(100 * (reached.accuracy as number)).toFixed(2)}% ` +
-          `reached --stop-at-accuracy ${stopAtAccuracy}; to train on, give a higher --stop-at-accuracy, or --stop-at-accuracy off for the whole budget`,
+          `reached --stop-at-accuracy ${stopAtAccuracy}; to train on, give a higher --stop-at-accuracy, or --stop-at-accuracy off for the whole budget ` +
+          `(to score it: capsnet eval --checkpoint ${checkpointPath})`,
       );
     }
   }
@@ -392,7 +393,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       onNonFinite,
       maxConsecutiveSkips: maxSkips,
       consecutiveSkips: Number.isInteger(previousSkips) && previousSkips >= 0 ? previousSkips : 0,
-      evalBatchSize: largestEvalBatch,
+      // --no-eval: nothing to warm for evaluation but the Trainer's default (the training batch).
+      ...(evalSets.length > 0 ? { evalBatchSize: largestEvalBatch } : {}),
     });
     const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
     const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);

@@ -83,7 +83,7 @@ export class GpuContext {
   readonly counters = { submits: 0, dispatches: 0, readbacks: 0, pipelinesCreated: 0 };
 
   /** What a user can do after a lost device, ending its message (Node's CLI; the browser sets its own). */
-  lostAdvice = 'acquire a new device and rebuild the model from its parameters (`capsnet train` continues from its last checkpoint with --resume).';
+  lostAdvice = 'rebuild the model on a new device from a checkpoint or a copy of its parameters kept on the host.';
 
   constructor(
     readonly device: GPUDevice,

@@ -67,7 +67,7 @@ export async function createContext(adapter: GPUAdapter, backend: string, owner:
       `${summary.name} (${summary.featureLevel} feature level) is below what the CapsNet kernels need: ` +
         `${short.map(([name, need]) => `${name} ${limits[name] ?? 'not reported'} (need ${need})`).join(', ')}. ` +
         'These are WebGPU\'s core limits; a compatibility-mode adapter (OpenGL ES, D3D11) may not reach them: ' +
-        (backend === 'browser' ? 'try another browser or GPU.' : 'try another --backend (auto, vulkan, opengl).'),
+        (backend === 'browser' ? 'try another browser or GPU.' : 'try another backend (acquireGpu\'s backend option; the CLI\'s --backend or CAPSNET_BACKEND).'),
     );
   }
   const requiredLimits: Record<string, number> = {};

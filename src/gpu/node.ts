@@ -121,15 +121,21 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<GpuConte
       continue;
     }
     try {
-      return await createContext(adapter, attempt.backend, owners, gpu.wgslLanguageFeatures);
+      return nodeAdvice(await createContext(adapter, attempt.backend, owners, gpu.wgslLanguageFeatures));
     } catch (error) {
       // 'auto': an adapter below the kernels' limits is one more failed attempt; the next one may do.
       if (backend !== 'auto' || !(error instanceof GpuUnavailableError)) throw error;
       failures.push(`${attempt.backend}: ${error.message}`);
     }
   }
-  if (softwareDefault) return createContext(softwareDefault.adapter, softwareDefault.attempt.backend, owners, softwareDefault.gpu.wgslLanguageFeatures);
+  if (softwareDefault) return nodeAdvice(await createContext(softwareDefault.adapter, softwareDefault.attempt.backend, owners, softwareDefault.gpu.wgslLanguageFeatures));
   throw new GpuUnavailableError(
     `No WebGPU adapter found (tried ${failures.join('; ')}).\n${INSTALL_HINT}`,
   );
+}
+
+/** What a lost device's error tells a Node user: the CLI's way back, and a program's. */
+function nodeAdvice(ctx: GpuContext): GpuContext {
+  ctx.lostAdvice = 'run the command again (capsnet train continues from its last checkpoint with --resume); a program rebuilds the model on a new device from a checkpoint or a copy of its parameters kept on the host.';
+  return ctx;
 }

@@ -24,6 +24,7 @@
 // x, PyTorch's nn.Flatten order), fc<l>.bias.
 // Reference: test/reference/baseline.ts. Tests: test/baseline.test.ts.
 
+import { ShapeError } from '../gpu/errors.ts';
 import type { GpuContext } from '../gpu/context.ts';
 import type { Tensor } from '../tensor.ts';
 import { ParameterSet } from './parameters.ts';
@@ -114,7 +115,7 @@ export class BaselineCNN extends ParameterSet {
     const { training = false, dropoutSeed, tap = () => {} } = options;
     const expected = [c.inputChannels, c.inputSize, c.inputSize];
     if (images.shape.length !== 4 || images.shape.slice(1).some((d, k) => d !== expected[k])) {
-      throw new Error(`BaselineCNN: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
+      throw new ShapeError(`BaselineCNN: images must be [B, ${expected.join(', ')}], got ${images.describe()}`);
     }
     const dropping = training && c.dropout > 0;
     if (dropping && dropoutSeed === undefined) {
