@@ -55,6 +55,26 @@ layer('a buffer that fits one storage binding never gets a size class past maxSt
   assert.is(created[3], sizeClass(1000), 'smaller requests keep their size class');
 });
 
+layer('trim destroys every free buffer and only those: in-use buffers stay, the stats drop to what is held', () => {
+  const destroyed: GPUBuffer[] = [];
+  const pool = new BufferPool((size) => ({ size, label: 'b' }) as unknown as GPUBuffer, (b) => destroyed.push(b), 1 << 30, null, 1 << 30);
+  const kept = pool.acquire(4096, 0x80);
+  const freed = [pool.acquire(4096, 0x80), pool.acquire(1000, 0x80), pool.acquire(100_000, 0x88)];
+  for (const b of freed) pool.release(b);
+  const before = pool.getStats();
+  assert.is(before.freeBytes, freed.reduce((n, b) => n + b.size, 0));
+  pool.trim();
+  const after = pool.getStats();
+  assert.equal(new Set(destroyed), new Set(freed), 'exactly the free buffers destroyed');
+  assert.is(after.freeBytes, 0);
+  assert.is(after.allocatedBytes, kept.size);
+  assert.is(after.inUseBytes, kept.size);
+  // The next request of a trimmed size class creates a new buffer instead of reusing a destroyed one.
+  const again = pool.acquire(4096, 0x80);
+  assert.ok(!destroyed.includes(again));
+  assert.is(pool.getStats().created, before.created + 1);
+});
+
 layer('work is batched: many dispatches, one submit per readback', async () => {
   const ctx = await gpu();
   await ctx.sync();

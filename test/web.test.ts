@@ -597,6 +597,15 @@ if (missing && !process.env.CI) {
       assert.is(r.first, 3, 'the first step in the page is the checkpoint\'s step 3');
       assert.is(r.adamStep, r.step, 'Adam continues from the checkpoint\'s step count');
       assert.match((await page.textContent('#train-message'))!, /Continuing from step 2 with the checkpoint's Adam state/);
+      // Ending the run gives the pooled training buffers back to the GPU: none stays free in the pool.
+      const pool = await page.evaluate(async () => {
+        const { app, trainPanel } = (window as any).capsnetApp;
+        const before = app.ctx.pool.getStats().freeBytes as number;
+        await trainPanel.endRun();
+        return { before, after: app.ctx.pool.getStats().freeBytes as number, run: trainPanel.run };
+      });
+      assert.ok(pool.before > 0, 'the paused run holds free pooled buffers');
+      assert.equal([pool.after, pool.run], [0, null], 'after the run ends');
       assert.equal(problems, [], 'no console errors');
     } finally {
       await page.close();

@@ -450,6 +450,8 @@ export class TrainPanel {
       await this.app.queue.run(async () => {
         run.trainer.dispose();
         run.adam.dispose();
+        // A paper-model run pools hundreds of MB of activations the page's inference never needs again.
+        this.app.ctx.pool.trim();
       }).catch(() => {});
       this.run = null;
       this.setButtons();
