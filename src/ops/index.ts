@@ -8,3 +8,4 @@ export { dense } from './dense.ts';
 export type { Activation } from './dense.ts';
 export { marginLoss, reconstructionLoss, softmaxCrossEntropy } from './losses.ts';
 export { dropout, dropoutSeed } from './dropout.ts';
+export { maxPool2d } from './pool.ts';
