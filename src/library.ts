@@ -17,7 +17,7 @@ export type { CapsNetOutput, CapsNetPrediction, CapsNetLoss, CapsNetMultiLoss, R
 export { topKCorrect } from './ops/losses.ts';
 export { PAPER_CONFIG, CONFIG_PRESETS, presetConfig, makeConfig, parameterShapes, parameterCount, geometry } from './model/config.ts';
 export type { CapsNetConfig, PresetName } from './model/config.ts';
-export { BaselineCNN, makeBaselineConfig, baselineParameterShapes, BASELINE_PAPER_CONFIG } from './model/baseline.ts';
+export { BaselineCNN, makeBaselineConfig, baselineParameterShapes, BASELINE_PAPER_CONFIG, BASELINE_OFFICIAL_OVERRIDES } from './model/baseline.ts';
 export type { BaselineConfig } from './model/baseline.ts';
 export { Adam } from './optim/adam.ts';
 export type { AdamOptions, AdamState } from './optim/adam.ts';

@@ -1,7 +1,7 @@
 // The paper's baseline CNN (src/model/baseline.ts) on the GPU against the f64 reference
 // (test/reference/baseline.ts): logits, loss and every parameter's gradient of a training step with
-// dropout, on small configs (odd sizes, 'same' and 'valid' padding, stride 2) and on the paper's
-// full-size model; the parameter count (35.4M in the paper); the config and API contracts; and a
+// dropout, on small configs (odd sizes, 'same' and 'valid' padding, stride 2, 2x2 and 3x3 max
+// pooling) and on the paper's and the official code's full-size models; the parameter count (35.4M in the paper); the config and API contracts; and a
 // short training run on real MNIST images.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -11,7 +11,7 @@ import { makeRng } from './helpers/random.ts';
 import { gradcheck } from './reference/gradcheck.ts';
 import { baselineRefForward, baselineRefShapes, countBaselineRefParams, type BaselineRefConfig } from './reference/baseline.ts';
 import {
-  BASELINE_PAPER_CONFIG, BASELINE_PAPER_PARAMETERS, BaselineCNN, baselineInitialParameters, baselineParameterCount,
+  BASELINE_OFFICIAL_OVERRIDES, BASELINE_PAPER_CONFIG, BASELINE_PAPER_PARAMETERS, BaselineCNN, baselineInitialParameters, baselineParameterCount,
   baselineParameterShapes, makeBaselineConfig, type BaselineConfig,
 } from '../src/model/baseline.ts';
 import { dropoutSeed } from '../src/ops/dropout.ts';
@@ -86,7 +86,8 @@ async function compareOneStep(config: BaselineConfig, B: number, seed: number, t
   const L = config.convChannels.length;
   const H = config.fcHidden.length;
   assert.equal(taps, [
-    'images', ...Array.from({ length: L }, (_, l) => `conv${l + 1}`), ...Array.from({ length: H }, (_, l) => `fc${l + 1}`),
+    'images', ...Array.from({ length: L }, (_, l) => (config.pool > 1 ? [`conv${l + 1}`, `pool${l + 1}`] : [`conv${l + 1}`])).flat(),
+    ...Array.from({ length: H }, (_, l) => `fc${l + 1}`),
     ...(config.dropout > 0 ? ['dropout'] : []), 'logits',
   ]);
   assertClose(await out.logits.read(), ref.logits, tol.logits, 'logits');
@@ -130,6 +131,48 @@ test('parameter count: the paper model has 35,445,522 parameters (the paper: 35.
   assert.is(net.parameterList().reduce((s, t) => s + t.size, 0), BASELINE_PAPER_PARAMETERS);
   assert.equal(net.parameterList().map((t) => t.name), Object.keys(baselineParameterShapes(config)));
   net.dispose();
+});
+
+test("the official code's ConvModel (pool 2, 'valid'): 7,495,946 parameters at 28x28, 16,146,698 at affNIST's 40x40", async () => {
+  const official = makeBaselineConfig(BASELINE_OFFICIAL_OVERRIDES);
+  assert.equal(baselineParameterShapes(official), {
+    'conv1.weight': [512, 1, 5, 5], 'conv1.bias': [512],
+    'conv2.weight': [256, 512, 5, 5], 'conv2.bias': [256],
+    // 28 -> conv 24 -> pool 12 -> conv 8 -> pool 4.
+    'fc1.weight': [1024, 256 * 4 * 4], 'fc1.bias': [1024],
+    'fc2.weight': [10, 1024], 'fc2.bias': [10],
+  });
+  assert.is(baselineParameterCount(official), 7_495_946);
+  // 40 -> 36 -> 18 -> 14 -> 7 (the CapsNet at 40x40 has 13,475,648).
+  const affnist = makeBaselineConfig({ ...BASELINE_OFFICIAL_OVERRIDES, inputSize: 40 });
+  assert.equal(baselineParameterShapes(affnist)['fc1.weight'], [1024, 256 * 7 * 7]);
+  assert.is(baselineParameterCount(affnist), 16_146_698);
+  assert.is(countBaselineRefParams(refConfig(affnist)), 16_146_698);
+  // Odd sides pool to the ceiling: 13 -> 7 -> 4 with 'same' convs.
+  const odd = makeBaselineConfig({ ...SMALL, inputSize: 13, convChannels: [3, 2], pool: 2 });
+  assert.equal(baselineParameterShapes(odd)['fc1.weight'], [13, 2 * 4 * 4]);
+  assert.equal(baselineParameterShapes(odd), baselineRefShapes(refConfig(odd)));
+  assert.throws(() => makeBaselineConfig({ pool: 0 }), /pool must be a positive integer, got 0/);
+  assert.throws(() => makeBaselineConfig({ pool: 1.5 }), /pool must be a positive integer, got 1.5/);
+  // A config without the field (a checkpoint written before it existed) means no pooling.
+  const { pool: _, ...older } = makeBaselineConfig();
+  assert.is(makeBaselineConfig(older).pool, 1);
+});
+
+test('reference model with 2x2 max pooling backward vs finite differences (odd sides: partial windows)', () => {
+  const cfg = refConfig(makeBaselineConfig({ inputSize: 9, convChannels: [3, 2], convKernel: 3, pool: 2, fcHidden: [5], classes: 3, dropout: 0 }));
+  const values = baselineInitialParameters(makeBaselineConfig(cfg), 6);
+  const names = Object.keys(values);
+  const B = 2;
+  const rng = makeRng(10);
+  const images = Float64Array.from({ length: B * 81 }, () => rng());
+  const run = (inputs: Float64Array[]) => baselineRefForward(Object.fromEntries(names.map((n, k) => [n, inputs[k]])), cfg, { images: inputs[names.length], labels: [0, 2] });
+  const inputs = [...names.map((n) => f64(values[n])), images];
+  const r = run(inputs);
+  assert.equal([r.activations.pool1.length, r.activations.pool2.length], [B * 3 * 5 * 5, B * 2 * 3 * 3]);
+  const { grads, dImages } = r.backward();
+  // Kinks (ReLU at 0, a swap of a window's winner): none within eps in this seeded case.
+  gradcheck((xs) => run(xs).loss, inputs, [...names.map((n) => grads[n]), dImages], 'pooled baseline reference', { atol: 1e-6, rtol: 1e-4 });
 });
 
 test('initialisation: PyTorch default bounds (+-1/sqrt(fan-in)), seeded', () => {
@@ -179,6 +222,17 @@ test("small configs with 'valid' padding, stride 2, 3-channel input and no dropo
     [{ ...SMALL, convPadding: 'valid', inputSize: 17 }, 4],
     [{ ...SMALL, convPadding: 'valid', convStride: 2, convKernel: 3, inputSize: 21 }, 2],
     [{ ...SMALL, inputChannels: 3, convChannels: [4, 6], dropout: 0 }, 5],
+  ] as const) {
+    const { model } = await compareOneStep(makeBaselineConfig(over as Partial<BaselineConfig>), B, 11, TOL);
+    model.dispose();
+  }
+});
+
+test('small configs with max pooling: 2x2 after odd sides, 3x3, and the official layout on narrow channels', async () => {
+  for (const [over, B] of [
+    [{ ...SMALL, inputSize: 13, pool: 2 }, 3],
+    [{ ...SMALL, convChannels: [5, 4], inputSize: 17, pool: 3, dropout: 0 }, 2],
+    [{ ...BASELINE_OFFICIAL_OVERRIDES, convChannels: [6, 5], fcHidden: [11], inputSize: 20 }, 4],
   ] as const) {
     const { model } = await compareOneStep(makeBaselineConfig(over as Partial<BaselineConfig>), B, 11, TOL);
     model.dispose();
@@ -260,6 +314,13 @@ test('the paper model at full size (28x28, 35.4M parameters), batch 2: logits, l
   const started = performance.now();
   const { model } = await compareOneStep(makeBaselineConfig(), 2, 7, TOL);
   console.log(`  full size, batch 2, GPU + f64 reference: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  model.dispose();
+});
+
+test("the official code's ConvModel at affNIST's 40x40 (16.1M parameters, 2x2 max pooling), batch 2: logits, loss and every gradient match the reference", async () => {
+  const started = performance.now();
+  const { model } = await compareOneStep(makeBaselineConfig({ ...BASELINE_OFFICIAL_OVERRIDES, inputSize: 40 }), 2, 8, TOL);
+  console.log(`  official ConvModel at 40x40, batch 2, GPU + f64 reference: ${((performance.now() - started) / 1000).toFixed(1)} s`);
   model.dispose();
 });
 

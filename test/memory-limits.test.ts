@@ -18,7 +18,7 @@ import { backward, noGrad } from '../src/autograd/tape.ts';
 import { CapsNet, oneHotTargets } from '../src/model/capsnet.ts';
 import { BaselineCNN } from '../src/model/baseline.ts';
 import { makeConfig, type CapsNetConfig } from '../src/model/config.ts';
-import { makeBaselineConfig, type BaselineConfig } from '../src/model/baseline-config.ts';
+import { BASELINE_OFFICIAL_OVERRIDES, makeBaselineConfig, type BaselineConfig } from '../src/model/baseline-config.ts';
 import { Adam } from '../src/optim/adam.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
 import {
@@ -125,6 +125,7 @@ mem('the estimate matches the buffers of real steps: the largest exactly, the pe
     ['the paper CapsNet, training', PAPER_CAPSNET, 2, 'train'],
     ['the paper CapsNet, inference', PAPER_CAPSNET, 5, 'eval'],
     ['small baseline CNN, training', { kind: 'baseline', config: makeBaselineConfig({ convChannels: [16, 16, 8], fcHidden: [40, 24] } as Partial<BaselineConfig>) }, 4, 'train'],
+    ['small pooled baseline CNN (the official layout), training', { kind: 'baseline', config: makeBaselineConfig({ ...BASELINE_OFFICIAL_OVERRIDES, convChannels: [16, 8], fcHidden: [40] }) }, 4, 'train'],
   ];
   for (const [what, spec, B, mode] of cases) {
     const { peak, acquired, estimate } = await measuredStep(ctx, spec, B, mode);

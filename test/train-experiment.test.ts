@@ -72,7 +72,7 @@ exp('step statistics: a per-example correct tensor is summed instead of counting
   monitor.dispose();
 });
 
-exp('affnist: trains in the 40x40 canvas, reports the centred test set and the affNIST-style set; eval prints both; the baseline CNN runs it too', async () => {
+exp('affnist: trains in the 40x40 canvas, reports the centred test set and the affNIST-style set; eval prints both; the baseline CNN runs it too (pooled, as the official code\'s)', async () => {
   const out = join(root, 'affnist');
   const r = await runCli(['train', '--out', out, '--experiment', 'affnist', '--limit', '32', '--steps', '2', '--eval-limit', '16', ...COMMON]);
   assert.is(r.code, 0, r.stderr);
@@ -114,10 +114,15 @@ exp('affnist: trains in the 40x40 canvas, reports the centred test set and the a
   const base = join(root, 'affnist-baseline');
   const b = await runCli([
     'train', '--out', base, '--experiment', 'affnist', '--model', 'baseline', '--limit', '32', '--steps', '2', '--eval-limit', '8',
-    '--batch-size', '8', '--eval-batch-size', '8', '--config', JSON.stringify({ convChannels: [4, 4, 4], fcHidden: [16, 8] }),
+    // The official code's layout (2x2 max pooling after each 'valid' conv), on narrow channels.
+    '--batch-size', '8', '--eval-batch-size', '8', '--config', JSON.stringify({ convChannels: [4, 4], convPadding: 'valid', pool: 2, fcHidden: [16], dropout: 0 }),
   ]);
   assert.is(b.code, 0, b.stderr);
-  assert.is((await loadAnyCheckpoint(ckptPath(base))).config.inputSize, 40);
+  assert.match(b.stderr, /baseline CNN, 3,830 parameters/);
+  const baselineConfig = (await loadAnyCheckpoint(ckptPath(base))).config as { inputSize: number; pool: number };
+  assert.equal([baselineConfig.inputSize, baselineConfig.pool], [40, 2]);
+  const be = await runCli(['eval', '--checkpoint', ckptPath(base), '--limit', '8', '--batch-size', '8']);
+  assert.is(be.code, 0, be.stderr);
   assert.equal((await evalRecords(base)).evals.map((m) => m.split), ['test', 'affnist']);
 });
 

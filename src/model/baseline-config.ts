@@ -15,6 +15,11 @@ export interface BaselineConfig {
   convStride: number;
   /** 'same' (zero padding (K - 1) / 2: stride 1 and an odd kernel) or 'valid' (none). */
   convPadding: BaselinePadding;
+  /**
+   * Max pooling after each convolution's ReLU: k x k windows, stride k, TensorFlow's 'SAME' padding
+   * (side -> ceil(side / k)). 1: none (the paper's baseline); 2: the official code's ConvModel.
+   */
+  pool: number;
   /** Hidden fully connected layers, each with a ReLU (paper: 328, 192). */
   fcHidden: number[];
   /** Drop probability before the last FC layer, in [0, 1) (0.5; 0 disables dropout). */
@@ -30,9 +35,25 @@ export const BASELINE_PAPER_CONFIG: Readonly<BaselineConfig> = Object.freeze({
   convKernel: 5,
   convStride: 1,
   convPadding: 'same',
+  pool: 1,
   fcHidden: [328, 192],
   dropout: 0.5,
   classes: 10,
+});
+
+/**
+ * The official code's baseline (tensorflow/models research/capsules/models/conv_model.py, with its
+ * default hparams' 'VALID' padding): conv 512 5x5 + ReLU + 2x2 max pool, conv 256 5x5 + ReLU + 2x2
+ * max pool, FC 1024 + ReLU, FC 10; no dropout. 16.1M parameters at affNIST's 40x40 (the CapsNet
+ * there: 13.5M), where the paper's baseline grows to 69.7M: the paper compares on affNIST with "a
+ * traditional convolutional model with a similar number of parameters". Overrides of the paper's.
+ */
+export const BASELINE_OFFICIAL_OVERRIDES: Readonly<Partial<BaselineConfig>> = Object.freeze({
+  convChannels: [512, 256],
+  convPadding: 'valid',
+  pool: 2,
+  fcHidden: [1024],
+  dropout: 0,
 });
 
 /** The parameter count of the paper's configuration, which the paper rounds to 35.4M. */
@@ -41,6 +62,8 @@ export const BASELINE_PAPER_PARAMETERS = 35_445_522;
 export interface BaselineGeometry {
   /** Side of each convolution's output, in order (paper: 28, 28, 28). */
   convSizes: number[];
+  /** Side of each layer's output after its pooling (the same as convSizes without pooling). */
+  pooledSizes: number[];
   /** Padding of every convolution, in pixels. */
   padding: number;
   /** fc1's input width: last channels x side^2 (100,352). */
@@ -64,7 +87,7 @@ export function makeBaselineConfig(overrides: Partial<BaselineConfig> = {}, sour
   };
   const known = new Set(Object.keys(BASELINE_PAPER_CONFIG));
   for (const key of Object.keys(cfg)) if (!known.has(key)) throw new Error(`${source}: unknown field '${key}' (fields: ${[...known].join(', ')})`);
-  for (const field of ['inputChannels', 'inputSize', 'convKernel', 'convStride', 'classes'] as const) {
+  for (const field of ['inputChannels', 'inputSize', 'convKernel', 'convStride', 'pool', 'classes'] as const) {
     if (!isPositiveInt(cfg[field])) throw new Error(`${source}: ${field} must be a positive integer, got ${JSON.stringify(cfg[field])}`);
   }
   for (const field of ['convChannels', 'fcHidden'] as const) {
@@ -86,14 +109,18 @@ export function baselineGeometry(cfg: BaselineConfig, source = 'baseline config'
     padding = (K - 1) / 2;
   }
   const convSizes: number[] = [];
+  const pooledSizes: number[] = [];
   let side = cfg.inputSize;
   for (let l = 0; l < cfg.convChannels.length; l++) {
     if (side + 2 * padding < K) throw new Error(`${source}: conv${l + 1} gets a ${side}x${side} input, smaller than its ${K}x${K} kernel`);
     side = Math.floor((side + 2 * padding - K) / cfg.convStride) + 1;
     convSizes.push(side);
+    side = Math.ceil(side / cfg.pool);
+    pooledSizes.push(side);
   }
   return {
     convSizes,
+    pooledSizes,
     padding,
     flat: cfg.convChannels[cfg.convChannels.length - 1] * side * side,
     pixels: cfg.inputChannels * cfg.inputSize * cfg.inputSize,

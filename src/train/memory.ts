@@ -213,6 +213,10 @@ function baselineBuffers(rec: Recorder, device: MemoryDevice, c: BaselineConfig,
   c.convChannels.forEach((cout, k) => {
     x = conv(rec, device, `conv${k + 1}`, x, [cout, cin, c.convKernel, c.convKernel],
       { stride: c.convStride, padding: g.padding, relu: true, inputNeedsGrad: k > 0, training });
+    if (c.pool > 1) {
+      x = [B, cout, g.pooledSizes[k], g.pooledSizes[k]];
+      rec.activation(`pool${k + 1} output`, x, training);
+    }
     cin = cout;
   });
   rec.activation('flattened features', [B, g.flat], training);

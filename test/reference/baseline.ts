@@ -1,5 +1,6 @@
 // The paper's baseline CNN, f64 reference, forward and backward, composed from the reference ops:
-//   conv (+ ReLU) x N -> flatten (c, y, x) -> FC + ReLU x M -> dropout (training) -> FC -> logits
+//   conv (+ ReLU, + k x k max pool when pool > 1) x N -> flatten (c, y, x) -> FC + ReLU x M
+//   -> dropout (training) -> FC -> logits
 //   loss = mean over the batch of the softmax cross-entropy
 // Parameters use the checkpoint names and PyTorch layouts of src/model/baseline.ts
 // (conv<l>.weight [Cout, Cin, K, K], conv<l>.bias, fc<l>.weight [Out, In], fc<l>.bias); the config
@@ -9,6 +10,7 @@ import { conv2dBackward, conv2dForward, type Conv2dOptions } from './conv2d.ts';
 import { denseBackward, denseForward } from './dense.ts';
 import { softmaxCrossEntropy, softmaxCrossEntropyBackward } from './losses.ts';
 import { dropoutBackward, dropoutForward } from './dropout.ts';
+import { maxPool2dBackward, maxPool2dForward } from './pool.ts';
 import { checkDim, checkLength, numel } from './util.ts';
 
 export interface BaselineRefConfig {
@@ -18,6 +20,8 @@ export interface BaselineRefConfig {
   convKernel: number;
   convStride: number;
   convPadding: 'same' | 'valid';
+  /** Max pool k x k, stride k, 'SAME' (ceil), after each conv's ReLU; 1: none. */
+  pool: number;
   fcHidden: number[];
   dropout: number;
   classes: number;
@@ -32,7 +36,7 @@ export function baselineRefShapes(cfg: BaselineRefConfig): Record<string, number
   cfg.convChannels.forEach((cout, k) => {
     shapes[`conv${k + 1}.weight`] = [cout, cin, cfg.convKernel, cfg.convKernel];
     shapes[`conv${k + 1}.bias`] = [cout];
-    side = Math.floor((side + 2 * pad - cfg.convKernel) / cfg.convStride) + 1;
+    side = Math.ceil((Math.floor((side + 2 * pad - cfg.convKernel) / cfg.convStride) + 1) / cfg.pool);
     cin = cout;
   });
   const sizes = [cin * side * side, ...cfg.fcHidden, cfg.classes];
@@ -65,8 +69,9 @@ export interface BaselineRefResult {
   /**
    * Gradients of the loss by parameter name, and with respect to the images. `reluMasks` (layer
    * outputs by name, e.g. the GPU's own conv1.., fc1..) decide where each ReLU passes the gradient
-   * (where the output is > 0) instead of the reference's outputs: a pre-activation within rounding
-   * of 0 can be positive in f32 and negative in f64, and the mask is not what the test is about.
+   * (where the output is > 0), and where each max pool's winner is, instead of the reference's
+   * outputs: a pre-activation within rounding of 0 can be positive in f32 and negative in f64 (two
+   * near-equal values can swap order), and the mask is not what the test is about.
    */
   backward(reluMasks?: Record<string, ArrayLike<number>>): { grads: Record<string, Float64Array>; dImages: Float64Array };
 }
@@ -87,6 +92,7 @@ export function baselineRefForward(params: Record<string, Float64Array>, cfg: Ba
   // Convolutions: keep each input and output for the backward pass.
   const convIn: Array<{ x: Float64Array; shape: number[] }> = [];
   const convOut: Float64Array[] = [];
+  const convOutShape: number[][] = [];
   let x = inputs.images;
   let xShape = [B, cfg.inputChannels, S, S];
   for (let l = 1; l <= cfg.convChannels.length; l++) {
@@ -94,9 +100,16 @@ export function baselineRefForward(params: Record<string, Float64Array>, cfg: Ba
     const { out, outShape } = conv2dForward(x, xShape, params[`conv${l}.weight`], wShape, params[`conv${l}.bias`], convOptions);
     convIn.push({ x, shape: xShape });
     convOut.push(out);
+    convOutShape.push([...outShape]);
     activations[`conv${l}`] = out;
     x = out;
     xShape = [...outShape];
+    if (cfg.pool > 1) {
+      const pooled = maxPool2dForward(out, outShape, cfg.pool);
+      activations[`pool${l}`] = pooled.out;
+      x = pooled.out;
+      xShape = pooled.outShape;
+    }
   }
   // Flatten: [B, C, H, W] row-major is already [B, C*H*W].
   const flat = xShape[1] * xShape[2] * xShape[3];
@@ -145,6 +158,8 @@ export function baselineRefForward(params: Record<string, Float64Array>, cfg: Ba
       if (last && dropping) d = dropoutBackward(d, cfg.dropout, inputs.dropoutSeed!);
     }
     for (let l = cfg.convChannels.length; l >= 1; l--) {
+      // The pool's winners, like the ReLU's mask, from the given outputs: a near-tie can order differently in f32.
+      if (cfg.pool > 1) d = maxPool2dBackward(maskOf(`conv${l}`, convOut[l - 1]), convOutShape[l - 1], cfg.pool, d);
       const { x: xin, shape } = convIn[l - 1];
       const r = conv2dBackward(xin, shape, params[`conv${l}.weight`], shapes[`conv${l}.weight`], d, convOptions, maskOf(`conv${l}`, convOut[l - 1]));
       grads[`conv${l}.weight`] = r.dw;
