@@ -1,7 +1,8 @@
-// Max pooling (kernels/max_pool.wgsl, max_pool_grad.wgsl, src/ops/pool.ts) against the f64 reference
+// Max pooling (kernels/max_pool.wgsl, src/ops/pool.ts) against the f64 reference
 // (test/reference/pool.ts): forward and backward bit for bit (a max and a copy are exact) on odd
-// sizes, windows cut by the image edge, 'SAME' padding above and left (k = 3, 4), many ties (the
-// first largest wins in both), the official baseline CNN's real shapes, and a grid folded past
+// sizes, windows cut by the image edge, 'SAME' padding above and left (k = 3, 4) also against
+// values worked out by hand as TensorFlow pads, many ties (the first largest wins in both), NaN (it
+// wins its window, forward and backward), the official baseline CNN's real shapes, and a grid folded past
 // 65,535 workgroups; the reference's backward against finite differences; k = 1 is the identity;
 // bad arguments are refused before anything is dispatched.
 import { suite } from 'uvu';
@@ -53,6 +54,49 @@ CASES.forEach(([shape, k, what], c) => {
     const n = shape.reduce((a, b) => a * b, 1);
     await compare(await gpu(), shape, k, random(n, 10 + c), 100 + c);
   });
+});
+
+test("hand-worked 'SAME' windows: 5x6 with k 4 pads a row on top and a column on the left (TensorFlow's split); 3x3 with k 2 cuts the last row and column", async () => {
+  const ctx = await gpu();
+  // x[y][x] = 10 y + x. k 4 on 5 rows: OH 2, 3 padding rows, 1 on top: windows rows {0,1,2}, {3,4};
+  // 6 columns: OW 2, 2 padding columns, 1 on the left: columns {0,1,2}, {3,4,5}. Maxima: bottom-right
+  // corners, 22, 25, 42, 45. k 3 on 4: one padding row on each side: rows {0,1}, {2,3}.
+  const grid = (H: number, W: number) => Float32Array.from({ length: H * W }, (_, i) => 10 * Math.floor(i / W) + (i % W));
+  const cases: Array<[number, number, number, number[]]> = [[5, 6, 4, [22, 25, 42, 45]], [3, 3, 2, [11, 12, 21, 22]], [4, 4, 3, [11, 13, 31, 33]]];
+  for (const [H, W, k, expected] of cases) {
+    const x = fromArray(ctx, [1, 1, H, W], grid(H, W), 'x');
+    const y = maxPool2d(x, k);
+    assert.equal(Array.from(await y.read()), expected, `${H}x${W}, k ${k}`);
+    assert.equal(Array.from(ref.maxPool2dForward(grid(H, W), [1, 1, H, W], k).out), expected, `reference ${H}x${W}, k ${k}`);
+    x.dispose();
+    y.dispose();
+  }
+});
+
+test('a NaN wins its window wherever it is (first, middle, last; two NaNs: the first), forward and backward; -infinity and +infinity are ordered values', async () => {
+  const ctx = await gpu();
+  const shape: [number, number, number, number] = [1, 6, 3, 3];
+  // Six planes of one 3x3 image, k 2: windows {0,1,3,4}, {2,5}, {6,7}, {8}.
+  const planes = [
+    [NaN, 5, 1, 2, 3, 4, 0, 1, 2],
+    [1, 5, 1, 2, NaN, 4, 0, 1, 2],
+    [1, 2, 3, 4, 5, 6, 7, 8, NaN],
+    [NaN, 5, 9, NaN, 3, 4, 0, 1, 2],
+    [-Infinity, -Infinity, 1, -Infinity, -Infinity, Infinity, 0, 1, 2],
+    [1, 2, 3, 4, 5, 6, 7, 8, 9],
+  ];
+  const xv = Float32Array.from(planes.flat());
+  await compare(ctx, shape, 2, xv, 61);
+  const out = ref.maxPool2dForward(xv, shape, 2).out;
+  assert.ok(Number.isNaN(out[0]) && Number.isNaN(out[4]) && Number.isNaN(out[11]) && Number.isNaN(out[12]), 'the windows holding a NaN give NaN');
+  assert.equal(Array.from(out.slice(16, 20)), [-Infinity, Infinity, 1, 2]);
+  // And the GPU's forward, read directly (compare() checks it equals the reference, NaN for NaN).
+  const x = fromArray(ctx, shape, xv, 'x');
+  const y = maxPool2d(x, 2);
+  const gpuOut = await y.read();
+  assert.ok([0, 4, 11, 12].every((i) => Number.isNaN(gpuOut[i])), `NaN windows: ${Array.from(gpuOut.slice(0, 16))}`);
+  x.dispose();
+  y.dispose();
 });
 
 test('ties (values from {0, 1, 2}, and all-zero windows as after a ReLU): the first largest gets the gradient, as in the reference', async () => {

@@ -49,10 +49,10 @@ export const BASELINE_PAPER_CONFIG: Readonly<BaselineConfig> = Object.freeze({
  * traditional convolutional model with a similar number of parameters". Overrides of the paper's.
  */
 export const BASELINE_OFFICIAL_OVERRIDES: Readonly<Partial<BaselineConfig>> = Object.freeze({
-  convChannels: [512, 256],
+  convChannels: Object.freeze([512, 256]) as number[],
   convPadding: 'valid',
   pool: 2,
-  fcHidden: [1024],
+  fcHidden: Object.freeze([1024]) as number[],
   dropout: 0,
 });
 
@@ -85,6 +85,9 @@ export function makeBaselineConfig(overrides: Partial<BaselineConfig> = {}, sour
     fcHidden: [...BASELINE_PAPER_CONFIG.fcHidden],
     ...overrides,
   };
+  // Own arrays: a model built from a shared (e.g. frozen) config must not alias its lists.
+  if (Array.isArray(cfg.convChannels)) cfg.convChannels = [...cfg.convChannels];
+  if (Array.isArray(cfg.fcHidden)) cfg.fcHidden = [...cfg.fcHidden];
   const known = new Set(Object.keys(BASELINE_PAPER_CONFIG));
   for (const key of Object.keys(cfg)) if (!known.has(key)) throw new Error(`${source}: unknown field '${key}' (fields: ${[...known].join(', ')})`);
   for (const field of ['inputChannels', 'inputSize', 'convKernel', 'convStride', 'pool', 'classes'] as const) {

@@ -2,21 +2,22 @@
 // x [B, C, H, W] -> [B, C, ceil(H / k), ceil(W / k)]. The official code's baseline CNN pools 2x2
 // after each convolution (src/model/baseline.ts, config field `pool`).
 // Forward: one thread per output. Backward: a gather, one thread per input element, which finds its
-// window's winner again from x (first largest in row-major order) instead of reading a saved index.
-// Napkin maths at the official baseline's first pool (B 128, 512 x 36 x 36 -> 18 x 18): 85M inputs,
-// 340 MB read once forward and about twice backward (x, then dout a quarter as large): bandwidth-bound.
-// Kernels: kernels/max_pool.wgsl, max_pool_grad.wgsl. Reference: test/reference/pool.ts.
+// window's winner again from x (its first NaN, else its first largest in row-major order) instead of
+// reading a saved index.
+// Napkin maths at the official baseline's first pool (B 128, 512 x 36 x 36 -> 18 x 18): 85M inputs;
+// forward reads x (340 MB) and writes a quarter of that; backward reads x and dout (a quarter) and
+// writes dx (340 MB): a few flops per byte, bandwidth-bound.
+// Kernel: kernels/max_pool.wgsl (entries forward, backward). Reference: test/reference/pool.ts.
 // Tests: test/pool.test.ts.
 
 import maxPoolWgsl from '../../kernels/max_pool.wgsl';
-import maxPoolGradWgsl from '../../kernels/max_pool_grad.wgsl';
 import type { KernelSpec } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { type Tensor, empty } from '../tensor.ts';
 import { accumulateGrad, record } from '../autograd/tape.ts';
 
-export const MAX_POOL_KERNEL: KernelSpec = { name: 'max_pool', code: maxPoolWgsl };
-export const MAX_POOL_GRAD_KERNEL: KernelSpec = { name: 'max_pool_grad', code: maxPoolGradWgsl };
+export const MAX_POOL_KERNEL: KernelSpec = { name: 'max_pool.forward', code: maxPoolWgsl, entryPoint: 'forward' };
+export const MAX_POOL_GRAD_KERNEL: KernelSpec = { name: 'max_pool.backward', code: maxPoolWgsl, entryPoint: 'backward' };
 const WG = 64;
 
 /** Output side of a 'SAME' max pool of size k: ceil(side / k). */
@@ -24,7 +25,8 @@ export const pooledSide = (side: number, k: number) => Math.ceil(side / k);
 
 /**
  * Max pooling of x [B, C, H, W] over k x k windows with stride k ('SAME' padding: the last window
- * of a side that k does not divide is partial; padded positions never win). k = 1 returns x itself.
+ * of a side that k does not divide is partial; padded positions never win; a NaN in a window wins,
+ * so it reaches the training monitor). k = 1 returns x itself.
  */
 export function maxPool2d(x: Tensor, k: number): Tensor {
   x.assertAlive('maxPool2d');

@@ -6,7 +6,8 @@
 // 'SAME' pads OH*k - H rows in all, floor of half of them on top (none for k = 2); padded positions
 // never win (TensorFlow pads with -infinity). Window (oy, ox) covers rows oy*k - top .. + k - 1 and
 // columns ox*k - left .. + k - 1 that lie inside the image.
-// The winner of a window is its first largest value in row-major order (ties: the earliest), and the
+// The winner of a window is its first NaN if it holds one (as the kernel: a NaN must reach the
+// training monitor), else its first largest value in row-major order (ties: the earliest); the
 // backward pass sends dout to that one position only (the windows do not overlap: stride = size).
 
 import { checkDim, checkLength, checkShape, numel } from './util.ts';
@@ -35,7 +36,8 @@ function winner(x: ArrayLike<number>, g: PoolGeometry, plane: number, oy: number
       const xx = ox * g.k - g.left + dx;
       if (xx < 0 || xx >= g.W) continue;
       const i = (plane * g.H + y) * g.W + xx;
-      if (best < 0 || x[i] > x[best]) best = i;
+      if (best >= 0 && Number.isNaN(x[best])) continue;
+      if (best < 0 || Number.isNaN(x[i]) || x[i] > x[best]) best = i;
     }
   }
   return best;

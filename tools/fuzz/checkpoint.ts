@@ -36,7 +36,7 @@ function validCheckpoint(rng: Rng): { bytes: Uint8Array; what: string } {
   let ckpt: AnyCheckpoint;
   let shapes: Record<string, number[]>;
   if (baseline) {
-    const config = makeBaselineConfig({ ...BASELINE_SMALL, convPadding: pick(rng, ['same', 'valid'] as const) });
+    const config = makeBaselineConfig({ ...BASELINE_SMALL, convPadding: pick(rng, ['same', 'valid'] as const), pool: pick(rng, [1, 2] as const) });
     shapes = baselineParameterShapes(config);
     ckpt = { model: 'baseline', config, params: {}, step: rng.int(1000) };
   } else {
