@@ -15,7 +15,7 @@ import { makeRng } from './helpers/random.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
 import type { Dataset } from '../src/data/dataset.ts';
 import { CapsNet } from '../src/model/capsnet.ts';
-import { BaselineCNN } from '../src/model/baseline.ts';
+import { BaselineCNN, type BaselineConfig } from '../src/model/baseline.ts';
 import { Adam } from '../src/optim/adam.ts';
 import { TrainingBatches } from '../src/train/batches.ts';
 import { NonFiniteError, TooManySkipsError, Trainer, type SkippedStep, type StepRecord, type TrainableModel, type TrainerOptions } from '../src/train/trainer.ts';
@@ -50,8 +50,8 @@ interface Snapshot {
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 /** A tiny model, its optimizer and trainer, with the given faults and policy; everything it saw. */
-function setup(ctx: GpuContext, kind: 'capsnet' | 'baseline', faults: string, options: TrainerOptions) {
-  const model: TrainableModel = kind === 'capsnet' ? CapsNet.create(ctx, TINY_CAPSNET, 3) : BaselineCNN.create(ctx, TINY_BASELINE, 3);
+function setup(ctx: GpuContext, kind: 'capsnet' | 'baseline', faults: string, options: TrainerOptions, baseline: Partial<BaselineConfig> = TINY_BASELINE) {
+  const model: TrainableModel = kind === 'capsnet' ? CapsNet.create(ctx, TINY_CAPSNET, 3) : BaselineCNN.create(ctx, baseline, 3);
   const adam = new Adam(ctx);
   const trainer = new Trainer(ctx, model, adam, new TrainingBatches(randomData(), 8, 5, 2), 2, options);
   const injected = faultHooks(ctx, parseFaults(faults), model.params);
@@ -219,6 +219,19 @@ nf('the baseline CNN: an infinite input is skipped at the input layer, a NaN in 
     assert.is((error as NonFiniteError).where[0].name, 'parameter fc1.weight');
   } finally {
     stop.dispose();
+  }
+});
+
+nf('the baseline CNN with max pooling: a NaN input reaches every layer after the pools (a pool never drops a NaN)', async () => {
+  const ctx = await gpu();
+  const run = setup(ctx, 'baseline', 'nan-input@1', { onNonFinite: 'skip' }, { ...TINY_BASELINE, convChannels: [4, 4], pool: 2, dropout: 0 });
+  try {
+    await run.trainer.run(0, 1, run.hooks);
+    assert.equal(run.seen.skipped.map((s) => s.step), [1]);
+    const names = run.seen.skipped[0].where.map((w) => w.name);
+    assert.equal(names.slice(0, 6), ['images', 'conv1', 'pool1', 'conv2', 'pool2', 'fc1'], `non-finite layers: ${names.join(', ')}`);
+  } finally {
+    run.dispose();
   }
 });
 
