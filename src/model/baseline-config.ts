@@ -79,13 +79,8 @@ const isPositiveInt = (v: unknown): v is number => typeof v === 'number' && Numb
  * `source` names where the values came from (a checkpoint, a flag) in errors.
  */
 export function makeBaselineConfig(overrides: Partial<BaselineConfig> = {}, source = 'baseline config'): BaselineConfig {
-  const cfg: BaselineConfig = {
-    ...BASELINE_PAPER_CONFIG,
-    convChannels: [...BASELINE_PAPER_CONFIG.convChannels],
-    fcHidden: [...BASELINE_PAPER_CONFIG.fcHidden],
-    ...overrides,
-  };
-  // Own arrays: a model built from a shared (e.g. frozen) config must not alias its lists.
+  const cfg: BaselineConfig = { ...BASELINE_PAPER_CONFIG, ...overrides };
+  // Own arrays, whether defaults or given: a model built from a shared (e.g. frozen) config must not alias its lists.
   if (Array.isArray(cfg.convChannels)) cfg.convChannels = [...cfg.convChannels];
   if (Array.isArray(cfg.fcHidden)) cfg.fcHidden = [...cfg.fcHidden];
   const known = new Set(Object.keys(BASELINE_PAPER_CONFIG));
