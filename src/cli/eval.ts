@@ -75,7 +75,7 @@ const classesOf = (ckpt: AnyCheckpoint): number => (ckpt.model === 'baseline' ? 
  * classes and input shape, and for multimnist the same shift (its test pairs are drawn with it).
  * The first one that differs from the first member is named.
  */
-export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' | 'ckpt' | 'stored'>>, dataGiven = false): void {
+export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' | 'ckpt' | 'stored'>>, dataGiven = false, command = 'capsnet eval', group = 'an ensemble'): void {
   const describe = (m: Pick<Member, 'ckpt' | 'stored'>) => {
     const experiment = m.stored?.experiment ?? 'mnist';
     return {
@@ -94,9 +94,9 @@ export function checkEnsembleMembers(members: ReadonlyArray<Pick<Member, 'path' 
     for (const key of Object.keys(reference) as Array<keyof typeof reference>) {
       if (own[key] !== reference[key]) {
         throw new UsageError(
-          `capsnet eval: ${m.path}: ${key} ${own[key]} differs from ${members[0].path}'s ${reference[key]}; ` +
-            'the checkpoints of an ensemble must have the same experiment, data, model, classes and input shape (multimnist: and shift)' +
-            (key === 'data' ? '; --data DIR scores them all on the same files' : ''),
+          `${command}: ${m.path}: ${key} ${own[key]} differs from ${members[0].path}'s ${reference[key]}; ` +
+            `the checkpoints of ${group} must have the same experiment, data, model, classes and input shape (multimnist: and shift)` +
+            (key === 'data' && command === 'capsnet eval' ? '; --data DIR scores them all on the same files' : ''),
         );
       }
     }

@@ -5,6 +5,7 @@ import { UsageError, backendFlag, parseFlags } from './args.ts';
 import { doctor } from './doctor.ts';
 import { TrainingStoppedError, trainCommand } from './train.ts';
 import { evalCommand } from './eval.ts';
+import { averageCommand } from './average.ts';
 import { figuresCommand } from './figures.ts';
 import { predictCommand } from './predict.ts';
 import { startCommand } from './start.ts';
@@ -34,6 +35,10 @@ commands:
                                  (e.g. transformed/test.mat, or test_batches/1.mat .. 32.mat, one
                                  flag each) as the affnist set instead of the generated one
                                  (--affnist-transpose: if its digits come out transposed)
+  average --checkpoint FILE --checkpoint FILE2 [...] --out FILE [--half]
+                                 one checkpoint whose parameters are the mean of the given ones'
+                                 (the last checkpoints of one run: often better than each of them);
+                                 same model config and task required; Adam's state left out
   figures --checkpoint FILE --out DIR [--metrics FILE] [--data DIR]
                                  training curves (SVG), reconstructions and the 16 x 11
                                  dimension-perturbation grid of each digit (PNG; CapsNet only);
@@ -105,6 +110,8 @@ async function main(argv: string[]): Promise<number> {
       return trainCommand(rest);
     case 'eval':
       return evalCommand(rest);
+    case 'average':
+      return averageCommand(rest);
     case 'figures':
       return figuresCommand(rest);
     case 'predict':
