@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, runCliInterrupted } from './helpers/cli.ts';
 import { readMetrics } from '../src/io/metrics.ts';
-import { loadCheckpoint } from '../src/io/checkpoint-file.ts';
+import { loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
 import { reachesAccuracy } from '../src/cli/train.ts';
 
@@ -195,6 +195,34 @@ cli('an existing run is not overwritten without --resume; --resume refuses to ch
   assert.is(changed.code, 2);
   assert.match(changed.stderr, /--batch-size 16 differs from the run's 8/);
   assert.ok(readFileSync(join(out, 'checkpoint.safetensors')).equals(before));
+});
+
+cli('a run with a shift over today\'s cap (made by an older build) resumes with its own shift; a new run with it is refused', async () => {
+  const out = join(root, 'old-shift');
+  const flags = [...BASE, '--no-eval'];
+  assert.is((await runCli(['train', '--out', out, '--steps', '2', '--shift', '4', ...flags])).code, 0);
+  // What a build before the cap wrote for --shift 6 on mnist.
+  const path = join(out, 'checkpoint.safetensors');
+  const old = await loadCheckpoint(path);
+  const options = old.training!.options as { maxShift: number; dataOptions: { maxShift: number } };
+  options.maxShift = 6;
+  options.dataOptions.maxShift = 6;
+  await saveCheckpoint(path, old);
+  const resumeFlags = ['--resume', '--no-eval', '--log-every', '2'];
+  const r = await runCli(['train', '--out', out, '--steps', '3', ...resumeFlags]);
+  assert.is(r.code, 0, r.stderr);
+  const again = await runCli(['train', '--out', out, '--steps', '4', ...resumeFlags, '--shift', '6']);
+  assert.is(again.code, 0, again.stderr);
+  const resumed = await loadCheckpoint(path);
+  assert.is(resumed.step, 4);
+  assert.is((resumed.training!.options as { maxShift: number }).maxShift, 6, 'the run keeps its shift');
+  const changed = await runCli(['train', '--out', out, '--steps', '5', ...resumeFlags, '--shift', '4']);
+  assert.is(changed.code, 2);
+  assert.match(changed.stderr, /--shift 4 differs from the run's 6/);
+  const fresh = await runCli(['train', '--out', join(root, 'new-shift6'), '--steps', '2', '--shift', '6', ...flags]);
+  assert.is(fresh.code, 2);
+  assert.match(fresh.stderr, /--shift: 6 pixels is more than mnist's 4/);
+  assert.not.ok(existsSync(join(root, 'new-shift6', 'checkpoint.safetensors')));
 });
 
 cli('a NaN stops training with the step and the layer, and keeps the last good checkpoint', async () => {
