@@ -23,7 +23,7 @@ export { Adam } from './optim/adam.ts';
 export type { AdamOptions, AdamState } from './optim/adam.ts';
 export { staircaseDecay, learningRate, constantLr } from './optim/schedule.ts';
 export type { LrSchedule, StaircaseOptions } from './optim/schedule.ts';
-export { encodeCheckpoint, decodeCheckpoint, decodeAnyCheckpoint } from './io/checkpoint.ts';
+export { encodeCheckpoint, decodeCheckpoint, decodeAnyCheckpoint, CheckpointError } from './io/checkpoint.ts';
 export type { Checkpoint, BaselineCheckpoint, AnyCheckpoint, OptimizerState, EncodeOptions, ModelKind } from './io/checkpoint.ts';
 export { Trainer, evaluate, NonFiniteError, TooManySkipsError } from './train/trainer.ts';
 export type {

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, readdirSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeConfig, parameterShapes, parameterCount, PAPER_CONFIG, type CapsNetConfig } from '../src/model/config.ts';
-import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../src/io/checkpoint.ts';
+import { CheckpointError, decodeAnyCheckpoint, decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../src/io/checkpoint.ts';
+import { makeBaselineConfig, baselineParameterShapes } from '../src/model/baseline-config.ts';
 import { saveCheckpoint, loadCheckpoint } from '../src/io/checkpoint-file.ts';
 import { encodeSafetensors, type TensorToEncode } from '../src/io/safetensors.ts';
 import { countCapsNetParams, capsNetConfig } from './reference/capsnet.ts';
@@ -91,6 +92,7 @@ function refused(mutate: (t: Record<string, TensorToEncode>, meta: Record<string
   mutate(tensors, meta);
   assert.throws(() => decodeCheckpoint(encodeSafetensors(tensors, meta), 'bad.safetensors'), (e: Error) => {
     if (!pattern.test(e.message)) throw new Error(`message did not match ${pattern}: ${e.message}`);
+    if (!(e instanceof CheckpointError)) throw new Error(`a ${e.constructor.name}, not a CheckpointError: ${e.message}`);
     return /bad\.safetensors/.test(e.message);
   });
 }
@@ -108,6 +110,31 @@ ckpt('mismatched checkpoints are refused, naming what does not match', () => {
   refused((_, m) => (m.training = '"options"'), /__metadata__\.training must be a JSON object/);
   refused((_, m) => (m.format = 'something-else/9'), /format is 'something-else\/9'/);
   refused((_, m) => delete m['adam.step'], /no 'adam\.step'/);
+});
+
+ckpt('every refusal is a CheckpointError (one class to catch), also corrupt bytes and the other model kind', () => {
+  const bytes = encodeCheckpoint(sample());
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['truncated', () => decodeCheckpoint(bytes.subarray(0, 100), 'cut.safetensors'), /cut\.safetensors/],
+    ['not safetensors', () => decodeAnyCheckpoint(new TextEncoder().encode('hello, world'), 'text.safetensors'), /text\.safetensors/],
+  ];
+  const baselineConfig = makeBaselineConfig({ convChannels: [2, 2, 2], fcHidden: [4, 3], inputSize: 8 });
+  const baselineParams = Object.fromEntries(Object.entries(baselineParameterShapes(baselineConfig)).map(([n, shape]) => [n, new Float32Array(shape.reduce((a, b) => a * b, 1))]));
+  const baseline = encodeCheckpoint({ model: 'baseline', config: baselineConfig, params: baselineParams, step: 3 });
+  cases.push(['baseline as CapsNet', () => decodeCheckpoint(baseline, 'cnn.safetensors'), /cnn\.safetensors: __metadata__\.model is 'baseline'/]);
+  for (const [what, decode, pattern] of cases) {
+    try {
+      decode();
+    } catch (error) {
+      assert.instance(error, CheckpointError, what);
+      assert.is((error as Error).name, 'CheckpointError', what);
+      assert.match((error as Error).message, pattern, what);
+      continue;
+    }
+    assert.unreachable(`${what}: decoded`);
+  }
+  // The same baseline file decodes as what it is.
+  assert.is(decodeAnyCheckpoint(baseline, 'cnn.safetensors').model, 'baseline');
 });
 
 ckpt('files: save is atomic, load names the file; a truncated or corrupt file is refused and nothing is overwritten', async () => {

@@ -10,6 +10,16 @@ import { makeBaselineConfig, baselineParameterShapes, type BaselineConfig } from
 
 export const CHECKPOINT_FORMAT = 'capsnet-webgpu/1';
 
+/**
+ * A checkpoint's bytes that are not a usable checkpoint (corrupt safetensors, metadata, a config
+ * out of range, tensors that do not match it, the other model kind): one class to catch, whatever
+ * check failed. The message names the file, the field and what was expected; `cause` holds the
+ * check's own error where there was one.
+ */
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+}
+
 export interface OptimizerState {
   /** Adam's step count t (bias correction uses it). */
   step: number;
@@ -128,7 +138,7 @@ function parseCount(text: string | undefined, source: string, field: string): nu
  */
 export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint {
   const ckpt = decodeAnyCheckpoint(bytes, source);
-  if (ckpt.model === 'baseline') throw new Error(`${source}: __metadata__.model is 'baseline' (the baseline CNN), expected a CapsNet checkpoint`);
+  if (ckpt.model === 'baseline') throw new CheckpointError(`${source}: __metadata__.model is 'baseline' (the baseline CNN), expected a CapsNet checkpoint`);
   return ckpt;
 }
 
@@ -139,6 +149,16 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint 
  * unexpected or wrongly shaped tensors, dtypes, metadata fields.
  */
 export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheckpoint {
+  try {
+    return decodeChecked(bytes, source);
+  } catch (error) {
+    // The checks below (and the safetensors and config parsers) throw plain Errors with the message.
+    if (error instanceof CheckpointError || !(error instanceof Error)) throw error;
+    throw new CheckpointError(error.message, { cause: error });
+  }
+}
+
+function decodeChecked(bytes: Uint8Array, source: string): AnyCheckpoint {
   const file = decodeSafetensors(bytes, source);
   const meta = file.metadata;
   if (meta.format !== undefined && meta.format !== CHECKPOINT_FORMAT) {
