@@ -56,7 +56,10 @@ checkExplorable(ckpt.config, input);
 // The recipe goes in too (no Adam state): `capsnet train --init-from` the shipped file continues
 // the run with the same data order and schedule.
 const options = (ckpt.training as { options?: Record<string, unknown> } | undefined)?.options;
-const bytes = encodeCheckpoint({ config: ckpt.config, params: ckpt.params, step: ckpt.step, ...(options ? { training: { options } } : {}) }, { half: true });
+// A `capsnet average` result says which checkpoints it is the mean of.
+const averaged = (ckpt.training as { averaged?: unknown } | undefined)?.averaged;
+const training = { ...(options ? { options } : {}), ...(averaged ? { averaged } : {}) };
+const bytes = encodeCheckpoint({ config: ckpt.config, params: ckpt.params, step: ckpt.step, ...(Object.keys(training).length > 0 ? { training } : {}) }, { half: true });
 mkdirSync(dirname(values.out!), { recursive: true });
 await writeFileAtomic(values.out!, bytes);
 console.log(`export-web-model: ${values.out} (F16, ${(bytes.length / 1048576).toFixed(1)} MB, ${parameterCount(ckpt.config).toLocaleString('en-US')} parameters, step ${ckpt.step})`);
@@ -69,6 +72,7 @@ const info: Record<string, unknown> = {
   exported: new Date().toISOString(),
 };
 if (options) info.training = options;
+if (averaged) info.averaged = averaged;
 
 if (values.eval) {
   // Test the F16 copy itself, as the page will see it.
