@@ -225,6 +225,30 @@ cli('a run with a shift over today\'s cap (made by an older build) resumes with 
   assert.not.ok(existsSync(join(root, 'new-shift6', 'checkpoint.safetensors')));
 });
 
+cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet average takes; a bad value is refused', async () => {
+  const out = join(root, 'kept');
+  // 64 images in batches of 8: 8 steps an epoch; checkpoints every 5 steps do not fall on them.
+  const r = await runCli(['train', '--out', out, '--steps', '16', '--keep-every', 'epoch', '--checkpoint-every', '5', ...BASE, '--no-eval']);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(readdirSync(out).sort(), ['checkpoint-step16.safetensors', 'checkpoint-step8.safetensors', 'checkpoint.safetensors', 'metrics.jsonl']);
+  assert.match(r.stderr, /step 8: kept a copy of the checkpoint as .*checkpoint-step8\.safetensors/);
+  assert.ok(readFileSync(join(out, 'checkpoint-step16.safetensors')).equals(readFileSync(join(out, 'checkpoint.safetensors'))), 'the last copy is the final checkpoint');
+  const kept = await loadCheckpoint(join(out, 'checkpoint-step8.safetensors'));
+  assert.is(kept.step, 8);
+  assert.is(kept.optimizer?.step, 8, 'a whole checkpoint: --init-from continues from it exactly');
+  const averaged = join(root, 'kept-average.safetensors');
+  const avg = await runCli(['average', '--checkpoint', join(out, 'checkpoint-step8.safetensors'), '--checkpoint', join(out, 'checkpoint-step16.safetensors'), '--out', averaged]);
+  assert.is(avg.code, 0, avg.stderr);
+  assert.not.match(avg.stderr, /warning/, 'one run: one seed');
+  for (const bad of ['0', 'weekly']) {
+    const dir = join(root, `kept-${bad}`);
+    const refused = await runCli(['train', '--out', dir, '--steps', '2', '--keep-every', bad, ...BASE]);
+    assert.is(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, new RegExp(`--keep-every: expected an integer >= 1 or 'epoch', got '${bad}'`));
+    assert.not.ok(existsSync(dir), 'nothing written');
+  }
+});
+
 cli('a NaN stops training with the step and the layer, and keeps the last good checkpoint', async () => {
   const out = join(root, 'nan');
   const r = await runCli(['train', '--out', out, '--steps', '40', '--lr', '1e30', '--checkpoint-every', '1', '--log-every', '1', ...BASE.slice(0, 4), '--config', TINY]);

