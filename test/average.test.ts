@@ -6,7 +6,7 @@
 // (their parameters differ everywhere, so a wrong mean cannot pass).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
@@ -63,6 +63,12 @@ test('averageCheckpoints: each parameter is the element-wise mean; step, options
   assert.is(avg.optimizer, undefined);
   assert.is(avg.step, 500, 'the latest member\'s step');
   assert.equal(avg.training, { options: b.training!.options, averaged: [{ file: 'a', step: 300 }, { file: 'b', step: 500 }, { file: 'c', step: 400 }] });
+  // The latest member with run options and an origin gives them; `file` is what the metadata records.
+  const d: Checkpoint = { ...capsnet(4, 600), training: undefined };
+  c.training = { options: c.training!.options, initFrom: { file: '/runs/start.safetensors', step: 2 } };
+  const mixed = averageCheckpoints([{ source: 'c', ckpt: c }, { source: 'd', file: '/abs/d', ckpt: d }]);
+  assert.is(mixed.step, 600);
+  assert.equal(mixed.training, { options: OPTIONS, initFrom: { file: '/runs/start.safetensors', step: 2 }, averaged: [{ file: 'c', step: 400 }, { file: '/abs/d', step: 600 }] });
   assert.equal(avg.config, a.config);
   // Inputs untouched.
   assert.equal(Array.from(a.params['digit.W'].subarray(0, 4)), Array.from(initialParameters(a.config, 1, 0.5)['digit.W'].subarray(0, 4)));
@@ -77,13 +83,17 @@ test('averageCheckpoints: the baseline CNN averages too and stays a baseline che
   for (const name of Object.keys(want)) assert.equal(Array.from(avg.params[name]), Array.from(want[name]), name);
 });
 
-test('averageCheckpoints refuses one member, another model kind and another config (naming the field)', () => {
+test('averageCheckpoints refuses one member, another model kind, another config (naming the field) and non-finite parameters', () => {
   const a = capsnet(1, 10);
   assert.throws(() => averageCheckpoints([{ source: 'a', ckpt: a }]), /1 checkpoint given, at least 2 needed/);
   const config = makeBaselineConfig({ convChannels: [4, 4, 4], fcHidden: [16, 8] });
   const baseline: AnyCheckpoint = { model: 'baseline', config, params: baselineInitialParameters(config, 1), step: 1 };
   assert.throws(() => averageCheckpoints([{ source: 'a', ckpt: a }, { source: 'b', ckpt: baseline }]), /b: holds a baseline model, a a capsnet model/);
   assert.throws(() => averageCheckpoints([{ source: 'a', ckpt: a }, { source: 'b', ckpt: capsnet(2, 10, { primaryTypes: 3 }) }]), /b: config field 'primaryTypes' is 3, a's 2/);
+  const nan = capsnet(3, 20);
+  nan.params['digit.W'][5] = NaN;
+  nan.params['digit.W'][9] = Infinity;
+  assert.throws(() => averageCheckpoints([{ source: 'a', ckpt: a }, { source: 'n', ckpt: nan }]), /n: parameter 'digit\.W' holds 2 NaN or infinite values/);
 });
 
 test('capsnet average: writes a checkpoint eval reads; its parameters are the mean; --half stores F16', async () => {
@@ -99,9 +109,10 @@ test('capsnet average: writes a checkpoint eval reads; its parameters are the me
   for (const name of Object.keys(want)) assert.equal(Array.from(avg.params[name]), Array.from(want[name]), name);
   assert.is(avg.step, 300);
   assert.is(avg.optimizer, undefined);
+  assert.equal((avg.training as { averaged: unknown }).averaged, paths.map((file, i) => ({ file, step: 100 * (i + 1) })), 'members by absolute path');
   const e = await runCli(['eval', '--checkpoint', out, '--limit', '16', '--batch-size', '8']);
   assert.is(e.code, 0, e.stderr);
-  assert.match(e.stdout, /accuracy [0-9.]+%.*16 test images, step 300/);
+  assert.match(e.stdout, /accuracy [0-9.]+%.*16 test images, step 300, the mean of 3 checkpoints\)/);
 
   const half = join(root, 'avg-half.safetensors');
   const h = await runCli(['average', ...paths.flatMap((p) => ['--checkpoint', p]), '--out', half, '--half']);
@@ -113,6 +124,19 @@ test('capsnet average: writes a checkpoint eval reads; its parameters are the me
       if (Math.abs(halfParams[name][i] - x) > 1e-3 * Math.abs(x) + 1e-7) assert.unreachable(`${name}[${i}]: F16 ${halfParams[name][i]} vs ${x}`);
     });
   }
+  // F16 members (e.g. exported models) average as the values they hold.
+  const halfMembers = await Promise.all(members.map(async (m, i) => {
+    const path = join(root, `half-${i}.safetensors`);
+    await saveCheckpoint(path, m, { half: true });
+    return path;
+  }));
+  const fromHalf = join(root, 'avg-from-half.safetensors');
+  const f = await runCli(['average', ...halfMembers.flatMap((p) => ['--checkpoint', p]), '--out', fromHalf]);
+  assert.is(f.code, 0, f.stderr);
+  const decoded = await Promise.all(halfMembers.map((p) => loadAnyCheckpoint(p)));
+  const wantHalf = expectedMean(decoded);
+  const gotHalf = (await loadAnyCheckpoint(fromHalf)).params;
+  for (const name of Object.keys(wantHalf)) assert.equal(Array.from(gotHalf[name]), Array.from(wantHalf[name]), `${name} from F16 members`);
 });
 
 test('capsnet average refuses (exit 2, nothing written) what must not be averaged, and warns about different seeds', async () => {
@@ -120,6 +144,7 @@ test('capsnet average refuses (exit 2, nothing written) what must not be average
   const cases: Array<[string, string[], RegExp]> = [
     ['one checkpoint', ['--checkpoint', a], /at least two --checkpoint FILE \(got 1\)/],
     ['no --out', ['--checkpoint', a, '--checkpoint', a], /--out FILE is required/],
+    ['the same file twice', ['--checkpoint', a, '--checkpoint', join(root, '.', 'ref.safetensors')], /--checkpoint .*ref\.safetensors is given twice/],
     ['config', ['--checkpoint', a, '--checkpoint', await write('types3.safetensors', capsnet(2, 10, { primaryTypes: 3 }))], /types3\.safetensors: config field 'primaryTypes' is 3, .*ref\.safetensors's 2/],
     ['experiment', ['--checkpoint', a, '--checkpoint', await write('fashion.safetensors', capsnet(3, 10, {}, { ...OPTIONS, experiment: 'fashion-mnist' }))], /capsnet average: .*fashion\.safetensors: experiment fashion-mnist differs from .*ref\.safetensors's mnist; the checkpoints of an average must/],
     ['not a checkpoint', ['--checkpoint', a, '--checkpoint', join(root, 'missing.safetensors')], /capsnet average: .*missing\.safetensors/],
@@ -137,6 +162,15 @@ test('capsnet average refuses (exit 2, nothing written) what must not be average
   assert.is(same.code, 2);
   assert.match(same.stderr, /--out .*ref\.safetensors is also a --checkpoint/);
   assert.is(statSync(a).mtimeMs, before, 'the input is untouched');
+  // Nor a run's resumable checkpoint.
+  const runDir = join(root, 'a-run');
+  mkdirSync(runDir);
+  const runCheckpoint = await write('a-run/checkpoint.safetensors', capsnet(6, 30));
+  const runBefore = readFileSync(runCheckpoint);
+  const overRun = await runCli(['average', '--checkpoint', a, '--checkpoint', await write('other2.safetensors', capsnet(7, 20)), '--out', runCheckpoint]);
+  assert.is(overRun.code, 2);
+  assert.match(overRun.stderr, /would replace a run's checkpoint/);
+  assert.ok(readFileSync(runCheckpoint).equals(runBefore));
   // Different seeds: averaged (a user may know better) with a warning saying why it is unusual.
   const other = await write('seed8.safetensors', capsnet(5, 20, {}, { ...OPTIONS, seed: 8 }));
   const warned = await runCli(['average', '--checkpoint', a, '--checkpoint', other, '--out', join(root, 'seeds.safetensors')]);

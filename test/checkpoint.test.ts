@@ -129,10 +129,13 @@ ckpt('every refusal is a CheckpointError (one class to catch), also corrupt byte
       assert.instance(error, CheckpointError, what);
       assert.is((error as Error).name, 'CheckpointError', what);
       assert.match((error as Error).message, pattern, what);
+      if (what !== 'baseline as CapsNet') assert.instance((error as Error).cause, Error, `${what}: the check's own error as cause`);
       continue;
     }
     assert.unreachable(`${what}: decoded`);
   }
+  // Not the file's fault (a bug, memory running out): not a CheckpointError, its own type kept.
+  assert.throws(() => decodeAnyCheckpoint(null as unknown as Uint8Array, 'null.safetensors'), (e: Error) => e instanceof TypeError && !(e instanceof CheckpointError));
   // The same baseline file decodes as what it is.
   assert.is(decodeAnyCheckpoint(baseline, 'cnn.safetensors').model, 'baseline');
 });

@@ -3,7 +3,7 @@
 // short real run on MNIST that must learn.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli, runCliInterrupted } from './helpers/cli.ts';
@@ -216,6 +216,7 @@ cli('a run with a shift over today\'s cap (made by an older build) resumes with 
   const resumed = await loadCheckpoint(path);
   assert.is(resumed.step, 4);
   assert.is((resumed.training!.options as { maxShift: number }).maxShift, 6, 'the run keeps its shift');
+  assert.is((resumed.training!.options as { dataOptions: { maxShift: number } }).dataOptions.maxShift, 6, 'and its batches\' shift');
   const changed = await runCli(['train', '--out', out, '--steps', '5', ...resumeFlags, '--shift', '4']);
   assert.is(changed.code, 2);
   assert.match(changed.stderr, /--shift 4 differs from the run's 6/);
@@ -240,6 +241,21 @@ cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet averag
   const avg = await runCli(['average', '--checkpoint', join(out, 'checkpoint-step8.safetensors'), '--checkpoint', join(out, 'checkpoint-step16.safetensors'), '--out', averaged]);
   assert.is(avg.code, 0, avg.stderr);
   assert.not.match(avg.stderr, /warning/, 'one run: one seed');
+  // A number of steps; given on a resume that starts at a kept step, that step's copy is made first
+  // (as after a stop between a checkpoint and its copy).
+  const numbered = join(root, 'kept-n');
+  assert.is((await runCli(['train', '--out', numbered, '--steps', '3', '--checkpoint-every', '3', ...BASE, '--no-eval'])).code, 0);
+  const resumed = await runCli(['train', '--out', numbered, '--steps', '7', '--resume', '--keep-every', '3', '--checkpoint-every', '100', '--no-eval']);
+  assert.is(resumed.code, 0, resumed.stderr);
+  assert.equal(readdirSync(numbered).filter((n) => n.startsWith('checkpoint-step')).sort(), ['checkpoint-step3.safetensors', 'checkpoint-step6.safetensors']);
+  assert.equal([(await loadCheckpoint(join(numbered, 'checkpoint-step3.safetensors'))).step, (await loadCheckpoint(join(numbered, 'checkpoint-step6.safetensors'))).step], [3, 6]);
+  // The average is no run to resume (no Adam state): --resume says to start from it with --init-from.
+  const avgRun = join(root, 'avg-run');
+  mkdirSync(avgRun);
+  copyFileSync(averaged, join(avgRun, 'checkpoint.safetensors'));
+  const noAdam = await runCli(['train', '--out', avgRun, '--steps', '20', '--resume']);
+  assert.is(noAdam.code, 2, noAdam.stderr);
+  assert.match(noAdam.stderr, /has no Adam state .* start a new run from it with --init-from/);
   for (const bad of ['0', 'weekly']) {
     const dir = join(root, `kept-${bad}`);
     const refused = await runCli(['train', '--out', dir, '--steps', '2', '--keep-every', bad, ...BASE]);

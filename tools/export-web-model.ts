@@ -57,7 +57,11 @@ checkExplorable(ckpt.config, input);
 // the run with the same data order and schedule.
 const options = (ckpt.training as { options?: Record<string, unknown> } | undefined)?.options;
 // A `capsnet average` result says which checkpoints it is the mean of.
-const averaged = (ckpt.training as { averaged?: unknown } | undefined)?.averaged;
+// Their file names only: the paths are this machine's.
+const averagedFrom = (ckpt.training as { averaged?: unknown } | undefined)?.averaged;
+const averaged = Array.isArray(averagedFrom)
+  ? averagedFrom.map((m: { file?: unknown; step?: unknown }) => ({ file: typeof m?.file === 'string' ? basename(m.file) : null, step: m?.step ?? null }))
+  : undefined;
 const training = { ...(options ? { options } : {}), ...(averaged ? { averaged } : {}) };
 const bytes = encodeCheckpoint({ config: ckpt.config, params: ckpt.params, step: ckpt.step, ...(Object.keys(training).length > 0 ? { training } : {}) }, { half: true });
 mkdirSync(dirname(values.out!), { recursive: true });

@@ -4,7 +4,8 @@
 // and one task (the checks of an ensemble); members from different runs (another --seed) are
 // averaged with a warning, since that is rarely what was meant.
 
-import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { loadAnyCheckpoint, saveCheckpoint } from '../io/checkpoint-file.ts';
 import { averageCheckpoints } from '../io/checkpoint-average.ts';
 import type { AnyCheckpoint } from '../io/checkpoint.ts';
@@ -26,6 +27,13 @@ export async function averageCommand(argv: string[]): Promise<number> {
   // The result replacing one of its own inputs would lose that checkpoint.
   const input = paths.find((p) => resolve(p) === resolve(values.out!));
   if (input !== undefined) throw new UsageError(`capsnet average: --out ${values.out} is also a --checkpoint; write the average to another file`);
+  // Nor a run's resumable checkpoint (the average has no Adam state to resume with).
+  if (basename(values.out) === 'checkpoint.safetensors' && existsSync(values.out)) {
+    throw new UsageError(`capsnet average: --out ${values.out} would replace a run's checkpoint (--resume continues from it); write the average to another file`);
+  }
+  // The same file twice would weigh it twice.
+  const twice = paths.find((p, i) => paths.findIndex((q) => resolve(q) === resolve(p)) !== i);
+  if (twice !== undefined) throw new UsageError(`capsnet average: --checkpoint ${twice} is given twice; each checkpoint counts once`);
   const members: Array<{ path: string; ckpt: AnyCheckpoint; stored: ReturnType<typeof checkStoredOptions> | null }> = [];
   for (const path of paths) {
     let ckpt: AnyCheckpoint;
@@ -49,7 +57,7 @@ export async function averageCommand(argv: string[]): Promise<number> {
   }
   let averaged: AnyCheckpoint;
   try {
-    averaged = averageCheckpoints(members.map((m) => ({ source: m.path, ckpt: m.ckpt })));
+    averaged = averageCheckpoints(members.map((m) => ({ source: m.path, file: resolve(m.path), ckpt: m.ckpt })));
   } catch (error) {
     throw new UsageError(`capsnet average: ${(error as Error).message}`);
   }

@@ -239,7 +239,10 @@ export async function evalCommand(argv: string[]): Promise<number> {
       const averaged = kind === 'baseline' ? 'softmax probabilities' : 'capsule lengths';
       console.log(`ensemble of ${members.length} checkpoints (mean ${averaged}): accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what})`);
     } else {
-      console.log(`accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what}, step ${ckpt.step})`);
+      // A `capsnet average` file's step is its latest member's: say that it is a mean.
+      const averaged = (ckpt.training as { averaged?: unknown } | undefined)?.averaged;
+      const mean = Array.isArray(averaged) ? `, the mean of ${averaged.length} checkpoints` : '';
+      console.log(`accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what}, step ${ckpt.step}${mean})`);
     }
     if (result.almost !== undefined) console.log(`at least one of the two digits right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%`);
     for (const r of results.slice(1)) {

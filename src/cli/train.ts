@@ -9,7 +9,7 @@
 //   exact command that continues; nothing is written from the GPU after the failure, so the last
 //   checkpoint on disk (written atomically, after its steps were checked) stays the last good state.
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { acquireGpu } from '../gpu/node.ts';
@@ -158,6 +158,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
   const momentSteps = intFlag(flags['moment-steps'] as string | undefined, '--moment-steps', 50);
   if (previous && previous.training?.options === undefined) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
+  if (previous && !previous.optimizer) {
+    throw new UsageError(`capsnet train --resume: ${checkpointPath} has no Adam state (a model-only file, e.g. from capsnet average or an export), so the run cannot continue exactly; start a new run from it with --init-from ${checkpointPath}`);
+  }
   // Checked like the flags: a hand-edited checkpoint must not reach the trainer with batchSize "abc".
   const stored = previous ? (checkStoredOptions(previous.training?.options, checkpointPath, 'capsnet train --resume') as RunOptions) : null;
   // --init-from a checkpoint of `capsnet train`: its recipe (seed, batch, data, schedule...) is the
@@ -368,7 +371,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     mkdirSync(outDir, { recursive: true });
     // A process killed while writing a checkpoint (or rewriting the log) leaves its temporary file
     // behind: as large as a checkpoint, never read. Remove those of processes that are gone.
-    for (const path of [checkpointPath, metricsPath]) {
+    // Kept copies (--keep-every) too, whether or not this run keeps any.
+    const keptNames = readdirSync(outDir).flatMap((name) => /^\.(checkpoint-step\d+\.safetensors)\.\d+\.[0-9a-f]+\.tmp$/.exec(name)?.[1] ?? []);
+    for (const path of [checkpointPath, metricsPath, ...new Set(keptNames.map((name) => join(outDir, name)))]) {
       for (const name of await removeStaleTempFiles(path)) process.stderr.write(`capsnet train: removed ${name}, left by a run killed while writing it\n`);
     }
     if (!previous && existsSync(metricsPath)) {
@@ -424,6 +429,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       });
       lastSaved = stepsDone;
     };
+    // --keep-every: the bytes just saved (and checked finite), under the step's own name, atomically.
+    const keptPath = (step: number) => join(outDir, `checkpoint-step${step}.safetensors`);
+    const keepCopy = async (step: number) => {
+      await writeFileAtomic(keptPath(step), readRegularFile(checkpointPath, MAX_CHECKPOINT_FILE_BYTES, 'checkpoint'));
+      bar.note(`capsnet train: step ${step}: kept a copy of the checkpoint as ${keptPath(step)}`);
+    };
     // --stop-at-accuracy: the set it watches (validation when held out, else test), scored after each checkpoint.
     let reachedTarget = false;
     const watch = async (stepsDone: number) => {
@@ -450,6 +461,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       // `step` keeps the record when a resume truncates the log after its checkpoint's step.
       await appendMetrics(metricsPath, { type: 'startup', step: startStep, kernels: startup.kernels, pipelines: startup.pipelines, seconds: startup.seconds });
     };
+    // A run stopped between a kept step's checkpoint and its copy (or given --keep-every on resume at
+    // such a step) would never make that copy: the checkpoint it resumes from is it.
+    if (previous && keepEvery !== null && previous.step % keepEvery === 0 && !existsSync(keptPath(previous.step))) await keepCopy(previous.step);
     try {
       if (estimateMoments) {
         const estimating = new ProgressBar({ total: momentSteps, label: 'adam moments', unit: 'batch' });
@@ -487,20 +501,16 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         checkpointDue: (done) => done % checkpointEvery === 0 || done === totalSteps || (keepEvery !== null && done % keepEvery === 0),
         onCheckpoint: async (done) => {
           await save(done);
-          if (keepEvery !== null && done % keepEvery === 0) {
-            // The bytes just written (and checked finite), under the step's own name, atomically.
-            const kept = join(outDir, `checkpoint-step${done}.safetensors`);
-            await writeFileAtomic(kept, readRegularFile(checkpointPath, MAX_CHECKPOINT_FILE_BYTES, 'checkpoint'));
-            bar.note(`capsnet train: step ${done}: kept a copy of the checkpoint as ${kept}`);
-          }
-          // The last step is evaluated below, with every set.
-          if (stopAtAccuracy !== null && done < totalSteps && !stopRequested) await watch(done);
+          if (keepEvery !== null && done % keepEvery === 0) await keepCopy(done);
+          // The last step is evaluated below, with every set; kept copies' steps are not --checkpoint-every's.
+          if (stopAtAccuracy !== null && done < totalSteps && !stopRequested && done % checkpointEvery === 0) await watch(done);
         },
         shouldStop: () => stopRequested || reachedTarget,
       });
     } catch (error) {
       bar.finish();
-      const firstCheckpoint = Math.min(totalSteps, (Math.floor(startStep / checkpointEvery) + 1) * checkpointEvery);
+      const nextMultiple = (every: number) => (Math.floor(startStep / every) + 1) * every;
+      const firstCheckpoint = Math.min(totalSteps, nextMultiple(checkpointEvery), keepEvery !== null ? nextMultiple(keepEvery) : Infinity);
       throw await explainFailure(error, { ctx, trainer, metricsPath, checkpointPath, outDir, lastSaved, firstCheckpoint });
     } finally {
       injected?.dispose();

@@ -10,16 +10,19 @@
 import type { AnyCheckpoint } from './checkpoint.ts';
 
 export interface AverageMember {
-  /** Where the checkpoint came from (named in errors and in the result's metadata). */
+  /** Where the checkpoint came from, as errors name it. */
   source: string;
+  /** The file as the result's metadata records it (default: `source`; the CLI gives absolute paths). */
+  file?: string;
   ckpt: AnyCheckpoint;
 }
 
 /**
  * The mean of the members' parameters (summed in f64), with the config and kind they share. Adam's
  * moments are left out: they belong to one point of a run, not to the mean. `step` is the last
- * member's; `training` keeps the latest member's run options (so eval, figures and --init-from know
- * the experiment and recipe) and lists the members under `averaged`.
+ * member's; `training` keeps the latest run options and initFrom among the members (so eval,
+ * figures and --init-from know the experiment and recipe) and lists the members under `averaged`.
+ * A member with NaN or infinite parameters is refused.
  */
 export function averageCheckpoints(members: readonly AverageMember[]): AnyCheckpoint {
   if (members.length < 2) throw new Error(`averageCheckpoints: ${members.length} checkpoint${members.length === 1 ? '' : 's'} given, at least 2 needed`);
@@ -41,17 +44,27 @@ export function averageCheckpoints(members: readonly AverageMember[]): AnyCheckp
       const data = m.ckpt.params[name];
       // decodeAnyCheckpoint checks every tensor against the config; a hand-built checkpoint might not be.
       if (!data || data.length !== n) throw new Error(`${m.source}: parameter '${name}' has ${data?.length ?? 'no'} values, ${first.source}'s ${n}`);
-      for (let i = 0; i < n; i++) sum[i] += data[i];
+      let bad = 0;
+      for (let i = 0; i < n; i++) {
+        if (!Number.isFinite(data[i])) bad++;
+        sum[i] += data[i];
+      }
+      // One NaN member makes every mean it touches NaN: refuse rather than write a broken model.
+      if (bad > 0) throw new Error(`${m.source}: parameter '${name}' holds ${bad} NaN or infinite values`);
     }
     const mean = new Float32Array(n);
     for (let i = 0; i < n; i++) mean[i] = sum[i] / members.length;
     params[name] = mean;
   }
   const latest = members.reduce((a, b) => (b.ckpt.step >= a.ckpt.step ? b : a));
-  const options = latest.ckpt.training?.options;
+  // The run's recipe and origin, from the latest member that has them.
+  const byStep = [...members].sort((a, b) => b.ckpt.step - a.ckpt.step);
+  const options = byStep.find((m) => m.ckpt.training?.options !== undefined)?.ckpt.training?.options;
+  const initFrom = byStep.find((m) => m.ckpt.training?.initFrom !== undefined)?.ckpt.training?.initFrom;
   const training: Record<string, unknown> = {
     ...(options !== undefined ? { options } : {}),
-    averaged: members.map((m) => ({ file: m.source, step: m.ckpt.step })),
+    ...(initFrom !== undefined ? { initFrom } : {}),
+    averaged: members.map((m) => ({ file: m.file ?? m.source, step: m.ckpt.step })),
   };
   const common = { params, step: latest.ckpt.step, training };
   return first.ckpt.model === 'baseline' ? { model: 'baseline', config: first.ckpt.config, ...common } : { config: first.ckpt.config, ...common };

@@ -152,8 +152,10 @@ export function decodeAnyCheckpoint(bytes: Uint8Array, source: string): AnyCheck
   try {
     return decodeChecked(bytes, source);
   } catch (error) {
-    // The checks below (and the safetensors and config parsers) throw plain Errors with the message.
-    if (error instanceof CheckpointError || !(error instanceof Error)) throw error;
+    // The checks below (and the safetensors and config parsers) throw plain Errors that describe the
+    // file; anything else (a TypeError or RangeError: a bug, or memory running out) is not the
+    // file's fault and keeps its own type and stack.
+    if (!(error instanceof Error) || error.constructor !== Error) throw error;
     throw new CheckpointError(error.message, { cause: error });
   }
 }
