@@ -158,11 +158,11 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
   const momentSteps = intFlag(flags['moment-steps'] as string | undefined, '--moment-steps', 50);
   if (previous && previous.training?.options === undefined) throw new UsageError(`capsnet train --resume: ${checkpointPath} has no training state (not written by capsnet train)`);
+  // Checked like the flags: a hand-edited checkpoint must not reach the trainer with batchSize "abc".
+  const stored = previous ? (checkStoredOptions(previous.training?.options, checkpointPath, 'capsnet train --resume') as RunOptions) : null;
   if (previous && !previous.optimizer) {
     throw new UsageError(`capsnet train --resume: ${checkpointPath} has no Adam state (a model-only file, e.g. from capsnet average or an export), so the run cannot continue exactly; start a new run from it with --init-from ${checkpointPath}`);
   }
-  // Checked like the flags: a hand-edited checkpoint must not reach the trainer with batchSize "abc".
-  const stored = previous ? (checkStoredOptions(previous.training?.options, checkpointPath, 'capsnet train --resume') as RunOptions) : null;
   // --init-from a checkpoint of `capsnet train`: its recipe (seed, batch, data, schedule...) is the
   // default, so that the run goes on as the one that made it; flags given change it.
   const inherited = init?.training?.options !== undefined ? (checkStoredOptions(init.training.options, initFromPath!, 'capsnet train --init-from') as Partial<RunOptions>) : null;
