@@ -44,6 +44,10 @@ shipped('is the paper model in F16, and its sidecar records how it was trained a
   assert.is(info.testCount, 10_000, 'the accuracy claim is the export\'s evaluation of the F16 copy on the whole test set');
   // The file carries the recipe too, so that `capsnet train --init-from` it continues the run.
   assert.equal((ckpt.training as { options?: unknown } | undefined)?.options, info.training, 'the recipe in the file is the sidecar\'s');
+  // An average (capsnet average) lists its members, by file name and step, in both.
+  const averaged = (ckpt.training as { averaged?: Array<{ file: string; step: number }> } | undefined)?.averaged;
+  assert.equal(averaged, info.averaged, 'the averaged members in the file are the sidecar\'s');
+  for (const m of averaged ?? []) assert.ok(!m.file.includes('/') && m.step <= ckpt.step, `member ${JSON.stringify(m)}: a file name (no local path), at most the model's step`);
   // What the page tells its users (README: Results).
   assert.ok(typeof info.testAccuracy === 'number' && info.testAccuracy >= 0.985, `test accuracy ${info.testAccuracy}`);
 });
