@@ -24,6 +24,8 @@ export type { AdamOptions, AdamState } from './optim/adam.ts';
 export { staircaseDecay, learningRate, constantLr } from './optim/schedule.ts';
 export type { LrSchedule, StaircaseOptions } from './optim/schedule.ts';
 export { encodeCheckpoint, decodeCheckpoint, decodeAnyCheckpoint, CheckpointError } from './io/checkpoint.ts';
+export { averageCheckpoints } from './io/checkpoint-average.ts';
+export type { AverageMember } from './io/checkpoint-average.ts';
 export type { Checkpoint, BaselineCheckpoint, AnyCheckpoint, OptimizerState, EncodeOptions, ModelKind } from './io/checkpoint.ts';
 export { Trainer, evaluate, NonFiniteError, TooManySkipsError } from './train/trainer.ts';
 export type {

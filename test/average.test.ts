@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
 import { loadAnyCheckpoint, saveCheckpoint } from '../src/io/checkpoint-file.ts';
 import { averageCheckpoints } from '../src/io/checkpoint-average.ts';
+import * as library from '../src/library.ts';
 import type { AnyCheckpoint, Checkpoint } from '../src/io/checkpoint.ts';
 import { initialParameters } from '../src/model/capsnet.ts';
 import { makeConfig } from '../src/model/config.ts';
@@ -72,6 +73,11 @@ test('averageCheckpoints: each parameter is the element-wise mean; step, options
   assert.equal(avg.config, a.config);
   // Inputs untouched.
   assert.equal(Array.from(a.params['digit.W'].subarray(0, 4)), Array.from(initialParameters(a.config, 1, 0.5)['digit.W'].subarray(0, 4)));
+});
+
+test('the library exports averageCheckpoints and CheckpointError (Node and browser share src/library.ts)', () => {
+  assert.is(library.averageCheckpoints, averageCheckpoints);
+  assert.type(library.CheckpointError, 'function');
 });
 
 test('averageCheckpoints: the baseline CNN averages too and stays a baseline checkpoint', () => {
