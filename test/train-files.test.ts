@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removeStaleTempFiles } from '../src/io/files.ts';
+import { removeStaleTempFiles, removeStaleTempFilesIn } from '../src/io/files.ts';
 
 const files = suite('files left by killed runs');
 
@@ -29,6 +29,27 @@ files('stale temporary files of dead processes are removed; live ones and other 
     assert.equal(readdirSync(dir).sort(), [names.live, names.mine, names.otherFile, names.notTemp, names.lookalike].sort());
     assert.equal(await removeStaleTempFiles(join(dir, 'metrics.jsonl')), [names.otherFile]);
     assert.equal(await removeStaleTempFiles(join(dir, 'no-such-folder', 'checkpoint.safetensors')), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+files('kept copies (--keep-every): the stale temporary files of every checkpoint-stepS target go, nothing else', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capsnet-stale-kept-'));
+  try {
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid!;
+    const names = {
+      dead8: `.checkpoint-step8.safetensors.${dead}.0a1b2c3d.tmp`,
+      dead16: `.checkpoint-step16.safetensors.${dead}.0a1b2c3d.tmp`,
+      live: `.checkpoint-step24.safetensors.${process.ppid}.0a1b2c3d.tmp`,
+      main: `.checkpoint.safetensors.${dead}.0a1b2c3d.tmp`,
+      kept: 'checkpoint-step8.safetensors',
+      other: `.checkpoint-stepX.safetensors.${dead}.0a1b2c3d.tmp`,
+    };
+    for (const name of Object.values(names)) writeFileSync(join(dir, name), 'x');
+    const removed = await removeStaleTempFilesIn(dir, /checkpoint-step\d+\.safetensors/);
+    assert.equal(removed.sort(), [names.dead16, names.dead8].sort());
+    assert.equal(readdirSync(dir).sort(), [names.live, names.main, names.kept, names.other].sort());
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

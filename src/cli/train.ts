@@ -9,7 +9,7 @@
 //   exact command that continues; nothing is written from the GPU after the failure, so the last
 //   checkpoint on disk (written atomically, after its steps were checked) stays the last good state.
 
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { acquireGpu } from '../gpu/node.ts';
@@ -27,7 +27,7 @@ import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, 
 import { MAX_CHECKPOINT_FILE_BYTES, saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
-import { removeStaleTempFiles, writeFileAtomic } from '../io/files.ts';
+import { removeStaleTempFiles, removeStaleTempFilesIn, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, pathFlag, quoteFlag } from './args.ts';
@@ -372,10 +372,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     // A process killed while writing a checkpoint (or rewriting the log) leaves its temporary file
     // behind: as large as a checkpoint, never read. Remove those of processes that are gone.
     // Kept copies (--keep-every) too, whether or not this run keeps any.
-    const keptNames = readdirSync(outDir).flatMap((name) => /^\.(checkpoint-step\d+\.safetensors)\.\d+\.[0-9a-f]+\.tmp$/.exec(name)?.[1] ?? []);
-    for (const path of [checkpointPath, metricsPath, ...new Set(keptNames.map((name) => join(outDir, name)))]) {
-      for (const name of await removeStaleTempFiles(path)) process.stderr.write(`capsnet train: removed ${name}, left by a run killed while writing it\n`);
-    }
+    const stale = [
+      ...await removeStaleTempFiles(checkpointPath),
+      ...await removeStaleTempFiles(metricsPath),
+      ...await removeStaleTempFilesIn(outDir, /checkpoint-step\d+\.safetensors/),
+    ];
+    for (const name of stale) process.stderr.write(`capsnet train: removed ${name}, left by a run killed while writing it\n`);
     if (!previous && existsSync(metricsPath)) {
       // A log without a checkpoint: an earlier attempt killed before its first checkpoint. Its steps
       // are done again from step 1, so its records would be logged twice: start the log anew.

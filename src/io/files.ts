@@ -47,11 +47,15 @@ export async function writeFileAtomic(path: string, data: Uint8Array | Iterable<
   await syncDir(dir);
 }
 
-/** The temporary file name writeFileAtomic uses for `path`: `.<name>.<pid>.<8 hex>.tmp` in the same folder. */
-function tempPattern(path: string): RegExp {
-  const name = basename(path).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^\\.${name}\\.(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
+/**
+ * The temporary file names writeFileAtomic uses for targets whose names match `target` (a regular
+ * expression's source, matched whole): `.<name>.<pid>.<8 hex>.tmp` in the same folder.
+ */
+function tempPattern(target: string): RegExp {
+  return new RegExp(`^\\.(?:${target})\\.(\\d+)\\.[0-9a-f]{8}\\.tmp$`);
 }
+
+const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 function processAlive(pid: number): boolean {
   try {
@@ -68,8 +72,12 @@ function processAlive(pid: number): boolean {
  * alive are left alone: they may be writing right now. Returns the names removed.
  */
 export async function removeStaleTempFiles(path: string): Promise<string[]> {
-  const dir = dirname(path);
-  const pattern = tempPattern(path);
+  return removeStaleTempFilesIn(dirname(path), new RegExp(escapeRegExp(basename(path))));
+}
+
+/** removeStaleTempFiles for every file of `dir` whose name matches `targets` whole (e.g. /checkpoint-step\d+\.safetensors/). */
+export async function removeStaleTempFilesIn(dir: string, targets: RegExp): Promise<string[]> {
+  const pattern = tempPattern(targets.source);
   let names: string[];
   try {
     names = await readdir(dir);
