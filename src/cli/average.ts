@@ -6,11 +6,10 @@
 
 import { existsSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
-import { loadAnyCheckpoint, saveCheckpoint } from '../io/checkpoint-file.ts';
+import { saveCheckpoint } from '../io/checkpoint-file.ts';
 import { averageCheckpoints } from '../io/checkpoint-average.ts';
 import type { AnyCheckpoint } from '../io/checkpoint.ts';
-import { checkEnsembleMembers } from './eval.ts';
-import { checkStoredOptions } from './run-options.ts';
+import { checkEnsembleMembers, loadMembers, type Member } from './eval.ts';
 import { UsageError, outputFileFlag, parseFlags, pathFlag } from './args.ts';
 
 export async function averageCommand(argv: string[]): Promise<number> {
@@ -34,21 +33,11 @@ export async function averageCommand(argv: string[]): Promise<number> {
   // The same file twice would weigh it twice.
   const twice = paths.find((p, i) => paths.findIndex((q) => resolve(q) === resolve(p)) !== i);
   if (twice !== undefined) throw new UsageError(`capsnet average: --checkpoint ${twice} is given twice; each checkpoint counts once`);
-  const members: Array<{ path: string; ckpt: AnyCheckpoint; stored: ReturnType<typeof checkStoredOptions> | null }> = [];
-  for (const path of paths) {
-    let ckpt: AnyCheckpoint;
-    try {
-      ckpt = await loadAnyCheckpoint(path);
-    } catch (error) {
-      throw new UsageError(`capsnet average: ${(error as Error).message}`);
-    }
-    delete ckpt.optimizer; // not averaged (see averageCheckpoints); twice the parameters' memory
-    const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, path, 'capsnet average', ['experiment', 'testSeed', 'maxShift', 'data']);
-    members.push({ path, ckpt, stored });
-  }
+  // Adam's state is not averaged (see averageCheckpoints): loadMembers drops it.
+  const members = await loadMembers(paths, 'capsnet average');
   checkEnsembleMembers(members, false, 'capsnet average', 'an average');
   // Only a hint (not checked like the fields above: a file from another tool may have no seed).
-  const seedOf = (m: (typeof members)[number]) => String((m.ckpt.training?.options as { seed?: unknown } | undefined)?.seed ?? 'unknown');
+  const seedOf = (m: Member) => String((m.ckpt.training?.options as { seed?: unknown } | undefined)?.seed ?? 'unknown');
   if (new Set(members.map(seedOf)).size > 1) {
     console.error(
       `capsnet average: warning: the checkpoints come from runs with different seeds (${members.map((m) => `${m.path}: ${seedOf(m)}`).join(', ')}); ` +

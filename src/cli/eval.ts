@@ -59,10 +59,31 @@ export interface EvalReport {
 export interface SetReport { split: string; count: number; accuracy: number; error: number; almost?: number }
 
 /** One --checkpoint of the command: the file, its contents and its checked stored run options. */
-interface Member {
+export interface Member {
   path: string;
   ckpt: AnyCheckpoint;
   stored: ReturnType<typeof checkStoredOptions> | null;
+}
+
+/**
+ * The --checkpoint files of an ensemble (eval) or an average, parameters only (Adam's moments are
+ * twice their size and neither command uses them), with the stored run options that say their task.
+ * Errors are UsageErrors naming `command` and the file.
+ */
+export async function loadMembers(paths: readonly string[], command: string): Promise<Member[]> {
+  const members: Member[] = [];
+  for (const path of paths) {
+    let ckpt: AnyCheckpoint;
+    try {
+      ckpt = await loadAnyCheckpoint(path);
+    } catch (error) {
+      throw new UsageError(`${command}: ${(error as Error).message}`);
+    }
+    delete ckpt.optimizer;
+    const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, path, command, ['experiment', 'testSeed', 'maxShift', 'data']);
+    members.push({ path, ckpt, stored });
+  }
+  return members;
 }
 
 /** Number of classes a checkpoint's network scores. */
@@ -130,19 +151,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const limit = values.limit === undefined ? null : intFlag(values.limit, '--limit', 1);
   const batchSize = intFlag(values['batch-size'], '--batch-size', 100);
   const backend = backendFlag(values.backend);
-  const members: Member[] = [];
-  for (const path of paths) {
-    let ckpt: AnyCheckpoint;
-    try {
-      ckpt = await loadAnyCheckpoint(path);
-    } catch (error) {
-      throw new UsageError(`capsnet eval: ${(error as Error).message}`);
-    }
-    // Evaluation needs the parameters only: Adam's moments are twice their size.
-    delete ckpt.optimizer;
-    const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, path, 'capsnet eval', ['experiment', 'testSeed', 'maxShift', 'data']);
-    members.push({ path, ckpt, stored });
-  }
+  const members = await loadMembers(paths, 'capsnet eval');
   checkEnsembleMembers(members, values.data !== undefined);
   if (values.data !== undefined) {
     // Not refused (the same files may sit in other folders), but not silent either.
