@@ -56,8 +56,7 @@ export function averageCheckpoints(members: readonly AverageMember[]): AnyCheckp
     for (let i = 0; i < n; i++) mean[i] = sum[i] / members.length;
     params[name] = mean;
   }
-  const latest = members.reduce((a, b) => (b.ckpt.step >= a.ckpt.step ? b : a));
-  // The run's recipe and origin, from the latest member that has them.
+  // The step, and the run's recipe and origin, from the latest member (that has them).
   const byStep = [...members].sort((a, b) => b.ckpt.step - a.ckpt.step);
   const options = byStep.find((m) => m.ckpt.training?.options !== undefined)?.ckpt.training?.options;
   const initFrom = byStep.find((m) => m.ckpt.training?.initFrom !== undefined)?.ckpt.training?.initFrom;
@@ -66,7 +65,7 @@ export function averageCheckpoints(members: readonly AverageMember[]): AnyCheckp
     ...(initFrom !== undefined ? { initFrom } : {}),
     averaged: members.map((m) => ({ file: m.file ?? m.source, step: m.ckpt.step })),
   };
-  const common = { params, step: latest.ckpt.step, training };
+  const common = { params, step: byStep[0].ckpt.step, training };
   return first.ckpt.model === 'baseline' ? { model: 'baseline', config: first.ckpt.config, ...common } : { config: first.ckpt.config, ...common };
 }
 
