@@ -80,6 +80,30 @@ ckpt('half precision storage halves the size and rounds to f16', () => {
   for (let i = 0; i < w.length; i++) assert.ok(Math.abs(back.params['conv1.weight'][i] - w[i]) <= Math.abs(w[i]) * 1e-3 + 1e-7);
 });
 
+ckpt('a moving average of the parameters (train --ema) round-trips exactly, F32 even in a half file, and its refusals name the field', () => {
+  const original: Checkpoint = { ...sample(), ema: { decay: 0.999, since: 5, params: randomParams(SMALL, 9) } };
+  for (const half of [false, true]) {
+    const back = decodeCheckpoint(encodeCheckpoint(original, { half }), 'ema.safetensors');
+    assert.is(back.ema!.decay, 0.999);
+    assert.is(back.ema!.since, 5);
+    for (const name of Object.keys(original.params)) assert.equal(Array.from(back.ema!.params[name]), Array.from(original.ema!.params[name]), `ema ${name} (half ${half})`);
+  }
+  assert.is(decodeCheckpoint(encodeCheckpoint(sample()), 'plain').ema, undefined, 'none when not trained with one');
+  assert.throws(() => encodeCheckpoint({ ...original, ema: { ...original.ema!, decay: 1 } }), /ema: decay 1 is not a number in \(0, 1\)/);
+  assert.throws(() => encodeCheckpoint({ ...original, ema: { ...original.ema!, since: 18 } }), /ema: since 18 is not a step in \[0, 17\]/);
+  const withEma = (t: Record<string, TensorToEncode>, m: Record<string, string>) => {
+    for (const [name, shape] of Object.entries(parameterShapes(SMALL))) t[`ema.${name}`] = { shape, data: original.ema!.params[name] };
+    m.ema = JSON.stringify({ decay: 0.999, since: 5 });
+  };
+  refused((t, m) => { withEma(t, m); delete t['ema.digit.W']; }, /missing tensor 'ema\.digit\.W'/);
+  refused((t, m) => { withEma(t, m); delete m.ema; }, /has ema tensors but no 'ema'/);
+  refused((t, m) => { withEma(t, m); m.ema = '{"decay": 0, "since": 5}'; }, /__metadata__\.ema: decay 0 is not a number in \(0, 1\)/);
+  refused((t, m) => { withEma(t, m); m.ema = '{"decay": 0.9, "since": "5"}'; }, /__metadata__\.ema: since "5" is not a step in \[0, 17\]/);
+  refused((t, m) => { withEma(t, m); m.ema = '[0.9]'; }, /__metadata__\.ema must be a JSON object/);
+  refused((t, m) => { withEma(t, m); m.ema = '{"decay":'; }, /__metadata__\.ema is not valid JSON/);
+  refused((t) => (t['ema.extra'] = { shape: [1], data: new Float32Array(1) }), /unexpected tensor 'ema\.extra'/);
+});
+
 function refused(mutate: (t: Record<string, TensorToEncode>, meta: Record<string, string>) => void, pattern: RegExp) {
   const c = sample();
   const tensors: Record<string, TensorToEncode> = {};

@@ -1,6 +1,7 @@
 // Checkpoints: safetensors files (so PyTorch and other tools read them) holding the model's
 // parameters in PyTorch layouts under the names of DESIGN.md, Adam's moments as adam.m.<name> and
-// adam.v.<name>, and in __metadata__ the model kind ('capsnet' when absent, or 'baseline': the
+// adam.v.<name>, a run's moving average of the parameters (train --ema) as ema.<name> with its
+// decay and start step in __metadata__.ema, and in __metadata__ the model kind ('capsnet' when absent, or 'baseline': the
 // paper's baseline CNN), the model config, the step and the training state as JSON.
 // Pure (bytes in, bytes out): the browser uses it too. Files: src/io/checkpoint-file.ts.
 
@@ -27,6 +28,14 @@ export interface OptimizerState {
   v: Record<string, Float32Array>;
 }
 
+/** The moving average of the parameters (src/optim/ema.ts's EmaState): ema.<name> tensors, F32. */
+export interface EmaCheckpointState {
+  decay: number;
+  /** The step at which the average started as a copy of the parameters. */
+  since: number;
+  params: Record<string, Float32Array>;
+}
+
 /** Which network a checkpoint holds (__metadata__.model). */
 export type ModelKind = 'capsnet' | 'baseline';
 export const MODEL_KINDS: readonly ModelKind[] = ['capsnet', 'baseline'];
@@ -38,6 +47,8 @@ export interface Checkpoint {
   /** By checkpoint name, in PyTorch layouts (parameterShapes gives each shape). */
   params: Record<string, Float32Array>;
   optimizer?: OptimizerState;
+  /** A training run's moving average of the parameters (capsnet train --ema). */
+  ema?: EmaCheckpointState;
   /** Training steps done. */
   step: number;
   /** Whatever the trainer needs to resume exactly (options, data order, RNG state); JSON. */
@@ -79,6 +90,16 @@ export function encodeCheckpoint(ckpt: AnyCheckpoint, options: EncodeOptions = {
       tensors[`adam.v.${name}`] = { shape, data: ckpt.optimizer.v[name] };
     }
     metadata['adam.step'] = String(ckpt.optimizer.step);
+  }
+  if (ckpt.ema) {
+    checkEma(ckpt.ema.decay, ckpt.ema.since, ckpt.step, (problem) => {
+      throw new Error(`checkpoint: ema: ${problem}`);
+    });
+    for (const [name, shape] of Object.entries(shapes)) {
+      checkSize(ckpt.ema.params[name], shape, `ema.${name}`);
+      tensors[`ema.${name}`] = { shape, data: ckpt.ema.params[name] };
+    }
+    metadata.ema = JSON.stringify({ decay: ckpt.ema.decay, since: ckpt.ema.since });
   }
   if (ckpt.training) metadata.training = JSON.stringify(ckpt.training);
   return encodeSafetensors(tensors, metadata);
@@ -124,6 +145,12 @@ function jsonDepth(root: unknown): number {
 }
 
 const MAX_PROBLEMS_LISTED = 40;
+
+/** The moving average's decay in (0, 1) and start step in [0, step]; `fail` gets what is wrong. */
+function checkEma(decay: unknown, since: unknown, step: number, fail: (problem: string) => void): void {
+  if (typeof decay !== 'number' || !(decay > 0 && decay < 1)) fail(`decay ${clip(JSON.stringify(decay) ?? String(decay))} is not a number in (0, 1)`);
+  if (typeof since !== 'number' || !Number.isSafeInteger(since) || since < 0 || since > step) fail(`since ${clip(JSON.stringify(since) ?? String(since))} is not a step in [0, ${step}]`);
+}
 
 function parseCount(text: string | undefined, source: string, field: string): number | undefined {
   if (text === undefined) return undefined;
@@ -214,7 +241,26 @@ function decodeChecked(bytes: Uint8Array, source: string): AnyCheckpoint {
     if (adamStep === undefined) problems.push("__metadata__ has Adam moments but no 'adam.step'");
     optimizer = { step: adamStep ?? 0, m, v };
   }
-  const known = new Set([...Object.keys(shapes), ...(hasAdam ? Object.keys(shapes).flatMap((n) => [`adam.m.${n}`, `adam.v.${n}`]) : [])]);
+  const step = parseCount(meta.step, source, 'step') ?? 0;
+  const hasEma = [...file.tensors.keys()].some((n) => n.startsWith('ema.'));
+  let ema: EmaCheckpointState | undefined;
+  if (hasEma) {
+    const averages: Record<string, Float32Array> = {};
+    for (const [name, shape] of Object.entries(shapes)) {
+      const a = take(`ema.${name}`, shape);
+      if (a) averages[name] = a;
+    }
+    const info = parseJsonField(meta.ema, source, 'ema') as { decay?: unknown; since?: unknown } | undefined;
+    if (info === undefined) problems.push("__metadata__ has ema tensors but no 'ema' (decay and start step)");
+    else if (typeof info !== 'object' || info === null || Array.isArray(info)) problems.push('__metadata__.ema must be a JSON object { decay, since }');
+    else checkEma(info.decay, info.since, step, (problem) => problems.push(`__metadata__.ema: ${problem}`));
+    ema = { decay: Number(info?.decay), since: Number(info?.since), params: averages };
+  }
+  const known = new Set([
+    ...Object.keys(shapes),
+    ...(hasAdam ? Object.keys(shapes).flatMap((n) => [`adam.m.${n}`, `adam.v.${n}`]) : []),
+    ...(hasEma ? Object.keys(shapes).map((n) => `ema.${n}`) : []),
+  ]);
   for (const name of file.tensors.keys()) {
     if (!known.has(name)) problems.push(`unexpected tensor '${clip(name)}' (not part of this model config)`);
   }
@@ -229,7 +275,8 @@ function decodeChecked(bytes: Uint8Array, source: string): AnyCheckpoint {
     ...(model === 'baseline' ? { model, config: config as BaselineConfig } : { config: config as CapsNetConfig }),
     params,
     optimizer,
-    step: parseCount(meta.step, source, 'step') ?? 0,
+    ...(ema ? { ema } : {}),
+    step,
     training: training as Record<string, unknown> | undefined,
   };
 }
