@@ -17,6 +17,9 @@ import type { Dataset } from '../src/data/dataset.ts';
 import { CapsNet } from '../src/model/capsnet.ts';
 import { BaselineCNN, type BaselineConfig } from '../src/model/baseline.ts';
 import { Adam } from '../src/optim/adam.ts';
+import { ParameterEma } from '../src/optim/ema.ts';
+import * as emaRef from './reference/ema.ts';
+import { assertClose } from './helpers/assert.ts';
 import { TrainingBatches } from '../src/train/batches.ts';
 import { NonFiniteError, TooManySkipsError, Trainer, type SkippedStep, type StepRecord, type TrainableModel, type TrainerOptions } from '../src/train/trainer.ts';
 import { faultHooks, parseFaults } from '../src/train/faults.ts';
@@ -49,11 +52,13 @@ interface Snapshot {
 
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-/** A tiny model, its optimizer and trainer, with the given faults and policy; everything it saw. */
-function setup(ctx: GpuContext, kind: 'capsnet' | 'baseline', faults: string, options: TrainerOptions, baseline: Partial<BaselineConfig> = TINY_BASELINE) {
+/** A tiny model, its optimizer and trainer (with a moving average of decay `emaDecay` when given), with the given faults and policy; everything it saw. */
+function setup(ctx: GpuContext, kind: 'capsnet' | 'baseline', faults: string, options: TrainerOptions, baseline: Partial<BaselineConfig> = TINY_BASELINE, emaDecay?: number) {
   const model: TrainableModel = kind === 'capsnet' ? CapsNet.create(ctx, TINY_CAPSNET, 3) : BaselineCNN.create(ctx, baseline, 3);
   const adam = new Adam(ctx);
-  const trainer = new Trainer(ctx, model, adam, new TrainingBatches(randomData(), 8, 5, 2), 2, options);
+  const ema = emaDecay === undefined ? undefined : new ParameterEma(ctx, emaDecay);
+  ema?.start(model.parameterList(), 0);
+  const trainer = new Trainer(ctx, model, adam, new TrainingBatches(randomData(), 8, 5, 2), 2, { ...options, ...(ema ? { ema } : {}) });
   const injected = faultHooks(ctx, parseFaults(faults), model.params);
   const seen = { records: [] as StepRecord[], skipped: [] as SkippedStep[] };
   const hooks = {
@@ -69,9 +74,10 @@ function setup(ctx: GpuContext, kind: 'capsnet' | 'baseline', faults: string, op
     injected.dispose();
     trainer.dispose();
     adam.dispose();
+    ema?.dispose();
     model.dispose();
   };
-  return { model, adam, trainer, hooks, seen, snapshot, dispose };
+  return { model, adam, ema, trainer, hooks, seen, snapshot, dispose };
 }
 
 function assertSame(a: Snapshot, b: Snapshot, what: string, except: string[] = []): void {
@@ -117,6 +123,36 @@ nf('the step monitor counts a tensor larger than one storage binding (u_hat at b
   } finally {
     monitor.dispose();
     big.dispose();
+  }
+});
+
+nf("the trainer's moving average (--ema) follows the parameters after each applied step (vs the reference) and ignores a skipped one bit for bit", async () => {
+  const ctx = await gpu();
+  for (const kind of ['capsnet', 'baseline'] as const) {
+    const run = setup(ctx, kind, 'nan-input@3', { onNonFinite: 'skip' }, TINY_BASELINE, 0.6);
+    try {
+      const reference = Object.fromEntries(Object.entries(await run.model.exportParams()).map(([n, a]) => [n, Float64Array.from(a)]));
+      let previous = (await run.ema!.exportState()).params;
+      for (let t = 1; t <= 5; t++) {
+        assert.is(await run.trainer.run(t - 1, t, run.hooks), t);
+        const average = (await run.ema!.exportState()).params;
+        if (t === 3) {
+          for (const name of Object.keys(average)) assert.ok(bytes(average[name]).equals(bytes(previous[name])), `${kind}: the average of ${name} changed on the skipped step 3`);
+        } else {
+          const params = await run.model.exportParams();
+          // t = 1..5: min(0.6, (1 + t) / (10 + t)) is 0.18, 0.25, -, 0.36, 0.4: the cap, below 0.6.
+          for (const [name, a] of Object.entries(reference)) emaRef.emaUpdate(a, params[name], emaRef.emaDecayAt(0.6, t));
+        }
+        previous = average;
+      }
+      assert.is(run.seen.skipped.length, 1);
+      for (const [name, a] of Object.entries(reference)) assertClose(previous[name], a, { atol: 3e-7, rtol: 1e-6 }, `${kind}: average of ${name} after 5 steps`);
+      // The average is not the parameters (it lags them).
+      const params = await run.model.exportParams();
+      assert.not.ok(Object.keys(params).every((n) => bytes(params[n]).equals(bytes(previous[n]))), `${kind}: the average equals the parameters`);
+    } finally {
+      run.dispose();
+    }
   }
 });
 

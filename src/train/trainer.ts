@@ -23,6 +23,7 @@ import { CapsNet, oneHotTargets, twoDigitLoss } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { dropoutSeed } from '../ops/dropout.ts';
 import { Adam } from '../optim/adam.ts';
+import { ParameterEma } from '../optim/ema.ts';
 import { StepMonitor, type StepStats } from './monitor.ts';
 import type { TrainingBatches } from './batches.ts';
 import { MultiMnistBatches, type MultiMnistBatch } from '../data/multimnist.ts';
@@ -111,6 +112,11 @@ export interface TrainerOptions {
   warmUp?: boolean;
   /** The batch size evaluate() will use, for the warm-up (kernel choices depend on shapes). Default: the training batch size. */
   evalBatchSize?: number;
+  /**
+   * A moving average of the parameters, folded in after every applied update (a skipped step
+   * leaves it as it is); started or imported by the caller. The trainer neither starts nor frees it.
+   */
+  ema?: ParameterEma;
 }
 
 /** What the warm-up did (hooks.onStartup; metrics logs write it as a 'startup' record). */
@@ -159,6 +165,7 @@ export class Trainer {
   /** 0-based index of the step being recorded or run; for error reports. */
   currentStep = -1;
   readonly evalBatchSize: number;
+  readonly ema: ParameterEma | null;
   /** Whether run() still has to warm the pipelines up before its first step. */
   private warmUpPending: boolean;
 
@@ -177,6 +184,8 @@ export class Trainer {
     this.consecutive = options.consecutiveSkips ?? 0;
     this.warmUpPending = options.warmUp ?? true;
     this.evalBatchSize = options.evalBatchSize ?? batches.batchSize;
+    this.ema = options.ema ?? null;
+    if (this.ema && this.ema.ctx !== ctx) throw new Error('Trainer: the moving average lives on another GPU context');
     if (!Number.isInteger(this.evalBatchSize) || this.evalBatchSize < 1) throw new Error(`Trainer: evalBatchSize must be an integer >= 1, got ${this.evalBatchSize}`);
     this.monitor = new StepMonitor(ctx, logEvery);
     const c = model.config;
@@ -198,10 +207,10 @@ export class Trainer {
 
   /**
    * Records one training step (global 0-based index `step`) into the encoder. The warm-up passes
-   * a throwaway optimizer and monitor: collecting the step's kernels must not advance the real
-   * ones' step counts.
+   * a throwaway optimizer, monitor and average: collecting the step's kernels must not advance the
+   * real ones' step counts; the moment estimate passes no average (its steps change nothing).
    */
-  private step(step: number, hooks: TrainHooks, adam: Adam = this.adam, monitor: StepMonitor = this.monitor): void {
+  private step(step: number, hooks: TrainHooks, adam: Adam = this.adam, monitor: StepMonitor = this.monitor, ema: ParameterEma | null = this.ema): void {
     const { ctx, model } = this;
     const c = model.config;
     const B = this.batches.batchSize;
@@ -250,6 +259,7 @@ export class Trainer {
       monitor.stats(loss, margin, scores, y, correct);
       // The update reads the monitor's flag: a step with any non-finite value changes nothing.
       adam.step(params, { skipFlag: monitor.skipFlag() });
+      ema?.update(params, adam.stepCount, { skipFlag: monitor.skipFlag() });
       adam.zeroGrad(params);
     });
     hooks.afterStepRecorded?.(step);
@@ -275,11 +285,14 @@ export class Trainer {
     const record = () => {
       const adam = new Adam(ctx);
       const monitor = new StepMonitor(ctx, this.logEvery);
+      const ema = this.ema ? new ParameterEma(ctx, this.ema.decay) : null;
       try {
-        this.step(step, {}, adam, monitor);
+        ema?.start(model.parameterList(), 0);
+        this.step(step, {}, adam, monitor, ema);
       } finally {
         adam.dispose();
         monitor.dispose();
+        ema?.dispose();
       }
       const c = model.config;
       const B = this.evalBatchSize;
@@ -360,7 +373,7 @@ export class Trainer {
       for (let k = 0; k < count; k++) {
         if (hooks.shouldStop?.()) return false;
         this.currentStep = first + k;
-        this.step(first + k, {}, probe, monitor);
+        this.step(first + k, {}, probe, monitor, null);
         const [s] = await monitor.read();
         if (s.nonFinite.length > 0 || !Number.isFinite(s.loss)) throw new NonFiniteError(s.step, s.nonFinite, s.loss);
         hooks.onProgress?.(k + 1);
