@@ -11,6 +11,7 @@ import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
 import { reachesAccuracy } from '../src/cli/train.ts';
+import { curves } from '../src/cli/figures.ts';
 
 const TINY = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
 const BASE = ['--limit', '64', '--batch-size', '8', '--log-every', '2', '--eval-limit', '40', '--config', TINY];
@@ -261,6 +262,62 @@ cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet averag
     const refused = await runCli(['train', '--out', dir, '--steps', '2', '--keep-every', bad, ...BASE]);
     assert.is(refused.code, 2, refused.stderr);
     assert.match(refused.stderr, new RegExp(`--keep-every: expected an integer >= 1 or 'epoch', got '${bad}'`));
+    assert.not.ok(existsSync(dir), 'nothing written');
+  }
+});
+
+cli('--ema keeps a moving average: in the checkpoint and as ema.safetensors, evaluated after the run, resumed exactly, started on a resume, dropped by off', async () => {
+  const straight = join(root, 'ema');
+  const r = await runCli(['train', '--out', straight, '--steps', '6', '--ema', '0.5', '--checkpoint-every', '3', ...BASE]);
+  assert.is(r.code, 0, r.stderr);
+  const ckpt = await loadCheckpoint(join(straight, 'checkpoint.safetensors'));
+  assert.equal([ckpt.ema?.decay, ckpt.ema?.since], [0.5, 0]);
+  assert.is((ckpt.training as { options: { ema?: number } }).options.ema, 0.5);
+  const model = await loadCheckpoint(join(straight, 'ema.safetensors'));
+  assert.is(model.step, 6);
+  assert.is(model.optimizer, undefined, 'a model-only file');
+  const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+  for (const name of Object.keys(ckpt.params)) assert.ok(bits(model.params[name]).equals(bits(ckpt.ema!.params[name])), `ema.safetensors ${name} is the checkpoint's average`);
+  assert.not.ok(Object.keys(ckpt.params).every((n) => bits(ckpt.params[n]).equals(bits(ckpt.ema!.params[n]))), 'the average is not the weights');
+  const { records } = await readMetrics(join(straight, 'metrics.jsonl'));
+  assert.equal(records.filter((m) => m.type === 'eval').map((m) => [m.split, m.weights ?? null]), [['test', null], ['test', 'ema']]);
+  assert.match(r.stderr, /test accuracy of the moving average \(.*ema\.safetensors\) [\d.]+%/);
+  const ev = await runCli(['eval', '--checkpoint', join(straight, 'ema.safetensors'), '--limit', '40']);
+  assert.is(ev.code, 0, ev.stderr);
+  assert.match(ev.stdout, /step 6, the moving average of the parameters since step 0 \(decay 0\.5\)/);
+  const emaEval = records.find((m) => m.type === 'eval' && m.weights === 'ema') as { accuracy: number };
+  assert.match(ev.stdout, new RegExp(`accuracy ${(100 * emaEval.accuracy).toFixed(2)}%`), 'eval of ema.safetensors scores what the run logged');
+  const [, accuracySvg] = (await curves(join(straight, 'metrics.jsonl'))).find(([name]) => name === 'accuracy.svg')!;
+  assert.match(accuracySvg, /test \(moving average\)/);
+
+  // Stopped at 3 and resumed (the run keeps --ema): the same average, bit for bit.
+  const resumed = join(root, 'ema-resumed');
+  assert.is((await runCli(['train', '--out', resumed, '--steps', '3', '--ema', '0.5', ...BASE, '--no-eval'])).code, 0);
+  const again = await runCli(['train', '--out', resumed, '--steps', '6', '--resume', '--checkpoint-every', '3', '--no-eval']);
+  assert.is(again.code, 0, again.stderr);
+  const back = await loadCheckpoint(join(resumed, 'checkpoint.safetensors'));
+  for (const name of Object.keys(ckpt.params)) assert.ok(bits(back.ema!.params[name]).equals(bits(ckpt.ema!.params[name])), `resumed average of ${name} differs`);
+
+  // Started on a resume: since that step; then dropped with off.
+  const late = join(root, 'ema-late');
+  assert.is((await runCli(['train', '--out', late, '--steps', '3', ...BASE, '--no-eval'])).code, 0);
+  assert.is((await loadCheckpoint(join(late, 'checkpoint.safetensors'))).ema, undefined);
+  assert.not.ok(existsSync(join(late, 'ema.safetensors')));
+  assert.is((await runCli(['train', '--out', late, '--steps', '5', '--resume', '--ema', '0.9', '--no-eval'])).code, 0);
+  const started = await loadCheckpoint(join(late, 'checkpoint.safetensors'));
+  assert.equal([started.ema?.decay, started.ema?.since], [0.9, 3]);
+  const off = await runCli(['train', '--out', late, '--steps', '6', '--resume', '--ema', 'off', '--no-eval']);
+  assert.is(off.code, 0, off.stderr);
+  assert.match(off.stderr, /--ema off: the run's moving average \(since step 3\) is not kept/);
+  const dropped = await loadCheckpoint(join(late, 'checkpoint.safetensors'));
+  assert.is(dropped.ema, undefined);
+  assert.is((dropped.training as { options: { ema?: number } }).options.ema, undefined);
+
+  for (const bad of ['1', '0', 'abc', '1e-400']) {
+    const dir = join(root, `ema-${bad}`);
+    const refused = await runCli(['train', '--out', dir, '--steps', '2', '--ema', bad, ...BASE]);
+    assert.is(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /--ema: expected a decay in \(0, 1\) such as 0\.999, or 'off'/);
     assert.not.ok(existsSync(dir), 'nothing written');
   }
 });

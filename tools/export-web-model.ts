@@ -62,7 +62,12 @@ const averagedFrom = (ckpt.training as { averaged?: unknown } | undefined)?.aver
 const averaged = Array.isArray(averagedFrom)
   ? averagedFrom.map((m: { file?: unknown; step?: unknown }) => ({ file: typeof m?.file === 'string' ? basename(m.file) : null, step: m?.step ?? null }))
   : undefined;
-const training = { ...(options ? { options } : {}), ...(averaged ? { averaged } : {}) };
+// A `capsnet train --ema` average (ema.safetensors) says so: its decay, start step and run file's name.
+const movingFrom = (ckpt.training as { movingAverage?: { decay?: unknown; since?: unknown; of?: unknown } } | undefined)?.movingAverage;
+const movingAverage = typeof movingFrom === 'object' && movingFrom !== null
+  ? { decay: movingFrom.decay ?? null, since: movingFrom.since ?? null, of: typeof movingFrom.of === 'string' ? basename(movingFrom.of) : null }
+  : undefined;
+const training = { ...(options ? { options } : {}), ...(averaged ? { averaged } : {}), ...(movingAverage ? { movingAverage } : {}) };
 const bytes = encodeCheckpoint({ config: ckpt.config, params: ckpt.params, step: ckpt.step, ...(Object.keys(training).length > 0 ? { training } : {}) }, { half: true });
 mkdirSync(dirname(values.out!), { recursive: true });
 await writeFileAtomic(values.out!, bytes);
@@ -77,6 +82,7 @@ const info: Record<string, unknown> = {
 };
 if (options) info.training = options;
 if (averaged) info.averaged = averaged;
+if (movingAverage) info.movingAverage = movingAverage;
 
 if (values.eval) {
   // Test the F16 copy itself, as the page will see it.

@@ -249,8 +249,11 @@ export async function evalCommand(argv: string[]): Promise<number> {
       console.log(`ensemble of ${members.length} checkpoints (mean ${averaged}): accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what})`);
     } else {
       // A `capsnet average` file's step is its latest member's: say that it is a mean.
-      const averaged = (ckpt.training as { averaged?: unknown } | undefined)?.averaged;
-      const mean = Array.isArray(averaged) ? `, the mean of ${averaged.length} checkpoints` : '';
+      // capsnet train --ema's ema.safetensors: a moving average since some step.
+      const { averaged, movingAverage } = (ckpt.training ?? {}) as { averaged?: unknown; movingAverage?: { decay?: unknown; since?: unknown } };
+      const mean = Array.isArray(averaged) ? `, the mean of ${averaged.length} checkpoints`
+        : typeof movingAverage === 'object' && movingAverage !== null ? `, the moving average of the parameters since step ${String(movingAverage.since)} (decay ${String(movingAverage.decay)})`
+        : '';
       console.log(`accuracy ${percent(result.accuracy)}  error ${percent(1 - result.accuracy)}  (${kind === 'baseline' ? 'baseline CNN, ' : ''}${result.count} ${what}, step ${ckpt.step}${mean})`);
     }
     if (result.almost !== undefined) console.log(`at least one of the two digits right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%`);

@@ -310,10 +310,11 @@ export async function curves(metricsPath: string): Promise<Array<[string, string
     yLabel: 'accuracy (%)',
     series: [
       { name: 'training batches (mean of 20)', points: smooth('accuracy').map(([x, y]) => [x, 100 * y] as [number, number]) },
-      ...['validation', 'test'].map((split) => ({
-        name: split,
-        points: evals.filter((e) => e.split === split).map((e) => [Number(e.step), 100 * Number(e.accuracy)] as [number, number]),
-      })),
+      // --ema runs: the moving average's scores are their own series (absent otherwise).
+      ...[['validation', 'weights'], ['test', 'weights'], ['validation', 'ema'], ['test', 'ema']].map(([split, weights]) => ({
+        name: weights === 'ema' ? `${split} (moving average)` : split,
+        points: evals.filter((e) => e.split === split && (e.weights ?? 'weights') === weights).map((e) => [Number(e.step), 100 * Number(e.accuracy)] as [number, number]),
+      })).filter((series, k) => k < 2 || series.points.length > 0),
     ],
   });
   return [['loss.svg', loss], ['accuracy.svg', accuracy]];

@@ -32,6 +32,8 @@ export interface RunOptions {
   testSeed?: number;
   /** --stop-at-accuracy: kept so that --resume keeps stopping there (absent: train the budget). */
   stopAtAccuracy?: number;
+  /** --ema: the decay of the moving average of the parameters (absent: none kept). */
+  ema?: number;
 }
 
 /** Seeds feed 32-bit generators (src/data/rng.ts): a larger one would silently wrap. */
@@ -54,6 +56,7 @@ export const RUN_OPTION_RULES = {
   validation: { kind: 'int', flag: '--validation', min: 0 },
   totalSteps: { kind: 'int', flag: '--steps', min: 1 },
   stopAtAccuracy: { kind: 'number', flag: '--stop-at-accuracy', check: (n: number) => n > 0 && n <= 100, expected: 'an accuracy in percent, in (0, 100]' },
+  ema: { kind: 'number', flag: '--ema', check: (n: number) => n > 0 && n < 1, expected: "a decay in (0, 1) such as 0.999, or 'off'" },
 } as const satisfies Record<string, OptionRule>;
 
 export type RuleName = keyof typeof RUN_OPTION_RULES;

@@ -78,7 +78,7 @@ export async function startCommand(argv: string[]): Promise<number> {
   const files = await figures(checkpoint, join(out, 'figures'), { backend: values.backend as never });
   // A checkpoint copied in without its metrics log: its accuracy is simply not known here.
   const { records } = existsSync(join(out, METRICS_FILE)) ? await readMetrics(join(out, METRICS_FILE)) : { records: [] };
-  const lastEval = [...records].reverse().find((r) => r.type === 'eval' && r.split === 'test') as { accuracy?: number; step?: number } | undefined;
+  const lastEval = [...records].reverse().find((r) => r.type === 'eval' && r.split === 'test' && r.weights === undefined) as { accuracy?: number; step?: number } | undefined;
   const seconds = (performance.now() - started) / 1000;
   const lines = [
     '',

@@ -18,6 +18,7 @@ import { GpuDeviceLostError, GpuOutOfMemoryError, GpuValidationError } from '../
 import { makeConfig, parameterCount, presetConfig, type CapsNetConfig } from '../model/config.ts';
 import { baselineParameterCount, makeBaselineConfig, type BaselineConfig } from '../model/baseline-config.ts';
 import { Adam } from '../optim/adam.ts';
+import { ParameterEma, type EmaState } from '../optim/ema.ts';
 import { staircaseDecay } from '../optim/schedule.ts';
 import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy, type StartupReport } from '../train/trainer.ts';
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
@@ -36,6 +37,8 @@ import { type RunOptions, checkStoredOptions, ruleFlag } from './run-options.ts'
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
+/** --ema: the moving average of the parameters as a model of its own (eval, figures, --init-from, export take it). */
+export const EMA_FILE = 'ema.safetensors';
 
 export type { RunOptions } from './run-options.ts';
 
@@ -67,6 +70,7 @@ export const TRAIN_FLAGS = {
   config: { type: 'string' },
   'no-eval': { type: 'boolean' },
   'stop-at-accuracy': { type: 'string' },
+  ema: { type: 'string' },
   resume: { type: 'boolean' },
   'init-from': { type: 'string' },
   'start-step': { type: 'string' },
@@ -85,6 +89,8 @@ export interface TrainResult {
   stopped: boolean;
   seconds: number;
   testAccuracy: number | null;
+  /** --ema: the moving average's test accuracy (null when not evaluated). */
+  emaTestAccuracy: number | null;
   adapter: string;
   config: CapsNetConfig | BaselineConfig;
 }
@@ -235,6 +241,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       );
     }
   }
+  // A moving average of the parameters (src/optim/ema.ts), kept in the checkpoint (ema.<name>) and
+  // written as DIR/ema.safetensors at every checkpoint; evaluated after the run beside the weights.
+  // Kept by --resume like --stop-at-accuracy (a new decay replaces the run's from then on, `off`
+  // drops the average); --init-from does not inherit it.
+  const emaFlag = flags.ema as string | undefined;
+  const emaDecay = emaFlag === 'off' ? null : emaFlag !== undefined ? ruleFlag('ema', emaFlag, 0.999) : stored?.ema ?? null;
   const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
   if (given['max-skips'] !== undefined && onNonFinite !== 'skip') throw new UsageError('capsnet train: --max-skips N applies with --on-nonfinite skip (the default, stop, stops at the first non-finite step)');
   const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
@@ -330,6 +342,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps,
     experiment, dataOptions: { canvas, maxShift, ...(augment ? { augment } : {}) }, testSeed,
     ...(stopAtAccuracy !== null ? { stopAtAccuracy } : {}),
+    ...(emaDecay !== null ? { ema: emaDecay } : {}),
   };
   // None with --no-eval (which --stop-at-accuracy refuses): nothing to build or check.
   const evalSets = flags['no-eval'] ? [] : experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
@@ -375,6 +388,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const stale = [
       ...await removeStaleTempFiles(checkpointPath),
       ...await removeStaleTempFiles(metricsPath),
+      ...await removeStaleTempFiles(join(outDir, EMA_FILE)),
       ...await removeStaleTempFilesIn(outDir, /checkpoint-step\d+\.safetensors/),
     ];
     for (const name of stale) process.stderr.write(`capsnet train: removed ${name}, left by a run killed while writing it\n`);
@@ -401,6 +415,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       const reevaluated = startStep === totalSteps && !flags['no-eval'];
       await truncateMetricsAfterStep(metricsPath, startStep, (r) => reevaluated && r.type === 'eval' && r.step === startStep && r.during !== true);
     }
+    // The average goes on from the checkpoint's (a resume, or --init-from a run's checkpoint with its
+    // Adam state: an exact continuation), or starts as a copy of the parameters at this run's first step.
+    const ema = emaDecay === null ? null : new ParameterEma(ctx, emaDecay);
+    const carriedEma = previous?.ema ?? (initOptimizer ? init?.ema : undefined);
+    if (ema && carriedEma) ema.importState(carriedEma, model.parameterList());
+    else ema?.start(model.parameterList(), startStep);
+    if (previous?.ema && !ema) process.stderr.write(`capsnet train: --ema off: the run's moving average (since step ${previous.ema.since}) is not kept from here on; ${join(outDir, EMA_FILE)} stays as it is\n`);
     const previousSkips = Number((previous?.training as { consecutiveSkips?: unknown } | undefined)?.consecutiveSkips ?? 0);
     const trainer = new Trainer(ctx, model, adam, batches, logEvery, {
       onNonFinite,
@@ -408,6 +429,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       consecutiveSkips: Number.isInteger(previousSkips) && previousSkips >= 0 ? previousSkips : 0,
       // --no-eval: nothing to warm for evaluation but the Trainer's default (the training batch).
       ...(evalSets.length > 0 ? { evalBatchSize: largestEvalBatch } : {}),
+      ...(ema ? { ema } : {}),
     });
     const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
     const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
@@ -419,18 +441,31 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, model: spec.kind, options, config, ...(initFrom ? { initFrom } : {}) });
 
     let lastSaved: number | null = previous?.step ?? null;
+    const modelOf = spec.kind === 'baseline' ? { model: 'baseline' as const, config: spec.config } : { config: spec.config };
+    const emaPath = join(outDir, EMA_FILE);
+    // The average as a model-only file (no Adam state: --resume refuses it, --init-from takes it),
+    // written after the checkpoint that holds it: a stop between the two leaves an older one, which
+    // the resume rewrites.
+    const saveEmaModel = (step: number, average: EmaState) => saveCheckpoint(emaPath, {
+      ...modelOf, params: average.params, step,
+      training: { options, movingAverage: { decay: average.decay, since: average.since, of: resolve(checkpointPath) }, ...(initFrom ? { initFrom } : {}) },
+    });
     const save = async (stepsDone: number) => {
       const params = await model.exportParams();
       const optimizer = await adam.exportState();
+      const average = ema ? await ema.exportState() : undefined;
       // A lost device or a GPU error since those reads surfaces here, before anything is written.
       await ctx.sync();
       checkFinite(params, stepsDone, lastSaved, checkpointPath);
+      if (average) checkFinite(average.params, stepsDone, lastSaved, checkpointPath, 'the moving average of parameter');
       await saveCheckpoint(checkpointPath, {
-        ...(spec.kind === 'baseline' ? { model: 'baseline' as const, config: spec.config } : { config: spec.config }),
-        params, optimizer, step: stepsDone, training: { options, consecutiveSkips: trainer.consecutiveSkips, ...(initFrom ? { initFrom } : {}) },
+        ...modelOf,
+        params, optimizer, ...(average ? { ema: average } : {}), step: stepsDone, training: { options, consecutiveSkips: trainer.consecutiveSkips, ...(initFrom ? { initFrom } : {}) },
       });
       lastSaved = stepsDone;
+      if (average) await saveEmaModel(stepsDone, average);
     };
+    if (previous?.ema && ema) await saveEmaModel(previous.step, previous.ema);
     // --keep-every: the bytes just saved (and checked finite), under the step's own name, atomically.
     const keptPath = (step: number) => join(outDir, `checkpoint-step${step}.safetensors`);
     const keepCopy = async (step: number) => {
@@ -524,37 +559,47 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     ctx.pool.trim();
 
     let testAccuracy: number | null = null;
+    let emaTestAccuracy: number | null = null;
     if (!stopRequested && !flags['no-eval']) {
       evaluating = true;
-      for (const set of evalSets) {
-        const split = set.split;
-        let result;
-        try {
-          result = await set.run(model, Math.min(evalBatch, set.count));
-        } catch (error) {
-          if (!(error instanceof GpuDeviceLostError || error instanceof GpuValidationError || error instanceof GpuOutOfMemoryError)) throw error;
-          // Training is done and saved; only the evaluation is lost.
-          throw new TrainingStoppedError(
-            `capsnet train: the ${split} evaluation failed: ${error.message}\nTraining finished and its checkpoint (${checkpointPath}, step ${stepsDone}) is complete; ` +
-              `evaluate it with:\n  capsnet eval --checkpoint ${checkpointPath}`,
+      // The weights, then (--ema) the moving average loaded into the same model: nothing is saved after this.
+      const averageParams = ema ? (await ema.exportState()).params : null;
+      for (const weights of averageParams ? ['weights', 'ema'] as const : ['weights'] as const) {
+        if (weights === 'ema') model.importParams(averageParams!);
+        for (const set of evalSets) {
+          const split = set.split;
+          let result;
+          try {
+            result = await set.run(model, Math.min(evalBatch, set.count));
+          } catch (error) {
+            if (!(error instanceof GpuDeviceLostError || error instanceof GpuValidationError || error instanceof GpuOutOfMemoryError)) throw error;
+            // Training is done and saved; only the evaluation is lost.
+            throw new TrainingStoppedError(
+              `capsnet train: the ${split} evaluation${weights === 'ema' ? ' of the moving average' : ''} failed: ${error.message}\nTraining finished and its checkpoint (${checkpointPath}, step ${stepsDone}) is complete; ` +
+                `evaluate it with:\n  capsnet eval --checkpoint ${weights === 'ema' ? emaPath : checkpointPath}`,
+            );
+          }
+          if (split === 'test') {
+            if (weights === 'ema') emaTestAccuracy = result.accuracy;
+            else testAccuracy = result.accuracy;
+          }
+          const almost = result.almost !== undefined ? { almost: result.almost / Math.max(1, result.count) } : {};
+          await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count, ...almost, ...(weights === 'ema' ? { weights } : {}) });
+          process.stderr.write(
+            `capsnet train: ${split} accuracy ${weights === 'ema' ? `of the moving average (${emaPath}) ` : ''}${(100 * result.accuracy).toFixed(2)}% (${result.count - result.correct} errors of ${result.count}` +
+              `${result.almost !== undefined ? `; at least one digit right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%` : ''})\n`,
           );
         }
-        if (split === 'test') testAccuracy = result.accuracy;
-        const almost = result.almost !== undefined ? { almost: result.almost / Math.max(1, result.count) } : {};
-        await appendMetrics(metricsPath, { type: 'eval', step: stepsDone, split, accuracy: result.accuracy, error: 1 - result.accuracy, count: result.count, ...almost });
-        process.stderr.write(
-          `capsnet train: ${split} accuracy ${(100 * result.accuracy).toFixed(2)}% (${result.count - result.correct} errors of ${result.count}` +
-            `${result.almost !== undefined ? `; at least one digit right: ${(100 * result.almost / Math.max(1, result.count)).toFixed(2)}%` : ''})\n`,
-        );
       }
     }
     const seconds = (performance.now() - started) / 1000;
     if (trainingStarted) process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
     adam.dispose();
+    ema?.dispose();
     model.dispose();
     // A Ctrl-C that came after the last step (during the final evaluation, which runs to its end)
     // stopped nothing: the run is complete.
-    return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested && stepsDone < totalSteps, seconds, testAccuracy, adapter, config };
+    return { outDir, model: spec.kind, stepsDone, totalSteps, stopped: stopRequested && stepsDone < totalSteps, seconds, testAccuracy, emaTestAccuracy, adapter, config };
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -566,13 +611,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
  * Refuses to write a checkpoint whose parameters hold NaN or infinity (an update that overflowed
  * after its step was checked): the last good checkpoint stays.
  */
-function checkFinite(params: Record<string, Float32Array>, stepsDone: number, lastSaved: number | null, path: string): void {
+function checkFinite(params: Record<string, Float32Array>, stepsDone: number, lastSaved: number | null, path: string, what = 'parameter'): void {
   for (const [name, values] of Object.entries(params)) {
     let bad = 0;
     for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) bad++;
     if (bad > 0) {
-      throw new NonFiniteError(stepsDone - 1, [{ name: `parameter ${name}`, count: bad }], NaN,
-        `training stopped: after step ${stepsDone}, parameter '${name}' holds ${bad} NaN or infinite values (an update that overflowed, or a corrupted value), so no checkpoint was written. ` +
+      throw new NonFiniteError(stepsDone - 1, [{ name: `${what} ${name}`, count: bad }], NaN,
+        `training stopped: after step ${stepsDone}, ${what} '${name}' holds ${bad} NaN or infinite values (an update that overflowed, or a corrupted value), so no checkpoint was written. ` +
           `Try a lower --lr; ${lastSaved !== null ? `the last good checkpoint (${path}, step ${lastSaved}) is kept` : 'no checkpoint had been written yet'}.`);
     }
   }
