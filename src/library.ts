@@ -21,6 +21,8 @@ export { BaselineCNN, makeBaselineConfig, baselineParameterShapes, BASELINE_PAPE
 export type { BaselineConfig } from './model/baseline.ts';
 export { Adam } from './optim/adam.ts';
 export type { AdamOptions, AdamState } from './optim/adam.ts';
+export { ParameterEma, emaDecayAt } from './optim/ema.ts';
+export type { EmaState } from './optim/ema.ts';
 export { staircaseDecay, learningRate, constantLr } from './optim/schedule.ts';
 export type { LrSchedule, StaircaseOptions } from './optim/schedule.ts';
 export { encodeCheckpoint, decodeCheckpoint, decodeAnyCheckpoint, CheckpointError } from './io/checkpoint.ts';
