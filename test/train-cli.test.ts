@@ -6,6 +6,7 @@ import * as assert from 'uvu/assert';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { runCli, runCliInterrupted } from './helpers/cli.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint-file.ts';
@@ -289,6 +290,13 @@ cli('--ema keeps a moving average: in the checkpoint and as ema.safetensors, eva
   assert.match(ev.stdout, new RegExp(`accuracy ${(100 * emaEval.accuracy).toFixed(2)}%`), 'eval of ema.safetensors scores what the run logged');
   const [, accuracySvg] = (await curves(join(straight, 'metrics.jsonl'))).find(([name]) => name === 'accuracy.svg')!;
   assert.match(accuracySvg, /test \(moving average\)/);
+  // Exported for the web app, it still says what it is (the run file's name, not this machine's path).
+  const shipped = join(root, 'ema-web.safetensors');
+  const exported = spawnSync(process.execPath, ['--import', './tools/register-ts.mjs', 'tools/export-web-model.ts', join(straight, 'ema.safetensors'), '--out', shipped], { encoding: 'utf8' });
+  assert.is(exported.status, 0, exported.stderr);
+  const sidecar = JSON.parse(readFileSync(join(root, 'ema-web.json'), 'utf8'));
+  assert.equal(sidecar.movingAverage, { decay: 0.5, since: 0, of: 'checkpoint.safetensors' });
+  assert.equal((await loadCheckpoint(shipped)).training?.movingAverage, sidecar.movingAverage);
 
   // Stopped at 3 and resumed (the run keeps --ema): the same average, bit for bit.
   const resumed = join(root, 'ema-resumed');
