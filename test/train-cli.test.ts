@@ -283,6 +283,7 @@ cli('--ema keeps a moving average: in the checkpoint and as ema.safetensors, eva
   const { records } = await readMetrics(join(straight, 'metrics.jsonl'));
   assert.equal(records.filter((m) => m.type === 'eval').map((m) => [m.split, m.weights ?? null]), [['test', null], ['test', 'ema']]);
   assert.match(r.stderr, /test accuracy of the moving average \(.*ema\.safetensors\) [\d.]+%/);
+  assert.match(r.stderr, /of GPU memory, with the moving average\)/);
   const ev = await runCli(['eval', '--checkpoint', join(straight, 'ema.safetensors'), '--limit', '40']);
   assert.is(ev.code, 0, ev.stderr);
   assert.match(ev.stdout, /step 6, the moving average of the parameters since step 0 \(decay 0\.5\)/);

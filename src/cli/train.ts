@@ -366,7 +366,16 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   try {
     // The batch sizes against the adapter's limits, before anything is allocated or dispatched.
     const adapter = ctx.adapter.name;
-    const budget = ctx.adapter.isSoftware ? { budgetBytes: SOFTWARE_MEMORY_FRACTION * totalmem(), budgetWhat: `${100 * SOFTWARE_MEMORY_FRACTION}% of this machine's memory (a software adapter's GPU memory is the machine's RAM)` } : {};
+    const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
+    // --ema: one more parameter-sized buffer for the whole run, beside the step's buffers that the
+    // estimate lists (each within the binding limit, as the parameter it mirrors): it comes out of the budget.
+    const emaBytes = emaDecay === null ? 0 : 4 * parameters;
+    const budget = ctx.adapter.isSoftware
+      ? {
+        budgetBytes: SOFTWARE_MEMORY_FRACTION * totalmem() - emaBytes,
+        budgetWhat: `${100 * SOFTWARE_MEMORY_FRACTION}% of this machine's memory (a software adapter's GPU memory is the machine's RAM)${emaBytes > 0 ? ` less the moving average's ${formatBytes(emaBytes)}` : ''}`,
+      }
+      : {};
     const estimate = checkBatchFits(ctx, spec, batchSize, 'train', '--batch-size', 'capsnet train', budget);
     // Each set is evaluated in batches of min(--eval-batch-size, its size): the batch the trainer
     // warms up (compiles) evaluation at, and the one the memory check tests.
@@ -432,10 +441,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       ...(ema ? { ema } : {}),
     });
     const injected = faults.length > 0 ? faultHooks(ctx, faults, model.params) : null;
-    const parameters = spec.kind === 'baseline' ? baselineParameterCount(spec.config) : parameterCount(spec.config);
     process.stderr.write(
       `capsnet train: ${experiment !== 'mnist' ? `${experiment}, ` : ''}${spec.kind === 'baseline' ? 'baseline CNN, ' : ''}${parameters.toLocaleString('en-US')} parameters on ${adapter}; ${trainSet.count} training images, ` +
-        `batch ${batchSize} (about ${formatBytes(estimate.totalBytes)} of GPU memory), ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
+        `batch ${batchSize} (about ${formatBytes(estimate.totalBytes + emaBytes)} of GPU memory${emaBytes > 0 ? ', with the moving average' : ''}), ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
     );
     if (faults.length > 0) process.stderr.write(`capsnet train: injecting faults (a test): ${flags['inject-fault']}\n`);
     await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, model: spec.kind, options, config, ...(initFrom ? { initFrom } : {}) });
