@@ -49,6 +49,28 @@ export interface SkipFlag {
   index: number;
 }
 
+/** Throws (before any dispatch) unless the flag's f32 lies inside its buffer. */
+export function checkSkipFlag(flag: SkipFlag | undefined, doing: string): void {
+  if (flag && !(Number.isInteger(flag.index) && flag.index >= 0 && (flag.index + 1) * 4 <= flag.buffer.size)) {
+    throw new ShapeError(`${doing}: skip flag index ${flag.index} is outside buffer '${flag.buffer.label}' of ${flag.buffer.size} bytes`);
+  }
+}
+
+/**
+ * Throws unless every parameter is a live tensor of `ctx` with a name of its own: per-parameter
+ * state (Adam's moments, a moving average) is kept by name. `keeper` says whose state, for the message.
+ */
+export function checkNamedParameters(ctx: GpuContext, params: readonly Tensor[], doing: string, keeper: string): void {
+  const names = new Set<string>();
+  for (const p of params) {
+    p.assertAlive(doing);
+    if (p.ctx !== ctx) throw new ShapeError(`${doing}: parameter ${p.describe()} lives on another GPU context`);
+    if (!p.name) throw new ShapeError(`${doing}: a parameter ${p.describe()} has no name (${keeper} by name)`);
+    if (names.has(p.name)) throw new ShapeError(`${doing}: two parameters are named '${p.name}'`);
+    names.add(p.name);
+  }
+}
+
 export interface AdamStepOptions {
   /** Read on the GPU by every update kernel: when the flag is not 0, nothing is written. */
   skipFlag?: SkipFlag;
@@ -94,13 +116,8 @@ export class Adam {
   }
 
   private checkParams(params: readonly Tensor[], doing: string, needGrad: boolean): void {
-    const names = new Set<string>();
+    checkNamedParameters(this.ctx, params, doing, 'Adam keeps its state');
     for (const p of params) {
-      p.assertAlive(doing);
-      if (p.ctx !== this.ctx) throw new ShapeError(`${doing}: parameter ${p.describe()} lives on another GPU context`);
-      if (!p.name) throw new ShapeError(`${doing}: a parameter ${p.describe()} has no name (Adam keeps its state by name)`);
-      if (names.has(p.name)) throw new ShapeError(`${doing}: two parameters are named '${p.name}'`);
-      names.add(p.name);
       const s = this.state.get(p.name);
       if (s && !sameShape(s.shape, p.shape)) throw new ShapeError(`${doing}: parameter ${p.describe()} has Adam state of shape [${s.shape.join(', ')}]`);
       if (!needGrad) continue;
@@ -127,9 +144,7 @@ export class Adam {
   step(params: readonly Tensor[], options: AdamStepOptions = {}): void {
     this.checkParams(params, 'Adam.step', true);
     const flag = options.skipFlag;
-    if (flag && !(Number.isInteger(flag.index) && flag.index >= 0 && (flag.index + 1) * 4 <= flag.buffer.size)) {
-      throw new ShapeError(`Adam.step: skip flag index ${flag.index} is outside buffer '${flag.buffer.label}' of ${flag.buffer.size} bytes`);
-    }
+    checkSkipFlag(flag, 'Adam.step');
     const lr = this.schedule(this.steps);
     if (!(Number.isFinite(lr) && lr >= 0)) throw new Error(`Adam.step: the schedule gave learning rate ${lr} at step ${this.steps}`);
     const t = this.steps + 1;

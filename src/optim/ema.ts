@@ -16,7 +16,7 @@ import emaWgsl from '../../kernels/ema.wgsl';
 import { type GpuContext, type KernelSpec, f32 } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { type Tensor, fromArray, sameShape, untrack, zeros } from '../tensor.ts';
-import type { SkipFlag } from './adam.ts';
+import { type SkipFlag, checkNamedParameters, checkSkipFlag } from './adam.ts';
 
 export const EMA_KERNEL: KernelSpec = { name: 'ema', code: emaWgsl };
 const WG = 64;
@@ -53,13 +53,8 @@ export class ParameterEma {
   }
 
   private checkParams(params: readonly Tensor[], doing: string): void {
-    const names = new Set<string>();
+    checkNamedParameters(this.ctx, params, doing, 'the average is kept');
     for (const p of params) {
-      p.assertAlive(doing);
-      if (p.ctx !== this.ctx) throw new ShapeError(`${doing}: parameter ${p.describe()} lives on another GPU context`);
-      if (!p.name) throw new ShapeError(`${doing}: a parameter ${p.describe()} has no name (the average is kept by name)`);
-      if (names.has(p.name)) throw new ShapeError(`${doing}: two parameters are named '${p.name}'`);
-      names.add(p.name);
       if (Math.ceil(p.size / 4) * 16 > p.buffer.size) throw new Error(`${doing}: buffer '${p.buffer.label}' of ${p.buffer.size} bytes cannot be read as ${Math.ceil(p.size / 4)} vec4`);
     }
   }
@@ -93,9 +88,7 @@ export class ParameterEma {
     if (this.started === null) throw new Error('ParameterEma.update: start() or importState() first');
     if (!Number.isInteger(t) || t < 1) throw new Error(`ParameterEma.update: t must be an integer >= 1, got ${t}`);
     const flag = options.skipFlag;
-    if (flag && !(Number.isInteger(flag.index) && flag.index >= 0 && (flag.index + 1) * 4 <= flag.buffer.size)) {
-      throw new ShapeError(`ParameterEma.update: skip flag index ${flag.index} is outside buffer '${flag.buffer.label}' of ${flag.buffer.size} bytes`);
-    }
+    checkSkipFlag(flag, 'ParameterEma.update');
     for (const p of params) {
       const s = this.averages.get(p.name);
       if (!s) throw new ShapeError(`ParameterEma.update: parameter ${p.describe()} has no average (it was not there at start())`);
