@@ -2,7 +2,7 @@
 //   average = decay * average + (1 - decay) * param
 // run once per parameter tensor after each Adam update. decay arrives as a uniform computed on the
 // host per step (src/optim/ema.ts: min(decay, (1 + t) / (10 + t)), so a fresh run's average forgets
-// the random start quickly); decay 0 with no skip flag copies the parameters (how an average starts).
+// the random start quickly). An average starts as a buffer copy of the parameters (ParameterEma.start).
 // Layouts: average, param: [n] f32 each (any tensor, flattened), read as vec4 (as kernels/adam.wgsl,
 // which this follows: the buffers hold ceil(n / 4) vec4; elements past n are written back unchanged).
 // The grid may be folded into x and y.

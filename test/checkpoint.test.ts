@@ -102,6 +102,7 @@ ckpt('a moving average of the parameters (train --ema) round-trips exactly, F32 
   refused((t, m) => { withEma(t, m); m.ema = '[0.9]'; }, /__metadata__\.ema must be a JSON object/);
   refused((t, m) => { withEma(t, m); m.ema = '{"decay":'; }, /__metadata__\.ema is not valid JSON/);
   refused((t) => (t['ema.extra'] = { shape: [1], data: new Float32Array(1) }), /unexpected tensor 'ema\.extra'/);
+  refused((_, m) => (m.ema = '{"decay": 0.9, "since": 5}'), /__metadata__\.ema describes a moving average but the file has no ema\.<name> tensors/);
 });
 
 function refused(mutate: (t: Record<string, TensorToEncode>, meta: Record<string, string>) => void, pattern: RegExp) {

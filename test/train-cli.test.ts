@@ -307,20 +307,56 @@ cli('--ema keeps a moving average: in the checkpoint and as ema.safetensors, eva
   const back = await loadCheckpoint(join(resumed, 'checkpoint.safetensors'));
   for (const name of Object.keys(ckpt.params)) assert.ok(bits(back.ema!.params[name]).equals(bits(ckpt.ema!.params[name])), `resumed average of ${name} differs`);
 
-  // Started on a resume: since that step; then dropped with off.
+  // A resume brings ema.safetensors up to the checkpoint's average (lost here as by a stop between the two writes).
+  rmSync(join(straight, 'ema.safetensors'));
+  assert.is((await runCli(['train', '--out', straight, '--resume', '--no-eval'])).code, 0);
+  const rewritten = await loadCheckpoint(join(straight, 'ema.safetensors'));
+  assert.is(rewritten.step, 6);
+  for (const name of Object.keys(ckpt.params)) assert.ok(bits(rewritten.params[name]).equals(bits(ckpt.ema!.params[name])), `rewritten ${name}`);
+
+  // --init-from a run's checkpoint with its Adam state continues its average (since 0); from a
+  // model-only file (moments estimated) a new one starts at the file's step; without --ema, a note.
+  const carried = join(root, 'ema-init');
+  assert.is((await runCli(['train', '--out', carried, '--init-from', join(straight, 'checkpoint.safetensors'), '--steps', '7', '--ema', '0.5', '--no-eval'])).code, 0);
+  assert.equal([(await loadCheckpoint(join(carried, 'checkpoint.safetensors'))).ema?.since], [0]);
+  const fresh = join(root, 'ema-init-model');
+  const fromModel = await runCli(['train', '--out', fresh, '--init-from', join(straight, 'ema.safetensors'), '--moment-steps', '2', '--steps', '7', '--ema', '0.5', '--no-eval']);
+  assert.is(fromModel.code, 0, fromModel.stderr);
+  assert.equal([(await loadCheckpoint(join(fresh, 'checkpoint.safetensors'))).ema?.since], [6]);
+  const without = join(root, 'ema-init-none');
+  const plain = await runCli(['train', '--out', without, '--init-from', join(straight, 'checkpoint.safetensors'), '--steps', '7', '--no-eval']);
+  assert.is(plain.code, 0, plain.stderr);
+  assert.match(plain.stderr, /checkpoint\.safetensors's moving average is not carried over \(no --ema\)/);
+  assert.is((await loadCheckpoint(join(without, 'checkpoint.safetensors'))).ema, undefined);
+
+  // Started on a resume (0.15: below the early cap, so the decay given is the one used): since that
+  // step; then dropped with off, ema.safetensors kept as of the last checkpoint with the average.
   const late = join(root, 'ema-late');
   assert.is((await runCli(['train', '--out', late, '--steps', '3', ...BASE, '--no-eval'])).code, 0);
   assert.is((await loadCheckpoint(join(late, 'checkpoint.safetensors'))).ema, undefined);
   assert.not.ok(existsSync(join(late, 'ema.safetensors')));
-  assert.is((await runCli(['train', '--out', late, '--steps', '5', '--resume', '--ema', '0.9', '--no-eval'])).code, 0);
+  assert.is((await runCli(['train', '--out', late, '--steps', '5', '--resume', '--ema', '0.15', '--no-eval'])).code, 0);
   const started = await loadCheckpoint(join(late, 'checkpoint.safetensors'));
-  assert.equal([started.ema?.decay, started.ema?.since], [0.9, 3]);
+  assert.equal([started.ema?.decay, started.ema?.since], [0.15, 3]);
   const off = await runCli(['train', '--out', late, '--steps', '6', '--resume', '--ema', 'off', '--no-eval']);
   assert.is(off.code, 0, off.stderr);
-  assert.match(off.stderr, /--ema off: the run's moving average \(since step 3\) is not kept/);
+  assert.match(off.stderr, /--ema off: the run's moving average \(since step 3\) is not kept from here on; .*ema\.safetensors keeps it as of step 5/);
   const dropped = await loadCheckpoint(join(late, 'checkpoint.safetensors'));
   assert.is(dropped.ema, undefined);
   assert.is((dropped.training as { options: { ema?: number } }).options.ema, undefined);
+  assert.is((await loadCheckpoint(join(late, 'ema.safetensors'))).step, 5);
+  // A new average after off replaces that file; so does a new run in a folder without a checkpoint.
+  const again2 = await runCli(['train', '--out', late, '--steps', '7', '--resume', '--ema', '0.5', '--checkpoint-every', '100', '--no-eval']);
+  assert.is(again2.code, 0, again2.stderr);
+  assert.match(again2.stderr, /removing .*ema\.safetensors: an average this run does not continue/);
+  assert.equal([(await loadCheckpoint(join(late, 'ema.safetensors'))).step, (await loadCheckpoint(join(late, 'checkpoint.safetensors'))).ema?.since], [7, 6]);
+  const leftover = join(root, 'ema-leftover');
+  mkdirSync(leftover);
+  copyFileSync(join(straight, 'ema.safetensors'), join(leftover, 'ema.safetensors'));
+  const anew = await runCli(['train', '--out', leftover, '--steps', '2', ...BASE, '--no-eval']);
+  assert.is(anew.code, 0, anew.stderr);
+  assert.match(anew.stderr, /removing .*ema\.safetensors: an average this run does not continue\n/);
+  assert.not.ok(existsSync(join(leftover, 'ema.safetensors')));
 
   for (const bad of ['1', '0', 'abc', '1e-400']) {
     const dir = join(root, `ema-${bad}`);

@@ -83,9 +83,10 @@ train flags:
   --keep-every N|epoch           also keep a copy of the checkpoint every N steps (epoch: at every
                                  epoch's end) as checkpoint-stepS.safetensors, e.g. to average the
                                  last few with \`capsnet average\`
-  --ema DECAY|off                keep a moving average of the parameters (e.g. 0.999: about the last
-                                 1000 steps), written as DIR/ema.safetensors at every checkpoint
-                                 and evaluated after the run beside the weights; --resume keeps it
+  --ema DECAY|off                keep a moving average of the parameters (0.999: over about the last
+                                 1000 steps, fewer early in a run: (10 + step) / 9), written as
+                                 DIR/ema.safetensors at every checkpoint and evaluated after the
+                                 run beside the weights; --resume keeps it
   --init-from FILE               a new run from FILE's parameters (any checkpoint, F16 too, e.g. the
                                  web app's model), starting at its step (--start-step N to choose;
                                  0 to fine-tune); Adam's moments, which FILE may lack, are estimated

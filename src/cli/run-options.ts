@@ -5,6 +5,7 @@
 // with that value would be, instead of reaching the trainer.
 
 import { MODEL_KINDS, type ModelKind } from '../io/checkpoint.ts';
+import { isEmaDecay } from '../optim/ema.ts';
 import { clip } from '../io/safetensors.ts';
 import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
 import { type ColourAugmentRanges, checkAugmentRanges } from '../data/cifar.ts';
@@ -56,7 +57,7 @@ export const RUN_OPTION_RULES = {
   validation: { kind: 'int', flag: '--validation', min: 0 },
   totalSteps: { kind: 'int', flag: '--steps', min: 1 },
   stopAtAccuracy: { kind: 'number', flag: '--stop-at-accuracy', check: (n: number) => n > 0 && n <= 100, expected: 'an accuracy in percent, in (0, 100]' },
-  ema: { kind: 'number', flag: '--ema', check: (n: number) => n > 0 && n < 1, expected: "a decay in (0, 1) such as 0.999, or 'off'" },
+  ema: { kind: 'number', flag: '--ema', check: isEmaDecay, expected: "a decay in (0, 1) such as 0.999, or 'off'" },
 } as const satisfies Record<string, OptionRule>;
 
 export type RuleName = keyof typeof RUN_OPTION_RULES;

@@ -9,7 +9,7 @@
 //   exact command that continues; nothing is written from the GPU after the failure, so the last
 //   checkpoint on disk (written atomically, after its steps were checked) stays the last good state.
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { acquireGpu } from '../gpu/node.ts';
@@ -430,7 +430,15 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     const carriedEma = previous?.ema ?? (initOptimizer ? init?.ema : undefined);
     if (ema && carriedEma) ema.importState(carriedEma, model.parameterList());
     else ema?.start(model.parameterList(), startStep);
-    if (previous?.ema && !ema) process.stderr.write(`capsnet train: --ema off: the run's moving average (since step ${previous.ema.since}) is not kept from here on; ${join(outDir, EMA_FILE)} stays as it is\n`);
+    const emaPath = join(outDir, EMA_FILE);
+    if (previous?.ema && !ema) process.stderr.write(`capsnet train: --ema off: the run's moving average (since step ${previous.ema.since}) is not kept from here on; ${emaPath} keeps it as of step ${previous.step}\n`);
+    if (init?.ema && (!ema || carriedEma === undefined)) process.stderr.write(`capsnet train: ${initFromPath}'s moving average is not carried over (${ema ? `it is for step ${init.step}; a new one starts at step ${startStep}` : 'no --ema'})\n`);
+    // An ema.safetensors that this run's average does not continue (a new run in a folder whose
+    // checkpoint is gone, or a new average after --ema off) would pass for the current one until the first checkpoint.
+    if (existsSync(emaPath) && (!previous || (ema !== null && !previous.ema))) {
+      process.stderr.write(`capsnet train: removing ${emaPath}: an average this run does not continue${ema ? ' (a new one is written at the first checkpoint)' : ''}\n`);
+      rmSync(emaPath);
+    }
     const previousSkips = Number((previous?.training as { consecutiveSkips?: unknown } | undefined)?.consecutiveSkips ?? 0);
     const trainer = new Trainer(ctx, model, adam, batches, logEvery, {
       onNonFinite,
@@ -450,7 +458,6 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
 
     let lastSaved: number | null = previous?.step ?? null;
     const modelOf = spec.kind === 'baseline' ? { model: 'baseline' as const, config: spec.config } : { config: spec.config };
-    const emaPath = join(outDir, EMA_FILE);
     // The average as a model-only file (no Adam state: --resume refuses it, --init-from takes it),
     // written after the checkpoint that holds it: a stop between the two leaves an older one, which
     // the resume rewrites.
@@ -473,7 +480,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       lastSaved = stepsDone;
       if (average) await saveEmaModel(stepsDone, average);
     };
-    if (previous?.ema && ema) await saveEmaModel(previous.step, previous.ema);
+    // A stop between the checkpoint and this file leaves an older file: brought up to the checkpoint's
+    // average (also when --ema off drops it from here on).
+    if (previous?.ema) await saveEmaModel(previous.step, previous.ema);
     // --keep-every: the bytes just saved (and checked finite), under the step's own name, atomically.
     const keptPath = (step: number) => join(outDir, `checkpoint-step${step}.safetensors`);
     const keepCopy = async (step: number) => {

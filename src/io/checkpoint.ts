@@ -255,6 +255,8 @@ function decodeChecked(bytes: Uint8Array, source: string): AnyCheckpoint {
     else if (typeof info !== 'object' || info === null || Array.isArray(info)) problems.push('__metadata__.ema must be a JSON object { decay, since }');
     else checkEma(info.decay, info.since, step, (problem) => problems.push(`__metadata__.ema: ${problem}`));
     ema = { decay: Number(info?.decay), since: Number(info?.since), params: averages };
+  } else if (meta.ema !== undefined) {
+    problems.push("__metadata__.ema describes a moving average but the file has no ema.<name> tensors");
   }
   const known = new Set([
     ...Object.keys(shapes),

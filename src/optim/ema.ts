@@ -5,8 +5,10 @@
 // each Adam update, recorded into the open encoder: no readback.
 // The decay of the update after t optimizer steps is min(decay, (1 + t) / (10 + t)) (TensorFlow's
 // ExponentialMovingAverage with num_updates): t counts from the run's first step, so a fresh run's
-// average soon forgets the random initialisation, while one started late in a run (enabled on a
-// resume) averages at `decay` at once. The average starts as a copy of the parameters (start()).
+// average forgets the random initialisation within tens of steps (its weight is 3e-6 by t = 20),
+// and averages over about (10 + t) / 9 steps until t reaches (10 decay - 1) / (1 - decay) (8,990
+// for 0.999), over about 1 / (1 - decay) steps after; one started late in a run (enabled on a
+// resume) averages at `decay` at once. The average starts as an exact copy of the parameters (start()).
 // A skipped step (the training monitor's GPU flag, as Adam reads it) leaves the average unchanged.
 // State per parameter name; export/import as Float32Arrays for checkpoints (src/io/checkpoint.ts
 // stores them as ema.<name>, and the decay and start step in __metadata__.ema).
@@ -15,19 +17,15 @@
 import emaWgsl from '../../kernels/ema.wgsl';
 import { type GpuContext, type KernelSpec, f32 } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
-import { type Tensor, fromArray, sameShape, untrack, zeros } from '../tensor.ts';
+import { type Tensor, empty, fromArray, sameShape, untrack, zeros } from '../tensor.ts';
+import type { EmaCheckpointState } from '../io/checkpoint.ts';
 import { type SkipFlag, checkNamedParameters, checkSkipFlag } from './adam.ts';
 
 export const EMA_KERNEL: KernelSpec = { name: 'ema', code: emaWgsl };
 const WG = 64;
 
-/** The average as plain arrays (what a checkpoint stores). */
-export interface EmaState {
-  decay: number;
-  /** The optimizer step at which the average started as a copy of the parameters. */
-  since: number;
-  params: Record<string, Float32Array>;
-}
+/** The average as plain arrays, by parameter name, with its decay and start step: what a checkpoint stores. */
+export type EmaState = EmaCheckpointState;
 
 /** The decay of the update after `t` optimizer steps (t >= 1). */
 export function emaDecayAt(decay: number, t: number): number {
@@ -52,50 +50,57 @@ export class ParameterEma {
     return this.started;
   }
 
-  private checkParams(params: readonly Tensor[], doing: string): void {
+  private checkTensors(params: readonly Tensor[], doing: string): void {
     checkNamedParameters(this.ctx, params, doing, 'the average is kept');
     for (const p of params) {
       if (Math.ceil(p.size / 4) * 16 > p.buffer.size) throw new Error(`${doing}: buffer '${p.buffer.label}' of ${p.buffer.size} bytes cannot be read as ${Math.ceil(p.size / 4)} vec4`);
     }
   }
 
-  private dispatch(average: Tensor, p: Tensor, decay: number, flag: SkipFlag | undefined): void {
-    if (p.size === 0) return;
-    this.neverSkip ??= untrack(zeros(this.ctx, [1], 'ema.never-skip'));
-    this.ctx.dispatch(EMA_KERNEL, [average.buffer, p.buffer, flag?.buffer ?? this.neverSkip.buffer], [p.size, f32(decay), f32(1 - decay), flag?.index ?? 0], Math.ceil(p.size / 4 / WG));
-  }
-
-  /** The average becomes a copy of the parameters at optimizer step `step` (recorded into the open encoder). */
+  /** The average becomes an exact copy of the parameters at optimizer step `step` (buffer copies, recorded into the open encoder). */
   start(params: readonly Tensor[], step: number): void {
-    this.checkParams(params, 'ParameterEma.start');
+    this.checkTensors(params, 'ParameterEma.start');
     if (!Number.isInteger(step) || step < 0) throw new Error(`ParameterEma.start: step must be an integer >= 0, got ${step}`);
     this.disposeAverages();
     for (const p of params) {
-      // Zeros, then decay 0: 0 * 0 + 1 * p is p exactly.
-      const average = untrack(zeros(this.ctx, p.shape, `ema.${p.name}`));
+      const average = untrack(empty(this.ctx, p.shape, `ema.${p.name}`));
       this.averages.set(p.name, { shape: [...p.shape], average });
-      this.dispatch(average, p, 0, undefined);
+      if (p.size > 0) this.ctx.copyBuffer(p.buffer, 0, average.buffer, 0, p.size * 4);
     }
     this.started = step;
   }
 
   /**
+   * Throws unless update() would accept these parameters: started, each with an average of its
+   * shape. The Trainer calls it before Adam's update, so that a refusal leaves the step unrecorded.
+   */
+  check(params: readonly Tensor[], doing = 'ParameterEma.update'): void {
+    this.checkTensors(params, doing);
+    if (this.started === null) throw new Error(`${doing}: the moving average was not started (start() or importState() first)`);
+    for (const p of params) {
+      const s = this.averages.get(p.name);
+      if (!s) throw new ShapeError(`${doing}: parameter ${p.describe()} has no average (it was not there at start())`);
+      if (!sameShape(s.shape, p.shape)) throw new ShapeError(`${doing}: parameter ${p.describe()} has an average of shape [${s.shape.join(', ')}]`);
+    }
+  }
+
+  /**
    * Folds the parameters after optimizer step `t` (1-based: the count of updates done) into the
-   * average; with a skip flag that is not 0 on the GPU, nothing changes.
+   * average; with a skip flag that is not 0 on the GPU, nothing changes. No host state changes, so
+   * Trainer.warmUp may record it while collecting kernels (nothing runs then).
    */
   update(params: readonly Tensor[], t: number, options: { skipFlag?: SkipFlag } = {}): void {
-    this.checkParams(params, 'ParameterEma.update');
-    if (this.started === null) throw new Error('ParameterEma.update: start() or importState() first');
+    this.check(params);
     if (!Number.isInteger(t) || t < 1) throw new Error(`ParameterEma.update: t must be an integer >= 1, got ${t}`);
     const flag = options.skipFlag;
     checkSkipFlag(flag, 'ParameterEma.update');
-    for (const p of params) {
-      const s = this.averages.get(p.name);
-      if (!s) throw new ShapeError(`ParameterEma.update: parameter ${p.describe()} has no average (it was not there at start())`);
-      if (!sameShape(s.shape, p.shape)) throw new ShapeError(`ParameterEma.update: parameter ${p.describe()} has an average of shape [${s.shape.join(', ')}]`);
-    }
+    this.neverSkip ??= untrack(zeros(this.ctx, [1], 'ema.never-skip'));
     const decay = emaDecayAt(this.decay, t);
-    for (const p of params) this.dispatch(this.averages.get(p.name)!.average, p, decay, flag);
+    for (const p of params) {
+      if (p.size === 0) continue;
+      const average = this.averages.get(p.name)!.average;
+      this.ctx.dispatch(EMA_KERNEL, [average.buffer, p.buffer, flag?.buffer ?? this.neverSkip.buffer], [p.size, f32(decay), f32(1 - decay), flag?.index ?? 0], Math.ceil(p.size / 4 / WG));
+    }
   }
 
   /** The average read back, with its decay and start step. */
@@ -111,7 +116,7 @@ export class ParameterEma {
    * object's is, so a resumed run may change it). Checks everything before changing anything.
    */
   importState(state: EmaState, params: readonly Tensor[]): void {
-    this.checkParams(params, 'ParameterEma.importState');
+    this.checkTensors(params, 'ParameterEma.importState');
     const problems: string[] = [];
     if (!Number.isInteger(state.since) || state.since < 0) problems.push(`since ${state.since} is not an integer >= 0`);
     const names = new Set(params.map((p) => p.name));

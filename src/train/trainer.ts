@@ -186,6 +186,7 @@ export class Trainer {
     this.evalBatchSize = options.evalBatchSize ?? batches.batchSize;
     this.ema = options.ema ?? null;
     if (this.ema && this.ema.ctx !== ctx) throw new Error('Trainer: the moving average lives on another GPU context');
+    if (this.ema) this.ema.check(model.parameterList(), 'Trainer');
     if (!Number.isInteger(this.evalBatchSize) || this.evalBatchSize < 1) throw new Error(`Trainer: evalBatchSize must be an integer >= 1, got ${this.evalBatchSize}`);
     this.monitor = new StepMonitor(ctx, logEvery);
     const c = model.config;
@@ -207,8 +208,10 @@ export class Trainer {
 
   /**
    * Records one training step (global 0-based index `step`) into the encoder. The warm-up passes
-   * a throwaway optimizer, monitor and average: collecting the step's kernels must not advance the
-   * real ones' step counts; the moment estimate passes no average (its steps change nothing).
+   * a throwaway optimizer and monitor: collecting the step's kernels must not advance the real
+   * ones' step counts (the average has no host state: the warm-up records the real one, which
+   * changes nothing while kernels are collected); the moment estimate passes no average (its
+   * steps change nothing).
    */
   private step(step: number, hooks: TrainHooks, adam: Adam = this.adam, monitor: StepMonitor = this.monitor, ema: ParameterEma | null = this.ema): void {
     const { ctx, model } = this;
@@ -258,6 +261,7 @@ export class Trainer {
       for (const p of params) monitor.tap(`gradient of ${p.name}`, p.grad!);
       monitor.stats(loss, margin, scores, y, correct);
       // The update reads the monitor's flag: a step with any non-finite value changes nothing.
+      ema?.check(params); // before Adam's update: a refusal leaves the optimizer as it was
       adam.step(params, { skipFlag: monitor.skipFlag() });
       ema?.update(params, adam.stepCount, { skipFlag: monitor.skipFlag() });
       adam.zeroGrad(params);
@@ -285,14 +289,11 @@ export class Trainer {
     const record = () => {
       const adam = new Adam(ctx);
       const monitor = new StepMonitor(ctx, this.logEvery);
-      const ema = this.ema ? new ParameterEma(ctx, this.ema.decay) : null;
       try {
-        ema?.start(model.parameterList(), 0);
-        this.step(step, {}, adam, monitor, ema);
+        this.step(step, {}, adam, monitor);
       } finally {
         adam.dispose();
         monitor.dispose();
-        ema?.dispose();
       }
       const c = model.config;
       const B = this.evalBatchSize;
