@@ -67,7 +67,7 @@ export interface Member {
 
 /**
  * The --checkpoint files of an ensemble (eval) or an average, parameters only (Adam's moments are
- * twice their size and neither command uses them), with the stored run options that say their task.
+ * twice their size and neither command uses them, nor a --ema run's moving average), with the stored run options that say their task.
  * Errors are UsageErrors naming `command` and the file.
  */
 export async function loadMembers(paths: readonly string[], command: string): Promise<Member[]> {
@@ -80,6 +80,7 @@ export async function loadMembers(paths: readonly string[], command: string): Pr
       throw new UsageError(`${command}: ${(error as Error).message}`);
     }
     delete ckpt.optimizer;
+    delete ckpt.ema; // a run's moving average (--ema): its own file, ema.safetensors, is the model to give
     const stored = ckpt.training?.options === undefined ? null : checkStoredOptions(ckpt.training.options, path, command, ['experiment', 'testSeed', 'maxShift', 'data']);
     members.push({ path, ckpt, stored });
   }
