@@ -1,11 +1,11 @@
 // An exponential moving average of the parameters, kept on the GPU during training (Polyak
 // averaging): late in a run Adam's iterates wander around a minimum, and their average often sits
-// nearer its centre (here, the mean of three epoch-end checkpoints scored 7-17 fewer MNIST errors
-// than any of them). One kernel (kernels/ema.wgsl, vec4) dispatched per parameter tensor after
+// nearer its centre (here, the mean of three epoch-end checkpoints made 7 to 16 fewer MNIST test
+// errors than its members). One kernel (kernels/ema.wgsl, vec4) dispatched per parameter tensor after
 // each Adam update, recorded into the open encoder: no readback.
 // The decay of the update after t optimizer steps is min(decay, (1 + t) / (10 + t)) (TensorFlow's
 // ExponentialMovingAverage with num_updates): t counts from the run's first step, so a fresh run's
-// average forgets the random initialisation within tens of steps (its weight is 3e-6 by t = 20),
+// average forgets the random initialisation within tens of steps (its weight is 6e-5 by t = 10),
 // and averages over about (10 + t) / 9 steps until t reaches (10 decay - 1) / (1 - decay) (8,990
 // for 0.999), over about 1 / (1 - decay) steps after; one started late in a run (enabled on a
 // resume) averages at `decay` at once. The average starts as an exact copy of the parameters (start()).
