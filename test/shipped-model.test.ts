@@ -48,6 +48,10 @@ shipped('is the paper model in F16, and its sidecar records how it was trained a
   const averaged = (ckpt.training as { averaged?: Array<{ file: string; step: number }> } | undefined)?.averaged;
   assert.equal(averaged, info.averaged, 'the averaged members in the file are the sidecar\'s');
   for (const m of averaged ?? []) assert.ok(!m.file.includes('/') && m.step <= ckpt.step, `member ${JSON.stringify(m)}: a file name (no local path), at most the model's step`);
+  // A moving average (capsnet train --ema) says its decay, start step and run file, in both.
+  const moving = (ckpt.training as { movingAverage?: { decay: number; since: number; of: string } } | undefined)?.movingAverage;
+  assert.equal(moving, info.movingAverage, 'the moving average in the file is the sidecar\'s');
+  if (moving) assert.ok(moving.decay > 0 && moving.decay < 1 && moving.since < ckpt.step && !moving.of.includes('/'), `movingAverage ${JSON.stringify(moving)}`);
   // What the page tells its users (README: Results).
   assert.ok(typeof info.testAccuracy === 'number' && info.testAccuracy >= 0.985, `test accuracy ${info.testAccuracy}`);
 });
