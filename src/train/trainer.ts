@@ -23,7 +23,7 @@ import { CapsNet, oneHotTargets, twoDigitLoss } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import { dropoutSeed } from '../ops/dropout.ts';
 import { Adam } from '../optim/adam.ts';
-import { ParameterEma } from '../optim/ema.ts';
+import type { ParameterEma } from '../optim/ema.ts';
 import { StepMonitor, type StepStats } from './monitor.ts';
 import type { TrainingBatches } from './batches.ts';
 import { MultiMnistBatches, type MultiMnistBatch } from '../data/multimnist.ts';
