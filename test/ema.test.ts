@@ -1,14 +1,16 @@
 // The exponential moving average of parameters (kernels/ema.wgsl, src/optim/ema.ts) vs the f64
 // reference: four updates on odd-sized tensors and on the paper's digit.W shape, the decay cap early
 // in a run, start() copying bit for bit, the GPU skip flag (a skipped step changes no bit), export
-// and import (continuing is bitwise identical), the Vulkan adapter, and errors before any dispatch.
+// and import (continuing is bitwise identical), the Vulkan adapter, and errors before any dispatch
+// (also Adam's and the average's shared vec4 buffer check).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
 import { assertClose } from './helpers/assert.ts';
 import { randomUniform } from './helpers/random.ts';
 import * as ref from './reference/ema.ts';
-import { type Tensor, fromArray, parameter } from '../src/tensor.ts';
+import { Tensor, fromArray, parameter } from '../src/tensor.ts';
+import { Adam } from '../src/optim/adam.ts';
 import { ParameterEma, emaDecayAt } from '../src/optim/ema.ts';
 import { ShapeError } from '../src/gpu/errors.ts';
 import type { GpuContext } from '../src/gpu/context.ts';
@@ -156,6 +158,38 @@ ema('errors before any dispatch: bad decay, update before start, unknown or resh
   assert.equal(await e.exportState(), good, 'a refused import changes nothing');
   e.dispose();
   [w, other, anon].forEach((t: Tensor) => t.dispose());
+});
+
+// Both update kernels load whole vec4 (checkVec4Buffers, src/optim/adam.ts): a tensor over a
+// buffer the pool would never make (5 elements in 20 bytes; 4 in 20: not a multiple of 16) is
+// refused by the average and by Adam before anything is recorded.
+ema('a buffer that cannot be read as vec4 is refused by the average and by Adam, before any dispatch', async () => {
+  const ctx = await gpu();
+  const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  const raw = [ctx.device.createBuffer({ size: 20, usage, label: 'short' }), ctx.device.createBuffer({ size: 20, usage, label: 'odd' })];
+  // Not disposed (that would hand foreign buffers to the pool): the buffers are destroyed below.
+  const short = new Tensor(ctx, [5], raw[0], 'short');
+  const odd = new Tensor(ctx, [4], raw[1], 'odd');
+  const fine = parameter(ctx, [4], [1, 2, 3, 4], 'fine');
+  const before = ctx.counters.dispatches;
+  const e = new ParameterEma(ctx, 0.9);
+  assert.throws(() => e.start([fine, short], 0), /ParameterEma\.start: buffer 'short' of 20 bytes cannot be read as 2 vec4/);
+  assert.throws(() => e.start([odd], 0), /buffer 'odd' of 20 bytes cannot be read as 1 vec4/);
+  assert.is(e.since, null, 'a refused start starts nothing');
+  const adam = new Adam(ctx);
+  short.grad = fromArray(ctx, [5], [1, 1, 1, 1, 1]);
+  assert.throws(() => adam.step([short]), /Adam\.step: buffer 'short' of 20 bytes cannot be read as 2 vec4/);
+  fine.grad = new Tensor(ctx, [4], raw[1], 'odd-grad');
+  assert.throws(() => adam.step([fine]), /Adam\.step: buffer 'odd' of 20 bytes cannot be read as 1 vec4/);
+  assert.is(adam.stepCount, 0);
+  assert.is(ctx.counters.dispatches, before, 'nothing was dispatched');
+  short.grad.dispose();
+  short.grad = null;
+  fine.grad = null;
+  fine.dispose();
+  adam.dispose();
+  e.dispose();
+  raw.forEach((b) => b.destroy());
 });
 
 // The shared context is auto's choice (OpenGL llvmpipe here): the kernel on the other backend too.

@@ -71,6 +71,18 @@ export function checkNamedParameters(ctx: GpuContext, params: readonly Tensor[],
   }
 }
 
+/**
+ * Throws unless each buffer can be read as the ceil(n / 4) vec4 of a tensor of n elements: the
+ * update kernels (Adam, the moving average) load and store whole vec4. Pooled buffers are
+ * multiples of 16 bytes, so this holds for every tensor; checked before any dispatch.
+ */
+export function checkVec4Buffers(buffers: readonly (GPUBuffer | undefined)[], n: number, doing: string): void {
+  const bytes = Math.ceil(n / 4) * 16;
+  for (const b of buffers) {
+    if (b && (b.size < bytes || b.size % 16 !== 0)) throw new Error(`${doing}: buffer '${b.label}' of ${b.size} bytes cannot be read as ${Math.ceil(n / 4)} vec4`);
+  }
+}
+
 export interface AdamStepOptions {
   /** Read on the GPU by every update kernel: when the flag is not 0, nothing is written. */
   skipFlag?: SkipFlag;
@@ -151,13 +163,9 @@ export class Adam {
     const c1 = 1 - Math.pow(this.beta1, t);
     const c2 = 1 - Math.pow(this.beta2, t);
     const uniforms = [f32(lr / c1), f32(this.beta1), f32(1 - this.beta1), f32(this.beta2), f32(1 - this.beta2), f32(1 / Math.sqrt(c2)), f32(this.eps)];
-    // The kernel reads whole vec4: every buffer must hold ceil(n / 4) of them (pooled buffers are
-    // multiples of 16 bytes, so this holds for every tensor; checked before any dispatch).
     for (const p of params) {
-      const bytes = Math.ceil(p.size / 4) * 16;
-      for (const b of [p.buffer, p.grad!.buffer, this.state.get(p.name)?.m.buffer, this.state.get(p.name)?.v.buffer]) {
-        if (b && (b.size < bytes || b.size % 16 !== 0)) throw new Error(`Adam.step: buffer '${b.label}' of ${b.size} bytes cannot be read as ${Math.ceil(p.size / 4)} vec4`);
-      }
+      const s = this.state.get(p.name);
+      checkVec4Buffers([p.buffer, p.grad!.buffer, s?.m.buffer, s?.v.buffer], p.size, 'Adam.step');
     }
     this.neverSkip ??= untrack(zeros(this.ctx, [1], 'adam.never-skip'));
     const flagBuffer = flag?.buffer ?? this.neverSkip.buffer;

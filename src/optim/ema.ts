@@ -19,7 +19,7 @@ import { type GpuContext, type KernelSpec, f32 } from '../gpu/context.ts';
 import { ShapeError } from '../gpu/errors.ts';
 import { type Tensor, empty, fromArray, sameShape, untrack, zeros } from '../tensor.ts';
 import type { EmaCheckpointState } from '../io/checkpoint.ts';
-import { type SkipFlag, checkNamedParameters, checkSkipFlag } from './adam.ts';
+import { type SkipFlag, checkNamedParameters, checkSkipFlag, checkVec4Buffers } from './adam.ts';
 
 export const EMA_KERNEL: KernelSpec = { name: 'ema', code: emaWgsl };
 const WG = 64;
@@ -52,9 +52,7 @@ export class ParameterEma {
 
   private checkTensors(params: readonly Tensor[], doing: string): void {
     checkNamedParameters(this.ctx, params, doing, 'the average is kept');
-    for (const p of params) {
-      if (Math.ceil(p.size / 4) * 16 > p.buffer.size) throw new Error(`${doing}: buffer '${p.buffer.label}' of ${p.buffer.size} bytes cannot be read as ${Math.ceil(p.size / 4)} vec4`);
-    }
+    for (const p of params) checkVec4Buffers([p.buffer], p.size, doing);
   }
 
   /** The average becomes an exact copy of the parameters at optimizer step `step` (buffer copies, recorded into the open encoder). */
@@ -81,6 +79,7 @@ export class ParameterEma {
       const s = this.averages.get(p.name);
       if (!s) throw new ShapeError(`${doing}: parameter ${p.describe()} has no average (it was not there at start())`);
       if (!sameShape(s.shape, p.shape)) throw new ShapeError(`${doing}: parameter ${p.describe()} has an average of shape [${s.shape.join(', ')}]`);
+      checkVec4Buffers([s.average.buffer], p.size, doing);
     }
   }
 
