@@ -1,8 +1,8 @@
 // Adam and the learning-rate schedule: three GPU steps vs the f64 reference (tight tolerance), a
 // schedule crossing a decay boundary, the staircase at 0, 1999, 2000, 4000, a tensor large enough
 // to fold the grid, NaN/infinite gradients (propagate, never absorbed), the GPU skip flag (a skipped
-// update changes no bit), state export/import (resuming is bitwise identical), and errors before
-// any dispatch.
+// update changes no bit), state export/import (resuming is bitwise identical), per-parameter
+// learning-rate multipliers, and errors before any dispatch.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gpu } from './helpers/gpu.ts';
@@ -56,6 +56,46 @@ adam('three steps on odd-sized tensors match the reference (with a schedule cros
   }
   opt.dispose();
   params.forEach((p) => p.dispose());
+});
+
+adam('learning-rate multipliers by name: each parameter steps with lr * its multiplier (0 freezes it), vs the reference', async () => {
+  const ctx = await gpu();
+  const mults: Record<string, number> = { slow: 1 / 32, frozen: 0 };
+  const names = ['slow', 'plain', 'frozen'];
+  const opt = new Adam(ctx, { lr: 0.01, lrMult: mults });
+  const refState = names.map((_, k) => ({ p: f32(randomUniform(37, 10 + k, -1, 1)), m: new Float64Array(37), v: new Float64Array(37) }));
+  const start = refState.map((r) => Float64Array.from(r.p));
+  const params = names.map((name, k) => parameter(ctx, [37], refState[k].p, name));
+  for (let step = 0; step < 3; step++) {
+    params.forEach((p, k) => {
+      const g = f32(randomUniform(p.size, 50 * step + k, -2, 2));
+      setGrad(ctx, p, g);
+      ref.adamStep(refState[k].p, g, refState[k].m, refState[k].v, step + 1, { lr: 0.01 * (mults[p.name] ?? 1) });
+    });
+    opt.step(params);
+  }
+  for (const [k, p] of params.entries()) assertClose(await p.read(), refState[k].p, TIGHT, p.name);
+  assert.equal(await params[2].read(), Float32Array.from(start[2]), 'multiplier 0: the parameter does not move');
+  // The multiplied step differs from the plain one by far more than the tolerance (the test can fail).
+  const moved = (k: number) => Math.max(...refState[k].p.map((v, i) => Math.abs(v - start[k][i])));
+  assert.ok(moved(0) < moved(1) / 10 && moved(0) > 1e-4, `slow moved ${moved(0)}, plain ${moved(1)}`);
+  assert.equal([...opt.lrMult], [['slow', 1 / 32], ['frozen', 0]]);
+  opt.dispose();
+  params.forEach((p) => p.dispose());
+});
+
+adam('learning-rate multipliers: a bad value is refused at construction, a name that is no parameter before any dispatch', async () => {
+  const ctx = await gpu();
+  for (const bad of [-1, NaN, Infinity]) assert.throws(() => new Adam(ctx, { lrMult: { w: bad } }), new RegExp(`multiplier of 'w' must be a finite number >= 0, got ${bad}`));
+  const w = parameter(ctx, [3], [1, 2, 3], 'w');
+  setGrad(ctx, w, [1, 1, 1]);
+  const opt = new Adam(ctx, { lrMult: { 'primary.W': 0.5, w: 2 } });
+  const before = ctx.counters.dispatches;
+  assert.throws(() => opt.step([w]), (e: Error) => e instanceof ShapeError && /learning-rate multipliers for 'primary\.W', which is not among the parameters \(w\)/.test(e.message));
+  assert.is(ctx.counters.dispatches, before);
+  assert.is(opt.stepCount, 0);
+  opt.dispose();
+  w.dispose();
 });
 
 adam('default hyper-parameters, a tensor of 4.2M elements (grid folded past 65,535 workgroups)', async () => {

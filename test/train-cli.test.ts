@@ -106,6 +106,10 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     [['train', '--out', out, '--config', '{"reconWeight": 0.01}'], /--config: 'reconWeight' is set by --no-recon \(no decoder\) or --recon-weight X, not by --config/],
     [['train', '--out', out, '--shift', '5'], /--shift: 5 pixels is more than mnist's 4 \(further shifts push the 28x28 images' content off the 28x28 canvas\)/],
     [['train', '--out', out, '--experiment', 'multimnist', '--limit', '64', '--batch-size', '8', '--validation', '1'], /the validation set: MultiMNIST: the dataset has examples of 1 class\(es\)/],
+    [['train', '--out', out, '--lr-mult', 'primary.weight'], /--lr-mult: expected NAME=X\[,NAME=X\.\.\.\] with parameter names and multipliers >= 0 \(e\.g\. primary\.weight=0\.03125\), got 'primary\.weight'/],
+    [['train', '--out', out, '--lr-mult', 'primary.weight=-1'], /--lr-mult primary\.weight: expected a multiplier >= 0, got '-1'/],
+    [['train', '--out', out, '--lr-mult', 'conv1.bias=1,conv1.bias=2'], /--lr-mult: 'conv1\.bias' is given twice/],
+    [['train', '--out', out, '--lr-mult', 'primary.W=0.5'], /--lr-mult: 'primary\.W' is not a parameter of this model; its parameters: conv1\.weight, conv1\.bias, primary\.weight, primary\.bias, digit\.W, /],
     [['train'], /--out DIR is required/],
     [['eval', '--checkpoint', join(root, 'missing.safetensors')], /missing\.safetensors/],
   ];
@@ -265,6 +269,29 @@ cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet averag
     assert.match(refused.stderr, new RegExp(`--keep-every: expected an integer >= 1 or 'epoch', got '${bad}'`));
     assert.not.ok(existsSync(dir), 'nothing written');
   }
+});
+
+cli('--lr-mult: a multiplier 0 freezes that parameter, the others train; kept by --resume, which refuses another', async () => {
+  const out = join(root, 'lr-mult');
+  const r = await runCli(['train', '--out', out, '--steps', '2', '--checkpoint-every', '1', '--keep-every', '1', '--lr-mult', 'primary.weight=0,digit.W=0.5', ...BASE, '--no-eval']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stderr, /learning-rate multipliers primary\.weight=0,digit\.W=0\.5/);
+  const [one, two] = await Promise.all([1, 2].map((k) => loadCheckpoint(join(out, `checkpoint-step${k}.safetensors`))));
+  const same = (name: string) => Buffer.from(one.params[name].buffer).equals(Buffer.from(two.params[name].buffer));
+  assert.ok(same('primary.weight'), 'multiplier 0: primary.weight did not move');
+  for (const name of ['conv1.weight', 'primary.bias', 'digit.W']) assert.not.ok(same(name), `${name} moved`);
+  const options = (two.training as { options: { lrMult?: Record<string, number> } }).options;
+  assert.equal(options.lrMult, { 'primary.weight': 0, 'digit.W': 0.5 });
+  const other = await runCli(['train', '--out', out, '--steps', '3', '--resume', '--lr-mult', 'primary.weight=1']);
+  assert.is(other.code, 2, other.stderr);
+  assert.match(other.stderr, /--lr-mult primary\.weight=1 differs from the run's primary\.weight=0,digit\.W=0\.5; start a new run to change it/);
+  const resumed = await runCli(['train', '--out', out, '--steps', '3', '--resume', '--no-eval']);
+  assert.is(resumed.code, 0, resumed.stderr);
+  const three = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
+  assert.is(three.step, 3);
+  assert.ok(Buffer.from(three.params['primary.weight'].buffer).equals(Buffer.from(two.params['primary.weight'].buffer)), 'still frozen after --resume');
+  const starts = (await readMetrics(join(out, 'metrics.jsonl'))).records.filter((rec) => rec.type === 'start');
+  assert.equal(starts.map((rec) => (rec.options as { lrMult?: unknown }).lrMult), [{ 'primary.weight': 0, 'digit.W': 0.5 }, { 'primary.weight': 0, 'digit.W': 0.5 }]);
 });
 
 cli('--ema keeps a moving average: in the checkpoint and as ema.safetensors, evaluated after the run, resumed exactly, started on a resume, dropped by off', async () => {

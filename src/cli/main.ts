@@ -74,6 +74,9 @@ train flags:
   --epochs N | --steps N         how long, in all (default: one epoch; --init-from: one more)
   --limit N                      use the first N training images
   --batch-size N (128)  --lr X (0.001)  --decay-rate X (0.96)  --decay-steps N (2000)
+  --lr-mult NAME=X[,NAME=X]      learning-rate multipliers by parameter name, e.g.
+                                 primary.weight=0.03125: the official code's PrimaryCaps dynamics
+                                 (its forward pass divides that conv by 32); kept by --resume
   --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)
   --shift N (2, random shifts in pixels; at most 4 for 28x28 digits)  --seed N (1)
   --validation N (hold out N images)

@@ -9,7 +9,7 @@ import { isEmaDecay } from '../optim/ema.ts';
 import { clip } from '../io/safetensors.ts';
 import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
 import { type ColourAugmentRanges, checkAugmentRanges } from '../data/cifar.ts';
-import { MAX_PATH_CHARACTERS, UsageError, intFlag, integerRange, numberFlag } from './args.ts';
+import { MAX_PATH_CHARACTERS, UsageError, intFlag, integerRange, numberFlag, quoteFlag } from './args.ts';
 
 /** Everything that defines a run; stored in the checkpoint so that --resume continues exactly. */
 export interface RunOptions {
@@ -35,6 +35,37 @@ export interface RunOptions {
   stopAtAccuracy?: number;
   /** --ema: the decay of the moving average of the parameters (absent: none kept). */
   ema?: number;
+  /** --lr-mult: learning-rate multipliers by parameter name (absent: none; Adam's lrMult). */
+  lrMult?: Record<string, number>;
+}
+
+/** A learning-rate multiplier: what --lr-mult and the stored copy accept. */
+const isLrMultiplier = (n: number): boolean => Number.isFinite(n) && n >= 0;
+const LR_MULT_EXPECTED = 'NAME=X[,NAME=X...] with parameter names and multipliers >= 0 (e.g. primary.weight=0.03125)';
+
+/** --lr-mult NAME=X[,NAME=X...] (absent or 'off': none), each name once. */
+export function parseLrMult(value: string | undefined): Record<string, number> | null {
+  if (value === undefined || value === 'off') return null;
+  const out = new Map<string, number>();
+  for (const part of value.split(',')) {
+    const [name, number, ...rest] = part.split('=');
+    if (!name || number === undefined || rest.length > 0) throw new UsageError(`--lr-mult: expected ${LR_MULT_EXPECTED}, got ${quoteFlag(value)}`);
+    if (out.has(name)) throw new UsageError(`--lr-mult: '${clip(name)}' is given twice`);
+    out.set(name, numberFlag(number, `--lr-mult ${clip(name)}`, 1, isLrMultiplier, 'a multiplier >= 0'));
+  }
+  return Object.fromEntries(out);
+}
+
+/** The canonical flag text of multipliers (how --resume compares a given --lr-mult with the run's). */
+export const formatLrMult = (m: Readonly<Record<string, number>> | null | undefined): string =>
+  m ? Object.entries(m).map(([name, k]) => `${name}=${k}`).join(',') : 'off';
+
+/** Throws a UsageError unless every multiplier names one of the model's parameters. */
+export function checkLrMultNames(m: Readonly<Record<string, number>> | null, parameterNames: readonly string[], where: string): void {
+  const unknown = Object.keys(m ?? {}).filter((name) => !parameterNames.includes(name));
+  if (unknown.length > 0) {
+    throw new UsageError(`${where}: ${unknown.map((n) => `'${clip(n)}'`).join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not a parameter of this model; its parameters: ${parameterNames.join(', ')}`);
+  }
 }
 
 /** Seeds feed 32-bit generators (src/data/rng.ts): a larger one would silently wrap. */
@@ -126,6 +157,14 @@ export function checkStoredOptions(raw: unknown, checkpointPath: string, command
     const path = options.data === null || (typeof options.data === 'string' && options.data.length <= MAX_PATH_CHARACTERS);
     if (!path) fail('data', `a folder path of at most ${MAX_PATH_CHARACTERS} characters or null (as --data)`, options.data);
     out.data = options.data as string | null;
+  }
+  if (checked('lrMult') && options.lrMult !== undefined) {
+    const m = options.lrMult as Record<string, unknown> | null;
+    const entries = typeof m === 'object' && m !== null && !Array.isArray(m) ? Object.entries(m) : null;
+    if (!entries || entries.some(([name, k]) => name === '' || /[=,]/.test(name) || typeof k !== 'number' || !isLrMultiplier(k))) {
+      fail('lrMult', 'an object of parameter names and learning-rate multipliers >= 0 (as --lr-mult)', m);
+    }
+    out.lrMult = Object.fromEntries(entries!) as Record<string, number>;
   }
   if (checked('dataOptions') && options.dataOptions !== undefined) {
     const d = options.dataOptions as Record<string, unknown> | null;

@@ -33,7 +33,9 @@ import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, pathFlag, quoteFlag } from './args.ts';
 import { clip } from '../io/safetensors.ts';
-import { type RunOptions, checkStoredOptions, ruleFlag } from './run-options.ts';
+import { type RunOptions, checkLrMultNames, checkStoredOptions, formatLrMult, parseLrMult, ruleFlag } from './run-options.ts';
+import { parameterShapes } from '../model/config.ts';
+import { baselineParameterShapes } from '../model/baseline-config.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -53,6 +55,7 @@ export const TRAIN_FLAGS = {
   limit: { type: 'string' },
   'batch-size': { type: 'string' },
   lr: { type: 'string' },
+  'lr-mult': { type: 'string' },
   'decay-rate': { type: 'string' },
   'decay-steps': { type: 'string' },
   routings: { type: 'string' },
@@ -197,6 +200,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const lr = pick('lr', (v) => ruleFlag('lr', v, 1e-3), source?.lr);
   const decayRate = pick('decay-rate', (v) => ruleFlag('decayRate', v, 0.96), source?.decayRate);
   const decaySteps = pick('decay-steps', (v) => ruleFlag('decaySteps', v, 2000), source?.decaySteps);
+  // Per-parameter learning-rate multipliers (Adam's lrMult), part of the recipe like --lr: compared
+  // and kept by --resume in their canonical flag text ('off': none).
+  const lrMult = parseLrMult(pick('lr-mult', (v) => formatLrMult(parseLrMult(v)), source ? formatLrMult(source.lrMult) : undefined));
   // An inherited shift is for the inherited experiment only.
   const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored || (source?.experiment ?? 'mnist') === experiment ? source?.maxShift : undefined);
   // A resumed run keeps the distortions it started with (none if it stored none), so its batches
@@ -332,6 +338,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         })),
       };
   const config = spec.config;
+  checkLrMultNames(lrMult, Object.keys(spec.kind === 'baseline' ? baselineParameterShapes(spec.config) : parameterShapes(spec.config)), `capsnet train --lr-mult${given['lr-mult'] === undefined && source?.lrMult ? ` (the run's ${formatLrMult(source.lrMult)})` : ''}`);
   if (trainSet.height !== trainSet.width || canvas !== config.inputSize || trainSet.channels !== config.inputChannels) {
     throw new UsageError(
       `capsnet train: the data's images are ${trainSet.channels}x${trainSet.height}x${trainSet.width}` +
@@ -343,6 +350,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     experiment, dataOptions: { canvas, maxShift, ...(augment ? { augment } : {}) }, testSeed,
     ...(stopAtAccuracy !== null ? { stopAtAccuracy } : {}),
     ...(emaDecay !== null ? { ema: emaDecay } : {}),
+    ...(lrMult ? { lrMult } : {}),
   };
   // None with --no-eval (which --stop-at-accuracy refuses): nothing to build or check.
   const evalSets = flags['no-eval'] ? [] : experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
@@ -409,7 +417,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     }
 
     const model = buildModel(ctx, spec, previous ? { params: previous.params } : init ? { params: init.params } : { seed });
-    const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }) });
+    const adam = new Adam(ctx, { lr: staircaseDecay({ lr0: lr, decayRate, decaySteps }), ...(lrMult ? { lrMult } : {}) });
     if (previous?.optimizer) adam.importState(previous.optimizer, model.parameterList());
     else if (initOptimizer) adam.importState(initOptimizer, model.parameterList());
     const startStep = previous?.step ?? initStep;
@@ -453,6 +461,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       `capsnet train: ${experiment !== 'mnist' ? `${experiment}, ` : ''}${spec.kind === 'baseline' ? 'baseline CNN, ' : ''}${parameters.toLocaleString('en-US')} parameters on ${adapter}; ${trainSet.count} training images, ` +
         `batch ${batchSize} (about ${formatBytes(estimate.totalBytes + emaBytes)} of GPU memory${emaBytes > 0 ? ', with the moving average' : ''}), ${stepsPerEpoch} steps per epoch, steps ${startStep + 1}..${totalSteps}${previous ? ' (resumed)' : ''}\n`,
     );
+    if (lrMult) process.stderr.write(`capsnet train: learning-rate multipliers ${formatLrMult(lrMult)}\n`);
     if (faults.length > 0) process.stderr.write(`capsnet train: injecting faults (a test): ${flags['inject-fault']}\n`);
     await appendMetrics(metricsPath, { type: 'start', step: startStep, time: new Date().toISOString(), adapter, model: spec.kind, options, config, ...(initFrom ? { initFrom } : {}) });
 

@@ -31,6 +31,14 @@ export interface AdamOptions {
   beta2?: number;
   /** default 1e-8 */
   eps?: number;
+  /**
+   * Learning-rate multipliers by parameter name (Caffe's lr_mult; absent: 1): that parameter's
+   * update uses lr * multiplier. Under Adam, which is invariant to a gradient's scale, multiplier
+   * 1/k is what a layer whose output the forward pass divides by k learns like; the official
+   * CapsNet code's PrimaryCaps is such a layer (k = 32), hence `--lr-mult primary.weight=0.03125`.
+   * Every name must be one of the parameters step() is given.
+   */
+  lrMult?: Readonly<Record<string, number>>;
 }
 
 /** Adam's state as plain arrays, by parameter name (the shape src/io/checkpoint.ts stores). */
@@ -100,6 +108,8 @@ export class Adam {
   readonly beta2: number;
   readonly eps: number;
   readonly schedule: LrSchedule;
+  /** Learning-rate multipliers by parameter name (AdamOptions.lrMult). */
+  readonly lrMult: ReadonlyMap<string, number>;
   private steps = 0;
   private readonly state = new Map<string, Moments>();
   /** A one-element zero buffer bound as the skip flag when the caller gives none. */
@@ -115,6 +125,10 @@ export class Adam {
     this.beta2 = beta2;
     this.eps = eps;
     this.schedule = typeof lr === 'number' ? constantLr(lr) : lr;
+    for (const [name, k] of Object.entries(options.lrMult ?? {})) {
+      if (!(Number.isFinite(k) && k >= 0)) throw new Error(`Adam: the learning-rate multiplier of '${name}' must be a finite number >= 0, got ${k}`);
+    }
+    this.lrMult = new Map(Object.entries(options.lrMult ?? {}));
   }
 
   /** Updates done so far. */
@@ -129,6 +143,13 @@ export class Adam {
 
   private checkParams(params: readonly Tensor[], doing: string, needGrad: boolean): void {
     checkNamedParameters(this.ctx, params, doing, 'Adam keeps its state');
+    if (needGrad) {
+      const names = new Set(params.map((p) => p.name));
+      const unknown = [...this.lrMult.keys()].filter((name) => !names.has(name));
+      if (unknown.length > 0) {
+        throw new ShapeError(`${doing}: learning-rate multipliers for ${unknown.map((n) => `'${n}'`).join(', ')}, which ${unknown.length === 1 ? 'is' : 'are'} not among the parameters (${params.map((p) => p.name).join(', ')})`);
+      }
+    }
     for (const p of params) {
       const s = this.state.get(p.name);
       if (s && !sameShape(s.shape, p.shape)) throw new ShapeError(`${doing}: parameter ${p.describe()} has Adam state of shape [${s.shape.join(', ')}]`);
@@ -162,7 +183,7 @@ export class Adam {
     const t = this.steps + 1;
     const c1 = 1 - Math.pow(this.beta1, t);
     const c2 = 1 - Math.pow(this.beta2, t);
-    const uniforms = [f32(lr / c1), f32(this.beta1), f32(1 - this.beta1), f32(this.beta2), f32(1 - this.beta2), f32(1 / Math.sqrt(c2)), f32(this.eps)];
+    const uniforms = (p: Tensor) => [f32((lr * (this.lrMult.get(p.name) ?? 1)) / c1), f32(this.beta1), f32(1 - this.beta1), f32(this.beta2), f32(1 - this.beta2), f32(1 / Math.sqrt(c2)), f32(this.eps)];
     for (const p of params) {
       const s = this.state.get(p.name);
       checkVec4Buffers([p.buffer, p.grad!.buffer, s?.m.buffer, s?.v.buffer], p.size, 'Adam.step');
@@ -173,7 +194,7 @@ export class Adam {
     for (const p of params) {
       const { m, v } = this.moments(p);
       if (p.size === 0) continue;
-      this.ctx.dispatch(ADAM_KERNEL, [p.buffer, p.grad!.buffer, m.buffer, v.buffer, flagBuffer], [p.size, ...uniforms, flagIndex], Math.ceil(p.size / 4 / WG));
+      this.ctx.dispatch(ADAM_KERNEL, [p.buffer, p.grad!.buffer, m.buffer, v.buffer, flagBuffer], [p.size, ...uniforms(p), flagIndex], Math.ceil(p.size / 4 / WG));
     }
     this.steps = t;
   }
