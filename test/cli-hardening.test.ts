@@ -270,7 +270,7 @@ hardening('eval and figures read only the test split: a --data folder with only 
   assert.is(test.count, 40);
   assert.equal(Object.keys(rest), [], 'no training split');
   // Asking for the training split still finds it missing, with the file named.
-  assert.throws(() => loadExperimentData('mnist', data, 'capsnet train'), /^capsnet train: loadMnist: folder .* has no train-images-idx3-ubyte \(looked for train-images-idx3-ubyte and train-images-idx3-ubyte\.gz\)$/);
+  assert.throws(() => loadExperimentData('mnist', data, 'capsnet train'), /^capsnet train: the IDX data folder .* has no train-images-idx3-ubyte \(looked for train-images-idx3-ubyte and train-images-idx3-ubyte\.gz\)$/);
 
   // CIFAR-10: test_batch.bin alone (records of a label byte and 3x32x32 pixels).
   const cifar = join(root, 'cifar-test-only');

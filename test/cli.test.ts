@@ -44,12 +44,27 @@ cli('bad usage exits with code 2 and names the problem', async () => {
   const badBackend = await runCli(['doctor', '--backend', 'metal']);
   assert.is(badBackend.code, 2);
   assert.match(badBackend.stderr, /'metal' is not a backend; expected one of auto, default, vulkan, opengl/);
+  const badEnv = await runCli(['doctor'], { env: { CAPSNET_BACKEND: 'metal' } });
+  assert.is(badEnv.code, 2, badEnv.stderr);
+  assert.match(badEnv.stderr, /CAPSNET_BACKEND: 'metal' is not a backend/);
+  const both = await runCli(['doctor', '--all', '--backend', 'vulkan']);
+  assert.is(both.code, 2);
+  assert.match(both.stderr, /give --all or --backend, not both/);
 });
 
-cli('help lists the commands', async () => {
+cli('help lists the commands; --help after any command prints it too; no command is an error that shows it', async () => {
   const r = await runCli(['help']);
   assert.is(r.code, 0);
   assert.match(r.stdout, /doctor/);
+  for (const command of ['train', 'eval', 'figures', 'start']) {
+    const h = await runCli([command, '--out', 'never-written', '--help']);
+    assert.is(h.code, 0, `${command} --help: ${h.stderr}`);
+    assert.is(h.stdout, r.stdout, `${command} --help prints the help`);
+  }
+  assert.not.ok(existsSync('never-written'));
+  const none = await runCli([]);
+  assert.is(none.code, 2);
+  assert.match(none.stderr, /usage: capsnet <command>/);
 });
 
 cli('the package resolves to the Node library, and under the browser condition to the browser bundle with its own types', () => {

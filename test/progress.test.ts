@@ -70,6 +70,23 @@ progress('on a TTY: one line redrawn with \\r at most every 100 ms, with bar, co
   assert.is(writes[writes.length - 1], summary, 'nothing after finish');
 });
 
+progress('stop(): a failed run ends with "stopped" and the count of work that completed (never more than was counted)', () => {
+  const { writes, clock, stream, now } = fakes(false);
+  const bar = new ProgressBar({ total: 48, label: 'train', stream, now, unit: 'img' });
+  clock.t += 2000;
+  bar.update(32);
+  bar.stop(16);
+  assert.match(writes.at(-1)!, /^train stopped: 16\/48 in 2s  8 img\/s\n$/);
+  bar.stop(0);
+  bar.finish();
+  assert.match(writes.at(-1)!, /^train stopped: 16\/48/, 'ended once');
+  const other = fakes(false);
+  const unknown = new ProgressBar({ total: 48, label: 'train', stream: other.stream, now: other.now });
+  unknown.update(24);
+  unknown.stop(99);
+  assert.match(other.writes.at(-1)!, /^train stopped: 24\/48/, 'a count past what was done is capped');
+});
+
 progress('not a TTY: plain lines every 10% or 30 s, never a carriage return or escape code', () => {
   const { writes, clock, stream, now } = fakes(false);
   const bar = new ProgressBar({ total: 600, label: 'train', stream, now });

@@ -50,7 +50,7 @@ test('a checkpoint that cannot be continued, and --full with --steps: exit 2, th
   assert.not.ok(existsSync(join(root, 'never')));
 });
 
-test('a finished run copied in without its metrics log: drawn again, its accuracy "not measured"', async () => {
+test('a finished run copied in without its metrics log: drawn again (curves skipped, with a note), its accuracy "not measured"', async () => {
   const out = join(root, 'copied');
   const config = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
   const t = await runCli(['train', '--out', out, '--steps', '2', '--limit', '32', '--batch-size', '8', '--no-eval', '--config', config]);
@@ -58,7 +58,9 @@ test('a finished run copied in without its metrics log: drawn again, its accurac
   rmSync(join(out, 'metrics.jsonl'));
   const r = await runCli(['start', '--out', out], { timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr);
-  assert.match(r.stderr, /holds a run of 2 steps \(2 asked\); evaluating and drawing it again/);
+  assert.match(r.stderr, /holds a finished run of 2 steps \(2 asked\); drawing its figures again/);
+  assert.not.match(r.stderr, /the paper's recipe for/, 'no banner of a recipe it does not run');
+  assert.match(r.stderr, /training curves skipped: no metrics\.jsonl beside .*checkpoint\.safetensors \(give --metrics FILE\)/);
   assert.match(r.stdout, /test accuracy {2}not measured/);
   assert.ok(existsSync(join(out, 'figures', 'reconstructions.png')), r.stdout);
 });

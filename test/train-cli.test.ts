@@ -3,7 +3,7 @@
 // short real run on MNIST that must learn.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -76,6 +76,17 @@ cli('a finished run resumed is evaluated again: its evaluation replaces the last
   assert.equal(records.filter((m) => m.type === 'train').map((m) => m.step), [1, 2], 'the training records stay as they were');
 });
 
+cli('Ctrl-C during training: the step finishes, a checkpoint is saved, exit 130, and the message gives the --resume command', async () => {
+  const out = join(root, 'interrupted');
+  // SIGINT at the first progress line (10% of the steps), well inside training.
+  const r = await runCliInterrupted(['train', '--out', out, '--steps', '5000', ...BASE, '--no-eval'], /\ntrain \d+\/40000 \(/);
+  assert.ok(r.signalled, r.stderr);
+  assert.is(r.code, 130, r.stderr);
+  const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
+  assert.ok(ckpt.step >= 1 && ckpt.step < 5000, `saved at step ${ckpt.step}`);
+  assert.match(r.stderr, new RegExp(`${ckpt.step} of 5000 steps in .*\\n.*stopped; continue with: capsnet train --out ${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} --resume\\n`));
+});
+
 cli('Ctrl-C during the final evaluation: the evaluation finishes, the run is complete (exit 0, not 130)', async () => {
   const out = join(root, 'ctrl-c-eval');
   // The whole MNIST test set: a few seconds for the tiny model, time for the signal to land in it.
@@ -90,12 +101,26 @@ cli('Ctrl-C during the final evaluation: the evaluation finishes, the run is com
 
 cli('bad flags and files: exit code 2, a clear message, nothing written', async () => {
   const out = join(root, 'never');
+  const aFile = join(root, 'a-file.png');
+  writeFileSync(aFile, 'not a folder');
+  const badMetrics = join(root, 'bad-metrics.jsonl');
+  writeFileSync(badMetrics, '{"type":"train","step":1}\ngarbage line\n');
+  const runCheckpoint = join(root, 'run', 'checkpoint.safetensors');
   const cases: Array<[string[], RegExp]> = [
+    [['train', '--out', aFile, '--steps', '1'], /--out .*a-file\.png: is a file; expected a folder/],
+    [['train', '--out', join(aFile, 'run'), '--steps', '1'], /--out .*a-file\.png\/run: .*a-file\.png is a file, not a folder/],
+    [['figures', '--checkpoint', runCheckpoint, '--out', aFile], /--out .*a-file\.png: is a file; expected a folder/],
+    [['predict', '--checkpoint', runCheckpoint, '--image', aFile, '--inputs', aFile], /--inputs .*a-file\.png: is a file; expected a folder/],
+    [['average', '--checkpoint', runCheckpoint, '--checkpoint', runCheckpoint, '--out', join(aFile, 'x.safetensors')], /--out .*x\.safetensors: .*a-file\.png is a file, not a folder/],
+    [['eval', '--checkpoint', runCheckpoint, '--experiment', 'affnist', '--limit', '10'], /capsnet eval: --experiment affnist feeds the model 1x40x40 inputs \(the data's 1x28x28 images in a 40x40 canvas\); this model takes 1x28x28/],
+    [['figures', '--checkpoint', runCheckpoint, '--out', out, '--metrics', badMetrics], /bad-metrics\.jsonl:2: corrupt metrics line \(.*\): garbage line; mend or delete that line/],
     [['train', '--out', out, '--batch-size', 'zero'], /--batch-size: expected an integer >= 1, got 'zero'/],
     [['train', '--out', out, '--steps', '3', '--epochs', '1'], /--epochs or --steps, not both/],
     [['train', '--out', out, '--lr', '0'], /--lr: expected a learning rate > 0, got '0'/],
     [['train', '--out', out, '--config', '{"routings": 0}'], /routings must be a positive integer/],
     [['train', '--out', out, '--config', '{"colour": 1}'], /unknown field 'colour'/],
+    [['train', '--out', out, '--config', '{"primaryTypes": "many"}'], /^capsnet train --config: preset 'mnist': primaryTypes must be a positive integer, got "many"/m],
+    [['train', '--out', out, '--model', 'baseline', '--config', '{"fcHidden": 3}'], /^capsnet train --config: .*fcHidden must be a list of positive integers, got 3/m],
     [['train', '--out', out, '--data', join(root, 'no-such-folder')], /no-such-folder/],
     [['train', '--out', out, '--resume'], /no checkpoint\.safetensors in/],
     [['train', '--out', out, '--wat'], /--wat/],
@@ -403,6 +428,7 @@ cli('a NaN stops training with the step and the layer, and keeps the last good c
   const badStep = Number(m![1]);
   const ckpt = await loadCheckpoint(join(out, 'checkpoint.safetensors'));
   assert.is(ckpt.step, badStep - 1, 'the checkpoint is from the step before');
+  assert.match(r.stderr, new RegExp(`train stopped: ${(badStep - 1) * 8}/320 `), 'the bar counts the good steps only');
   for (const [name, values] of Object.entries(ckpt.params)) assert.ok(values.every(Number.isFinite), `${name} is finite`);
   assert.equal(readdirSync(out).sort(), ['checkpoint.safetensors', 'metrics.jsonl']);
 });

@@ -2,7 +2,7 @@
 // and what was expected.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { accessSync, constants, statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { clip } from '../io/safetensors.ts';
 import { NODE_BACKENDS, resolveBackend, type NodeBackend } from '../gpu/node.ts';
 
@@ -79,6 +79,24 @@ export function pathFlag<T extends string | undefined>(value: T, flag: string): 
 }
 
 /**
+ * A folder the command creates if needed and writes into (--out DIR, --inputs DIR): refused before
+ * any work when it, or a folder on its way, exists as a file (mkdir would fail only at the end).
+ */
+export function outputDirFlag<T extends string | undefined>(value: T, flag: string): T {
+  if (pathFlag(value, flag) === undefined) return value;
+  for (let dir = resolve(value as string); ; dir = dirname(dir)) {
+    let stat;
+    try {
+      stat = statSync(dir, { throwIfNoEntry: false });
+    } catch {
+      continue; // ENOTDIR: a file on the way, found further up
+    }
+    if (stat && !stat.isDirectory()) throw new UsageError(`${flag} ${value}: ${dir === resolve(value as string) ? 'is a file; expected a folder' : `${dir} is a file, not a folder`}`);
+    if (stat || dirname(dir) === dir) return value;
+  }
+}
+
+/**
  * A file to write at the end of a long command (--output): its folder is checked before the work
  * starts, so a typo costs a second, not a whole evaluation's results.
  */
@@ -87,7 +105,7 @@ export function outputFileFlag<T extends string | undefined>(value: T, flag: str
   const path = value as string;
   const folder = dirname(path);
   const stat = statSync(folder, { throwIfNoEntry: false });
-  if (!stat?.isDirectory()) throw new UsageError(`${flag} ${path}: the folder ${folder} does not exist`);
+  if (!stat?.isDirectory()) throw new UsageError(`${flag} ${path}: ${stat ? `${folder} is a file, not a folder` : `the folder ${folder} does not exist`}`);
   if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${flag} ${path}: is a folder; expected a file name`);
   try {
     accessSync(folder, constants.W_OK);

@@ -15,7 +15,7 @@ import type { AnyCheckpoint } from '../io/checkpoint.ts';
 import type { Dataset } from '../data/dataset.ts';
 import { affnistOrientationWarning, loadAffnistFiles } from '../io/affnist-file.ts';
 import { ensembleSet, twoLongest } from './ensemble.ts';
-import { buildModel, checkBatchFits, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, storedDataDir, type SetResult } from './experiments.ts';
+import { buildModel, checkBatchFits, inputMismatch, specOf, defaultShift, experimentCanvas, experimentEvalSets, loadExperimentData, parseExperiment, storedDataDir, type SetResult } from './experiments.ts';
 import { checkStoredOptions, ruleFlag } from './run-options.ts';
 import { UsageError, backendFlag, intFlag, outputFileFlag, parseFlags, pathFlag } from './args.ts';
 
@@ -188,10 +188,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const { test } = loadExperimentData(experiment, dataDir, 'capsnet eval', ['test']);
   const canvas = experimentCanvas(experiment, test.height);
   if (test.channels !== ckpt.config.inputChannels || canvas !== ckpt.config.inputSize) {
-    throw new UsageError(
-      `capsnet eval: the data's images are ${test.channels}x${test.height}x${test.width}${canvas !== test.height ? ` (in a ${canvas}x${canvas} canvas for --experiment ${experiment})` : ''}, ` +
-        `the model expects ${ckpt.config.inputChannels}x${ckpt.config.inputSize}x${ckpt.config.inputSize}`,
-    );
+    throw new UsageError(inputMismatch('capsnet eval', experiment, test, canvas, ckpt.config));
   }
   if (experiment === 'multimnist' && ckpt.model === 'baseline') throw new UsageError('capsnet eval --experiment multimnist: evaluates CapsNet only');
   const sets = experimentEvalSets(experiment, [['test', test]], testSeed, maxShift, limit, test.height, realAffnist);

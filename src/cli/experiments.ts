@@ -292,3 +292,14 @@ async function withBar(label: string, total: number, run: (progress: (done: numb
   bar.finish({ accuracy: `${(100 * r.accuracy).toFixed(2)}%` });
   return r;
 }
+
+/**
+ * The message for data the model cannot take: what the experiment feeds it (the data's images,
+ * placed in the experiment's canvas) against the input it was built for.
+ */
+export function inputMismatch(command: string, experiment: ExperimentName, data: { channels: number; height: number; width: number }, canvas: number, model: { inputChannels: number; inputSize: number }): string {
+  const placed = canvas !== data.height;
+  const fed = placed ? `${data.channels}x${canvas}x${canvas}` : `${data.channels}x${data.height}x${data.width}`;
+  const how = placed ? ` (the data's ${data.channels}x${data.height}x${data.width} images in a ${canvas}x${canvas} canvas)` : '';
+  return `${command}: --experiment ${experiment} feeds the model ${fed} inputs${how}; this model takes ${model.inputChannels}x${model.inputSize}x${model.inputSize}`;
+}

@@ -28,7 +28,7 @@ import { acquireGpu, resolveBackend } from '../gpu/node.ts';
 import { CapsNet } from '../model/capsnet.ts';
 import { type Tensor, fromArray, tidy } from '../tensor.ts';
 import { noGrad } from '../autograd/tape.ts';
-import { UsageError, backendFlag, parseFlags, pathFlag } from './args.ts';
+import { UsageError, backendFlag, outputDirFlag, parseFlags, pathFlag } from './args.ts';
 import { METRICS_FILE } from './train.ts';
 
 export const PERTURBATION_STEPS = Array.from({ length: 11 }, (_, k) => Math.round((-0.25 + 0.05 * k) * 100) / 100);
@@ -43,7 +43,8 @@ export async function figuresCommand(argv: string[]): Promise<number> {
   });
   if (!values.checkpoint) throw new UsageError('capsnet figures: --checkpoint FILE is required');
   if (!values.out) throw new UsageError('capsnet figures: --out DIR is required');
-  for (const flag of ['checkpoint', 'out', 'metrics', 'data'] as const) pathFlag(values[flag], `--${flag}`);
+  for (const flag of ['checkpoint', 'metrics', 'data'] as const) pathFlag(values[flag], `--${flag}`);
+  outputDirFlag(values.out, '--out');
   const files = await figures(values.checkpoint, values.out, {
     metrics: values.metrics,
     data: values.data,
@@ -68,6 +69,7 @@ export async function figures(
   const metricsPath = options.metrics ?? join(dirname(checkpointPath), METRICS_FILE);
   if (options.metrics && !existsSync(metricsPath)) throw new UsageError(`capsnet figures: --metrics ${options.metrics} does not exist`);
   const curveSvgs = existsSync(metricsPath) ? await curves(metricsPath) : [];
+  if (curveSvgs.length === 0 && !existsSync(metricsPath)) process.stderr.write(`capsnet figures: training curves skipped: no ${METRICS_FILE} beside ${checkpointPath} (give --metrics FILE)\n`);
   const plan = figurePlan(ckpt, checkpointPath, options.data);
 
   const written: string[] = [];

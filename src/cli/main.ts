@@ -1,6 +1,7 @@
 // The `capsnet` command line. Exit codes: 0 done, 1 failed (the message says why and what to do),
 // 2 bad usage (a flag or a file argument is wrong; nothing was written).
 import { GpuUnavailableError } from '../gpu/errors.ts';
+import { MetricsFileError } from '../io/metrics.ts';
 import { UsageError, backendFlag, parseFlags } from './args.ts';
 import { doctor } from './doctor.ts';
 import { TrainingStoppedError, trainCommand } from './train.ts';
@@ -113,6 +114,11 @@ Without a GPU, WebGPU runs on Mesa's software drivers: \`npm run setup-gpu\` ins
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // `capsnet train --help`: the one help text (every command's flags are in it).
+  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    console.log(HELP);
+    return 0;
+  }
   switch (command) {
     case 'start':
       return startCommand(rest);
@@ -128,9 +134,13 @@ async function main(argv: string[]): Promise<number> {
       return predictCommand(rest);
     case 'doctor': {
       const { values } = parseFlags('doctor', rest, { backend: { type: 'string' }, all: { type: 'boolean' } });
+      if (values.all && values.backend !== undefined) throw new UsageError('capsnet doctor: --all tries every backend; give --all or --backend, not both');
       return doctor(backendFlag(values.backend), values.all ?? false);
     }
     case undefined:
+      // No command: the help, but not a success (a script that forgot the command should notice).
+      console.error(HELP);
+      return 2;
     case 'help':
     case '--help':
     case '-h':
@@ -147,12 +157,17 @@ try {
   if (error instanceof UsageError) {
     console.error(error.message);
     process.exitCode = 2;
+  } else if (error instanceof MetricsFileError) {
+    // A file the user gave (or the run folder's log) is corrupt: bad input, named, no stack trace.
+    console.error(`capsnet: ${error.message}`);
+    process.exitCode = 2;
   } else if (error instanceof TrainingStoppedError) {
     console.error(error.message);
     process.exitCode = 1;
   } else if (error instanceof GpuUnavailableError) {
     console.error(`capsnet: ${error.message}`);
-    process.exitCode = error.message.startsWith('--backend') ? 2 : 1;
+    // A backend name that is not one (the flag or CAPSNET_BACKEND) is bad usage, like any bad flag.
+    process.exitCode = /^(--backend|CAPSNET_BACKEND): /.test(error.message) ? 2 : 1;
   } else {
     console.error(`capsnet: ${(error as Error).stack ?? error}`);
     process.exitCode = 1;

@@ -17,7 +17,7 @@ import { normalizeDrawing } from '../web/preprocess.ts';
 import { softmaxRows } from './ensemble.ts';
 import { evaluate } from '../train/trainer.ts';
 import { buildModel, checkBatchFits, specOf } from './experiments.ts';
-import { UsageError, backendFlag, outputFileFlag, parseFlags, pathFlag } from './args.ts';
+import { UsageError, backendFlag, outputDirFlag, outputFileFlag, parseFlags, pathFlag } from './args.ts';
 import type { AnyCheckpoint } from '../io/checkpoint.ts';
 
 /** Largest image file read: a photo of a digit is a few MB; this refuses a wrong path at once. */
@@ -103,7 +103,7 @@ export async function predictCommand(argv: string[]): Promise<number> {
   const files = (values.image ?? []).map((f) => pathFlag(f, '--image'));
   if (files.length === 0) throw new UsageError('capsnet predict: give at least one --image FILE.png');
   const output = outputFileFlag(values.output, '--output');
-  const inputsDir = pathFlag(values.inputs, '--inputs');
+  const inputsDir = outputDirFlag(values.inputs, '--inputs');
   const backend = backendFlag(values.backend);
   let ckpt: AnyCheckpoint;
   try {

@@ -103,10 +103,23 @@ export class ProgressBar {
 
   /** Ends the bar with one final line: count, total time, average rate and `summary` fields. Idempotent. */
   finish(summary: ProgressFields = {}): void {
+    this.end('done', summary);
+  }
+
+  /**
+   * Ends the bar on a failure: "stopped", with `completed` items (when the work counted so far
+   * includes some that turned out bad, e.g. a step whose NaN was found after it ran). Idempotent.
+   */
+  stop(completed?: number): void {
+    if (completed !== undefined && !this.finished) this.done = Math.max(0, Math.min(completed, this.done));
+    this.end('stopped', {});
+  }
+
+  private end(word: string, summary: ProgressFields): void {
     if (this.finished) return;
     this.finished = true;
     const seconds = (this.now() - this.started) / 1000;
-    const parts = [`${this.label} done: ${this.done}/${this.total} in ${formatDuration(seconds)}`];
+    const parts = [`${this.label} ${word}: ${this.done}/${this.total} in ${formatDuration(seconds)}`];
     if (this.unit && seconds > 0) parts.push(`${formatRate(this.done / seconds)} ${this.unit}/s`);
     parts.push(...formatFields(summary));
     const text = parts.join('  ');

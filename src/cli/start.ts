@@ -9,7 +9,7 @@ import { readMetrics } from '../io/metrics.ts';
 import { CHECKPOINT_FILE, METRICS_FILE, train } from './train.ts';
 import { figures } from './figures.ts';
 import { formatDuration } from './progress.ts';
-import { UsageError, backendFlag, intFlag, parseFlags, pathFlag } from './args.ts';
+import { UsageError, backendFlag, intFlag, outputDirFlag, parseFlags } from './args.ts';
 
 /**
  * The default budget: the paper's recipe (batch 128, Adam 1e-3 decayed x0.96 every 2000 steps,
@@ -40,7 +40,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
-  const out = pathFlag(values.out, '--out') ?? join('runs', values.full ? 'mnist-full' : 'mnist');
+  const out = outputDirFlag(values.out, '--out') ?? join('runs', values.full ? 'mnist-full' : 'mnist');
   backendFlag(values.backend); // checked (and clipped in its error) before anything is printed
   if (values.full && values.steps !== undefined) throw new UsageError('capsnet start: give --full (the whole schedule) or --steps N, not both');
   const stepsAsked = values.steps !== undefined ? intFlag(values.steps, '--steps', START_STEPS) : undefined;
@@ -59,18 +59,20 @@ export async function startCommand(argv: string[]): Promise<number> {
   const { target, done } = startBudget({ full: values.full === true, steps: stepsAsked }, previous);
   const backend = values.backend ? ['--backend', values.backend] : [];
   const started = performance.now();
-  process.stderr.write(
-    values.full
-      ? `capsnet start --full: the paper's recipe for ${FULL_EPOCHS} epochs into ${out}; stop it any time and run the same command to continue.\n`
-      : `capsnet start: the paper's recipe for ${target} steps of batch 128 into ${out}, sized for a machine without a GPU.\n` +
-        `  The full recipe: \`npx capsnet start --full\` (${FULL_EPOCHS} epochs; resumable).\n`,
-  );
-  let result = null;
-  if (previous !== null) {
+  // The banner names the paper's recipe only for a new run: a run already in --out keeps its own.
+  if (previous === null) {
+    process.stderr.write(
+      values.full
+        ? `capsnet start --full: the paper's recipe for ${FULL_EPOCHS} epochs into ${out}; stop it any time and run the same command to continue.\n`
+        : `capsnet start: the paper's recipe for ${target} steps of batch 128 into ${out}, sized for a machine without a GPU.\n` +
+          `  The full recipe: \`npx capsnet start --full\` (${FULL_EPOCHS} epochs; resumable).\n`,
+    );
+  } else {
     process.stderr.write(done
-      ? `capsnet start: ${out} holds a run of ${previous.step} steps (${target} asked); evaluating and drawing it again.\n`
-      : `capsnet start: continuing the run in ${out} from step ${previous.step} to ${target}.\n`);
+      ? `capsnet start: ${out} holds a finished run of ${previous.step} steps (${target} asked); drawing its figures again (the test accuracy below is its last evaluation, from ${METRICS_FILE}).\n`
+      : `capsnet start: continuing the run in ${out} (its own recipe) from step ${previous.step} to ${target}${values.full ? '; stop it any time and run the same command to continue' : ''}.\n`);
   }
+  let result = null;
   if (!done) {
     result = await train(['--out', out, '--steps', String(target), ...backend, ...(previous !== null ? ['--resume'] : [])]);
     if (result.stopped) return 130;

@@ -24,14 +24,14 @@ import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy, type St
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
-import { type ExperimentName, buildModel, checkBatchFits, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
+import { type ExperimentName, buildModel, checkBatchFits, inputMismatch, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { MAX_CHECKPOINT_FILE_BYTES, saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { removeStaleTempFiles, removeStaleTempFilesIn, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
-import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, pathFlag, quoteFlag } from './args.ts';
+import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, outputDirFlag, pathFlag, quoteFlag } from './args.ts';
 import { clip } from '../io/safetensors.ts';
 import { type RunOptions, checkLrMultNames, checkStoredOptions, formatLrMult, parseLrMult, ruleFlag } from './run-options.ts';
 import { parameterShapes } from '../model/config.ts';
@@ -117,7 +117,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
 export async function train(argv: string[], defaults: Partial<Record<keyof typeof TRAIN_FLAGS, string>> = {}): Promise<TrainResult> {
   const { values: given } = parseFlags('train', argv, TRAIN_FLAGS);
   const flags: Record<string, string | boolean | undefined> = { ...defaults, ...given };
-  const outDir = pathFlag(flags.out as string | undefined, '--out');
+  const outDir = outputDirFlag(flags.out as string | undefined, '--out');
   if (!outDir) throw new UsageError('capsnet train: --out DIR is required (the folder for checkpoints, metrics and figures)');
   if (flags.epochs !== undefined && flags.steps !== undefined && given.epochs !== undefined && given.steps !== undefined) {
     throw new UsageError('capsnet train: give --epochs or --steps, not both');
@@ -340,10 +340,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const config = spec.config;
   checkLrMultNames(lrMult, Object.keys(spec.kind === 'baseline' ? baselineParameterShapes(spec.config) : parameterShapes(spec.config)), `capsnet train --lr-mult${given['lr-mult'] === undefined && source?.lrMult ? ` (the run's ${formatLrMult(source.lrMult)})` : ''}`);
   if (trainSet.height !== trainSet.width || canvas !== config.inputSize || trainSet.channels !== config.inputChannels) {
-    throw new UsageError(
-      `capsnet train: the data's images are ${trainSet.channels}x${trainSet.height}x${trainSet.width}` +
-        `${canvas !== trainSet.height ? ` (placed in a ${canvas}x${canvas} canvas by --experiment ${experiment})` : ''}, the model expects ${config.inputChannels}x${config.inputSize}x${config.inputSize}`,
-    );
+    throw new UsageError(inputMismatch('capsnet train', experiment, trainSet, canvas, config));
   }
   const options: RunOptions = {
     model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps,
@@ -571,7 +568,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         shouldStop: () => stopRequested || reachedTarget,
       });
     } catch (error) {
-      bar.finish();
+      // A NaN is found after its step ran (and was counted): the bar ends at the last good step.
+      bar.stop(error instanceof NonFiniteError ? (error.step - startStep) * batchSize : undefined);
       const nextMultiple = (every: number) => (Math.floor(startStep / every) + 1) * every;
       const firstCheckpoint = Math.min(totalSteps, nextMultiple(checkpointEvery), keepEvery !== null ? nextMultiple(keepEvery) : Infinity);
       throw await explainFailure(error, { ctx, trainer, metricsPath, checkpointPath, outDir, lastSaved, firstCheckpoint });
@@ -620,6 +618,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     }
     const seconds = (performance.now() - started) / 1000;
     if (trainingStarted) process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
+    if (trainingStarted && stopRequested && stepsDone < totalSteps) process.stderr.write(`capsnet train: stopped; continue with: capsnet train --out ${outDir} --resume\n`);
     adam.dispose();
     ema?.dispose();
     model.dispose();
@@ -703,12 +702,14 @@ function shortenKernelList(message: string): string {
   return `running kernels [${shown.join(', ')}]: ${message.slice(m[0].length)}`;
 }
 
+/** The model config from the flags; a refusal names the command and, where its message does not, --config. */
 function validated<T>(make: () => T): T {
   try {
     return make();
   } catch (error) {
     // makeConfig quotes the value it refuses (after the field and what it expects): clipped.
-    throw new UsageError(clip((error as Error).message, 400));
+    const message = (error as Error).message;
+    throw new UsageError(`capsnet train${message.startsWith('--config') ? ' ' : ' --config: '}${clip(message, 400)}`);
   }
 }
 

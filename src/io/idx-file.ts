@@ -97,7 +97,7 @@ function findIdx(dir: string, name: string): string {
     const path = join(dir, candidate);
     if (existsSync(path)) return path;
   }
-  throw new Error(`loadMnist: folder ${dir} has no ${name} (looked for ${name} and ${name}.gz)`);
+  throw new Error(`the IDX data folder ${dir} has no ${name} (looked for ${name} and ${name}.gz)`);
 }
 
 /**
@@ -109,7 +109,7 @@ export function loadMnist(dir?: string): { train: Dataset; test: Dataset };
 export function loadMnist<S extends MnistSplit>(dir: string | undefined, splits: readonly S[]): Record<S, Dataset>;
 export function loadMnist(dir?: string, splits: readonly MnistSplit[] = ['train', 'test']): Partial<Record<MnistSplit, Dataset>> {
   const folder = dir ?? mnistDataDir();
-  if (!existsSync(folder)) throw new Error(`loadMnist: folder ${folder} does not exist`);
+  if (!existsSync(folder)) throw new Error(`the IDX data folder ${folder} does not exist`);
   // Every file located before anything is read, so a missing one is reported at once.
   const paths = [...new Set(splits)].map((split) => [split, MNIST_FILES[split].map((name) => findIdx(folder, name))] as const);
   return Object.fromEntries(paths.map(([split, [images, labels]]) => [split, loadIdxDataset(images, labels)]));

@@ -126,12 +126,17 @@ async function rewriteUpTo(path: string, step: number, alsoDrop: (record: Metric
   return { kept: keep.length, removed: parsed.lines.length - keep.length };
 }
 
+/** A metrics log that cannot be read or holds a line that is not a record: the message names the file and the line. */
+export class MetricsFileError extends Error {
+  override name = 'MetricsFileError';
+}
+
 async function parseLines(path: string): Promise<{ lines: Array<{ text: string; record: MetricsRecord }>; skipped: number }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    const err = new Error(`${path}: cannot read metrics log: ${(e as Error).message}`);
+    const err = new MetricsFileError(`${path}: cannot read metrics log: ${(e as Error).message}`);
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') Object.assign(err, { missing: true });
     throw err;
   }
@@ -142,7 +147,9 @@ async function parseLines(path: string): Promise<{ lines: Array<{ text: string; 
   raw.forEach((line, i) => {
     if (line.trim() === '') return;
     const record = parseRecord(line);
-    if (typeof record === 'string') throw new Error(`${path}:${i + 1}: corrupt metrics line (${record}): ${preview(line)}`);
+    if (typeof record === 'string') {
+      throw new MetricsFileError(`${path}:${i + 1}: corrupt metrics line (${record}): ${preview(line)}; mend or delete that line (the log feeds the curves; the checkpoint holds the run)`);
+    }
     lines.push({ text: line, record });
   });
   let skipped = 0;

@@ -67,6 +67,12 @@ function describeBadStep(step: number, where: Array<{ name: string; count: numbe
   );
 }
 
+/** What to try: bad input data is no learning-rate problem; anything after it may be. */
+function adviceFor(where: Array<{ name: string; count: number }>): string {
+  if (where[0]?.name === 'images') return 'The input batch itself holds them: check the data files (the batch\'s images are not finite numbers); the last good checkpoint is kept.';
+  return "Try a lower learning rate (the CLI's --lr); the last good checkpoint is kept.";
+}
+
 export class NonFiniteError extends Error {
   override name = 'NonFiniteError';
   constructor(
@@ -76,7 +82,7 @@ export class NonFiniteError extends Error {
     readonly loss: number,
     message?: string,
   ) {
-    super(message ?? `training stopped: ${describeBadStep(step, where, loss)}. Try a lower learning rate (the CLI's --lr); the last good checkpoint is kept.`);
+    super(message ?? `training stopped: ${describeBadStep(step, where, loss)}. ${adviceFor(where)}`);
   }
 }
 
@@ -91,7 +97,7 @@ export class TooManySkipsError extends NonFiniteError {
       `training stopped: ${consecutive} steps in a row (${step + 2 - consecutive}..${step + 1}) were skipped for non-finite values; the last: ` +
         `${describeBadStep(step, where, loss)}. The parameters are those before step ${step + 2 - consecutive} ` +
         '(a skipped step changes nothing), but every new batch fails: a parameter may hold a NaN, or the learning rate is too high. ' +
-        "Try a lower learning rate (the CLI's --lr); the last good checkpoint is kept.",
+        adviceFor(where),
     );
   }
 }
