@@ -134,6 +134,8 @@ hardening('train --resume refuses stored run options that break the flags\' rule
     ['dataOptions.canvas "x"', { ...GOOD_OPTIONS, dataOptions: { canvas: 'x', maxShift: 2 } }, /options\.dataOptions\.canvas: expected an integer >= 1, got "x"$/],
     ['dataOptions.augment contrast reversed', { ...GOOD_OPTIONS, dataOptions: { canvas: 28, maxShift: 2, augment: { flip: true, maxBrightnessDelta: 0.2, minContrast: 1.8, maxContrast: 0.2 } } }, /options\.dataOptions\.augment: expected valid distortion ranges \(contrast range \[1\.8, 0\.2\]/],
     ['dataOptions.augment a string', { ...GOOD_OPTIONS, dataOptions: { canvas: 28, maxShift: 2, augment: 'flip' } }, /options\.dataOptions\.augment: expected an object \{ flip, maxBrightnessDelta, minContrast, maxContrast \}, got "flip"$/],
+    ['checkpointEvery 0', { ...GOOD_OPTIONS, checkpointEvery: 0 }, /options\.checkpointEvery: expected an integer >= 1 \(as --checkpoint-every\), got 0$/],
+    ['keepEvery "weekly"', { ...GOOD_OPTIONS, keepEvery: 'weekly' }, /options\.keepEvery: expected an integer >= 1 or 'epoch' \(as --keep-every\), got "weekly"$/],
     ['lrMult an array', { ...GOOD_OPTIONS, lrMult: [0.5] }, /options\.lrMult: expected an object of parameter names and learning-rate multipliers >= 0 \(as --lr-mult\), got \[0\.5\]$/],
     ['lrMult negative', { ...GOOD_OPTIONS, lrMult: { 'primary.weight': -1 } }, /options\.lrMult: expected an object of parameter names .*, got \{"primary\.weight":-1\}$/],
     ['lrMult a string value', { ...GOOD_OPTIONS, lrMult: { 'primary.weight': '0.5' } }, /options\.lrMult: expected an object/],

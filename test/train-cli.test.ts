@@ -287,11 +287,20 @@ cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet averag
   const noAdam = await runCli(['train', '--out', avgRun, '--steps', '20', '--resume']);
   assert.is(noAdam.code, 2, noAdam.stderr);
   assert.match(noAdam.stderr, /has no Adam state .* start a new run from it with --init-from/);
+  // --resume keeps --keep-every and --checkpoint-every (kept-n now holds 3 and 100); off drops the copies.
+  const keptOn = await runCli(['train', '--out', numbered, '--steps', '9', '--resume', '--no-eval']);
+  assert.is(keptOn.code, 0, keptOn.stderr);
+  assert.ok(existsSync(join(numbered, 'checkpoint-step9.safetensors')), 'the run\'s --keep-every 3, kept');
+  const starts = (await readMetrics(join(numbered, 'metrics.jsonl'))).records.filter((rec) => rec.type === 'start').map((rec) => rec.options as { checkpointEvery?: number; keepEvery?: unknown });
+  assert.equal(starts.map((o) => [o.checkpointEvery, o.keepEvery]), [[3, undefined], [100, 3], [100, 3]]);
+  const dropped = await runCli(['train', '--out', numbered, '--steps', '12', '--resume', '--keep-every', 'off', '--no-eval']);
+  assert.is(dropped.code, 0, dropped.stderr);
+  assert.not.ok(existsSync(join(numbered, 'checkpoint-step12.safetensors')), '--keep-every off');
   for (const bad of ['0', 'weekly']) {
     const dir = join(root, `kept-${bad}`);
     const refused = await runCli(['train', '--out', dir, '--steps', '2', '--keep-every', bad, ...BASE]);
     assert.is(refused.code, 2, refused.stderr);
-    assert.match(refused.stderr, new RegExp(`--keep-every: expected an integer >= 1 or 'epoch', got '${bad}'`));
+    assert.match(refused.stderr, new RegExp(`--keep-every: expected an integer >= 1, 'epoch' or 'off', got '${bad}'`));
     assert.not.ok(existsSync(dir), 'nothing written');
   }
 });

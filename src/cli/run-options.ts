@@ -37,6 +37,10 @@ export interface RunOptions {
   ema?: number;
   /** --lr-mult: learning-rate multipliers by parameter name (absent: none; Adam's lrMult). */
   lrMult?: Record<string, number>;
+  /** --checkpoint-every (absent in runs written before it was kept: the default, 500). */
+  checkpointEvery?: number;
+  /** --keep-every: a number of steps or 'epoch' (absent: no copies kept). */
+  keepEvery?: number | 'epoch';
 }
 
 /** A learning-rate multiplier: what --lr-mult and the stored copy accept. */
@@ -89,6 +93,7 @@ export const RUN_OPTION_RULES = {
   totalSteps: { kind: 'int', flag: '--steps', min: 1 },
   stopAtAccuracy: { kind: 'number', flag: '--stop-at-accuracy', check: (n: number) => n > 0 && n <= 100, expected: 'an accuracy in percent, in (0, 100]' },
   ema: { kind: 'number', flag: '--ema', check: isEmaDecay, expected: "a decay in (0, 1) such as 0.999, or 'off'" },
+  checkpointEvery: { kind: 'int', flag: '--checkpoint-every', min: 1 },
 } as const satisfies Record<string, OptionRule>;
 
 export type RuleName = keyof typeof RUN_OPTION_RULES;
@@ -157,6 +162,10 @@ export function checkStoredOptions(raw: unknown, checkpointPath: string, command
     const path = options.data === null || (typeof options.data === 'string' && options.data.length <= MAX_PATH_CHARACTERS);
     if (!path) fail('data', `a folder path of at most ${MAX_PATH_CHARACTERS} characters or null (as --data)`, options.data);
     out.data = options.data as string | null;
+  }
+  if (checked('keepEvery') && options.keepEvery !== undefined) {
+    if (options.keepEvery !== 'epoch' && !meets({ kind: 'int', flag: '', min: 1 }, options.keepEvery)) fail('keepEvery', "an integer >= 1 or 'epoch' (as --keep-every)", options.keepEvery);
+    out.keepEvery = options.keepEvery as number | 'epoch';
   }
   if (checked('lrMult') && options.lrMult !== undefined) {
     const m = options.lrMult as Record<string, unknown> | null;

@@ -214,11 +214,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), source?.validation);
   // Stored absolute: a run resumed, evaluated or drawn from another folder finds the same data.
   const dataDir = pick('data', (v) => absolutePath(pathFlag(v, '--data')), absolutePath(source?.data ?? undefined));
-  const checkpointEvery = intFlag(flags['checkpoint-every'] as string | undefined, '--checkpoint-every', 500);
+  // How the run saves (not its recipe): kept by --resume unless given again, like --ema.
+  const checkpointEvery = given['checkpoint-every'] !== undefined ? ruleFlag('checkpointEvery', given['checkpoint-every'] as string, 500) : stored?.checkpointEvery ?? 500;
   // Copies of the checkpoint kept at these steps (checkpoint-stepN.safetensors): material for
-  // `capsnet average` and for going back. 'epoch': every epoch's end (resolved once the data is read).
+  // `capsnet average` and for going back. 'epoch': every epoch's end (resolved once the data is
+  // read); 'off' (on a resume): no more copies.
   const keepFlag = flags['keep-every'] as string | undefined;
-  const keepEveryFlag = keepFlag === undefined ? null : keepFlag === 'epoch' ? 'epoch' : keepStepsFlag(keepFlag);
+  const keepEveryFlag = keepFlag === undefined ? stored?.keepEvery ?? null : keepFlag === 'off' ? null : keepFlag === 'epoch' ? 'epoch' : keepStepsFlag(keepFlag);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
   const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
@@ -348,6 +350,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     ...(stopAtAccuracy !== null ? { stopAtAccuracy } : {}),
     ...(emaDecay !== null ? { ema: emaDecay } : {}),
     ...(lrMult ? { lrMult } : {}),
+    checkpointEvery,
+    ...(keepEveryFlag !== null ? { keepEvery: keepEveryFlag } : {}),
   };
   // None with --no-eval (which --stop-at-accuracy refuses): nothing to build or check.
   const evalSets = flags['no-eval'] ? [] : experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
@@ -777,6 +781,6 @@ function keepStepsFlag(value: string): number {
   try {
     return intFlag(value, '--keep-every', 0, 1);
   } catch {
-    throw new UsageError(`--keep-every: expected an integer >= 1 or 'epoch', got ${quoteFlag(value)}`);
+    throw new UsageError(`--keep-every: expected an integer >= 1, 'epoch' or 'off', got ${quoteFlag(value)}`);
   }
 }
