@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
 import { skipWithReason } from './helpers/skip.ts';
-import { FASHION_MNIST_DIR } from '../src/cli/experiments.ts';
+import { FASHION_MNIST_DIR, experimentLrMult } from '../src/cli/experiments.ts';
+import { formatLrMult, parseLrMult } from '../src/cli/run-options.ts';
 import { gpu } from './helpers/gpu.ts';
 import { makeRng } from './helpers/random.ts';
 import { writeMnistFolder } from './helpers/idx.ts';
@@ -72,6 +73,17 @@ exp('step statistics: a per-example correct tensor is summed instead of counting
   monitor.dispose();
 });
 
+exp('default learning-rate multipliers: affnist CapsNet only; --lr-mult off or another value replaces them', () => {
+  assert.equal(experimentLrMult('affnist', 'capsnet'), { 'primary.weight': 1 / 32 });
+  for (const experiment of ['mnist', 'fashion-mnist', 'multimnist', 'cifar10'] as const) assert.is(experimentLrMult(experiment, 'capsnet'), null, experiment);
+  assert.is(experimentLrMult('affnist', 'baseline'), null);
+  assert.is(parseLrMult('off'), null);
+  assert.is(parseLrMult(undefined), null);
+  assert.equal(parseLrMult('primary.weight=0.5,digit.W=2'), { 'primary.weight': 0.5, 'digit.W': 2 });
+  assert.is(formatLrMult(parseLrMult('primary.weight=0.03125')), 'primary.weight=0.03125');
+  assert.is(formatLrMult(null), 'off');
+});
+
 exp('affnist: trains in the 40x40 canvas, reports the centred test set and the affNIST-style set; eval prints both; the baseline CNN runs it too (pooled, as the official code\'s)', async () => {
   const out = join(root, 'affnist');
   const r = await runCli(['train', '--out', out, '--experiment', 'affnist', '--limit', '32', '--steps', '2', '--eval-limit', '16', ...COMMON]);
@@ -84,6 +96,9 @@ exp('affnist: trains in the 40x40 canvas, reports the centred test set and the a
   assert.equal(options.dataOptions, { canvas: 40, maxShift: 6 });
   assert.is(options.maxShift, 6);
   assert.is(options.testSeed, 1);
+  // affnist's default PrimaryCaps multiplier (experimentLrMult), said and stored.
+  assert.equal(options.lrMult, { 'primary.weight': 0.03125 });
+  assert.match(r.stderr, /learning-rate multipliers primary\.weight=0\.03125/);
   const { train, evals } = await evalRecords(out);
   assert.equal(train.map((m) => m.step), [1, 2]);
   assert.equal(evals.map((m) => [m.split, m.count]), [['test', 16], ['affnist', 16]]);
@@ -119,6 +134,8 @@ exp('affnist: trains in the 40x40 canvas, reports the centred test set and the a
   ]);
   assert.is(b.code, 0, b.stderr);
   assert.match(b.stderr, /baseline CNN, 3,830 parameters/);
+  assert.not.match(b.stderr, /learning-rate multipliers/, 'the baseline has no PrimaryCaps: no default multiplier');
+  assert.is(((await loadAnyCheckpoint(ckptPath(base))).training!.options as { lrMult?: unknown }).lrMult, undefined);
   const baselineConfig = (await loadAnyCheckpoint(ckptPath(base))).config as { inputSize: number; pool: number };
   assert.equal([baselineConfig.inputSize, baselineConfig.pool], [40, 2]);
   const be = await runCli(['eval', '--checkpoint', ckptPath(base), '--limit', '8', '--batch-size', '8']);

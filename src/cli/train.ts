@@ -24,7 +24,7 @@ import { Trainer, NonFiniteError, type StepRecord, type NonFinitePolicy, type St
 import { faultHooks, parseFaults, type Fault } from '../train/faults.ts';
 import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
-import { type ExperimentName, buildModel, checkBatchFits, inputMismatch, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
+import { type ExperimentName, buildModel, checkBatchFits, experimentLrMult, inputMismatch, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { MAX_CHECKPOINT_FILE_BYTES, saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
@@ -201,8 +201,9 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const decayRate = pick('decay-rate', (v) => ruleFlag('decayRate', v, 0.96), source?.decayRate);
   const decaySteps = pick('decay-steps', (v) => ruleFlag('decaySteps', v, 2000), source?.decaySteps);
   // Per-parameter learning-rate multipliers (Adam's lrMult), part of the recipe like --lr: compared
-  // and kept by --resume in their canonical flag text ('off': none).
-  const lrMult = parseLrMult(pick('lr-mult', (v) => formatLrMult(parseLrMult(v)), source ? formatLrMult(source.lrMult) : undefined));
+  // and kept by --resume in their canonical flag text ('off': none); a new run without the flag
+  // gets the experiment's (affnist: experimentLrMult), a resumed one keeps what it stored.
+  const lrMult = parseLrMult(pick('lr-mult', (v) => formatLrMult(v === undefined ? experimentLrMult(experiment, modelKind) : parseLrMult(v)), source ? formatLrMult(source.lrMult) : undefined));
   // An inherited shift is for the inherited experiment only.
   const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored || (source?.experiment ?? 'mnist') === experiment ? source?.maxShift : undefined);
   // A resumed run keeps the distortions it started with (none if it stored none), so its batches
