@@ -5,6 +5,8 @@ import { runCli } from './helpers/cli.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const cli = suite('capsnet command');
 
@@ -47,6 +49,17 @@ cli('bad usage exits with code 2 and names the problem', async () => {
   const badEnv = await runCli(['doctor'], { env: { CAPSNET_BACKEND: 'metal' } });
   assert.is(badEnv.code, 2, badEnv.stderr);
   assert.match(badEnv.stderr, /CAPSNET_BACKEND: 'metal' is not a backend/);
+  // Checked before anything is written (figures would otherwise write its curves first).
+  const out = join(tmpdir(), `capsnet-badenv-${process.pid}`);
+  for (const command of [['train', '--out', out, '--steps', '1'], ['figures', '--checkpoint', 'missing.safetensors', '--out', out], ['start', '--out', out]]) {
+    const r = await runCli(command, { env: { CAPSNET_BACKEND: 'metal' } });
+    assert.is(r.code, 2, `${command[0]}: ${r.stderr}`);
+    assert.match(r.stderr, /CAPSNET_BACKEND: 'metal' is not a backend/, command[0]);
+    assert.not.ok(existsSync(out), `${command[0]}: nothing written`);
+  }
+  const typo = await runCli(['trian', '--help']);
+  assert.is(typo.code, 2, 'an unknown command with --help is still an unknown command');
+  assert.match(typo.stderr, /unknown command 'trian'/);
   const both = await runCli(['doctor', '--all', '--backend', 'vulkan']);
   assert.is(both.code, 2);
   assert.match(both.stderr, /give --all or --backend, not both/);

@@ -275,11 +275,14 @@ nf('the baseline CNN with max pooling: a NaN input reaches every layer after the
 
 nf('the stop message advises by where the values first appear: the data for the input batch, the learning rate otherwise', () => {
   const input = new NonFiniteError(4, [{ name: 'images', count: 3 }, { name: 'loss', count: 1 }], NaN).message;
-  assert.match(input, /^training stopped: step 5 produced a NaN loss; non-finite values first appear in 'images' \(3 values\), then in 'loss'\. The input batch itself holds them: check the data files/);
-  assert.not.match(input, /learning rate/);
+  assert.match(input, /^training stopped: step 5 produced a NaN loss; non-finite values first appear in 'images' \(3 values\), then in 'loss'\. The input batch itself holds them: the data pipeline made them, not the model or its learning rate/);
+  assert.not.match(input, /Try a lower learning rate/);
   const inner = new NonFiniteError(4, [{ name: 'primary capsules', count: 7 }], Infinity).message;
   assert.match(inner, /an infinite loss; non-finite values first appear in 'primary capsules' \(7 values\)\. Try a lower learning rate/);
-  assert.match(new TooManySkipsError(9, [{ name: 'images', count: 1 }], NaN, 3).message, /3 steps in a row \(8\.\.10\).*check the data files/);
+  const skips = new TooManySkipsError(9, [{ name: 'images', count: 1 }], NaN, 3).message;
+  assert.match(skips, /3 steps in a row \(8\.\.10\).*every new batch fails\. The input batch itself holds them/);
+  assert.not.match(skips, /a parameter may hold a NaN/);
+  assert.match(new TooManySkipsError(9, [{ name: 'loss', count: 1 }], NaN, 3).message, /every new batch fails: a parameter may hold a NaN, or the learning rate is too high\. Try a lower learning rate/);
 });
 
 nf('fault specs are checked: unknown kinds, missing names, bad steps, unknown parameters', async () => {

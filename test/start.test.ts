@@ -58,9 +58,9 @@ test('a finished run copied in without its metrics log: drawn again (curves skip
   rmSync(join(out, 'metrics.jsonl'));
   const r = await runCli(['start', '--out', out], { timeoutMs: 120_000 });
   assert.is(r.code, 0, r.stderr);
-  assert.match(r.stderr, /holds a finished run of 2 steps \(2 asked\); drawing its figures again/);
+  assert.match(r.stderr, /holds a run already at step 2 \(2 asked\); drawing its figures again/);
   assert.not.match(r.stderr, /the paper's recipe for/, 'no banner of a recipe it does not run');
-  assert.match(r.stderr, /training curves skipped: no metrics\.jsonl beside .*checkpoint\.safetensors \(give --metrics FILE\)/);
+  assert.match(r.stderr, /training curves skipped: no metrics\.jsonl beside .*checkpoint\.safetensors \(capsnet figures --metrics FILE draws them from a log kept elsewhere\)/);
   assert.match(r.stdout, /test accuracy {2}not measured/);
   assert.ok(existsSync(join(out, 'figures', 'reconstructions.png')), r.stdout);
 });

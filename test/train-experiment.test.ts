@@ -82,6 +82,8 @@ exp('default learning-rate multipliers: affnist CapsNet only; --lr-mult off or a
   assert.equal(parseLrMult('primary.weight=0.5,digit.W=2'), { 'primary.weight': 0.5, 'digit.W': 2 });
   assert.is(formatLrMult(parseLrMult('primary.weight=0.03125')), 'primary.weight=0.03125');
   assert.is(formatLrMult(null), 'off');
+  assert.is(formatLrMult({}), 'off', 'a stored empty object is none (no empty flag text)');
+  assert.is(formatLrMult({ b: 1, a: 2 }), 'a=2,b=1', 'sorted: the order they were given in is no part of the recipe');
 });
 
 exp('affnist: trains in the 40x40 canvas, reports the centred test set and the affNIST-style set; eval prints both; the baseline CNN runs it too (pooled, as the official code\'s)', async () => {

@@ -64,7 +64,15 @@ export function choiceFlag<T extends string>(value: string | undefined, flag: st
 
 /** --backend (undefined: CAPSNET_BACKEND or 'auto', as acquireGpu decides), with the value clipped in the error. */
 export function backendFlag(value: string | undefined): NodeBackend | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined) {
+    // CAPSNET_BACKEND is checked now too, before the command writes anything (acquireGpu reads it again).
+    try {
+      resolveBackend(undefined);
+    } catch (error) {
+      throw new UsageError((error as Error).message);
+    }
+    return undefined;
+  }
   if (!(NODE_BACKENDS as readonly string[]).includes(value)) throw new UsageError(`--backend: ${quoteFlag(value)} is not a backend; expected one of ${NODE_BACKENDS.join(', ')}`);
   return resolveBackend(value);
 }
@@ -79,21 +87,32 @@ export function pathFlag<T extends string | undefined>(value: T, flag: string): 
 }
 
 /**
+ * The nearest of `path` and its parent folders that exists, and whether it is a folder (null when
+ * none does). Node's statSync throws ENOTDIR, even with throwIfNoEntry false, for a path through a
+ * file: that is "not there", and the file is found further up.
+ */
+function nearestExisting(path: string): { path: string; isFolder: boolean } | null {
+  for (let p = resolve(path); ; p = dirname(p)) {
+    let stat;
+    try {
+      stat = statSync(p, { throwIfNoEntry: false });
+    } catch {
+      stat = undefined;
+    }
+    if (stat) return { path: p, isFolder: stat.isDirectory() };
+    if (dirname(p) === p) return null;
+  }
+}
+
+/**
  * A folder the command creates if needed and writes into (--out DIR, --inputs DIR): refused before
  * any work when it, or a folder on its way, exists as a file (mkdir would fail only at the end).
  */
 export function outputDirFlag<T extends string | undefined>(value: T, flag: string): T {
   if (pathFlag(value, flag) === undefined) return value;
-  for (let dir = resolve(value as string); ; dir = dirname(dir)) {
-    let stat;
-    try {
-      stat = statSync(dir, { throwIfNoEntry: false });
-    } catch {
-      continue; // ENOTDIR: a file on the way, found further up
-    }
-    if (stat && !stat.isDirectory()) throw new UsageError(`${flag} ${value}: ${dir === resolve(value as string) ? 'is a file; expected a folder' : `${dir} is a file, not a folder`}`);
-    if (stat || dirname(dir) === dir) return value;
-  }
+  const found = nearestExisting(value as string);
+  if (found && !found.isFolder) throw new UsageError(`${flag} ${value}: ${found.path === resolve(value as string) ? 'is a file; expected a folder' : `${found.path} is a file, not a folder`}`);
+  return value;
 }
 
 /**
@@ -104,8 +123,10 @@ export function outputFileFlag<T extends string | undefined>(value: T, flag: str
   if (pathFlag(value, flag) === undefined) return value;
   const path = value as string;
   const folder = dirname(path);
-  const stat = statSync(folder, { throwIfNoEntry: false });
-  if (!stat?.isDirectory()) throw new UsageError(`${flag} ${path}: ${stat ? `${folder} is a file, not a folder` : `the folder ${folder} does not exist`}`);
+  const found = nearestExisting(folder);
+  if (found?.path !== resolve(folder) || !found.isFolder) {
+    throw new UsageError(`${flag} ${path}: ${found && !found.isFolder ? `${found.path} is a file, not a folder` : `the folder ${folder} does not exist`}`);
+  }
   if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${flag} ${path}: is a folder; expected a file name`);
   try {
     accessSync(folder, constants.W_OK);

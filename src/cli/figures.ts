@@ -69,7 +69,7 @@ export async function figures(
   const metricsPath = options.metrics ?? join(dirname(checkpointPath), METRICS_FILE);
   if (options.metrics && !existsSync(metricsPath)) throw new UsageError(`capsnet figures: --metrics ${options.metrics} does not exist`);
   const curveSvgs = existsSync(metricsPath) ? await curves(metricsPath) : [];
-  if (curveSvgs.length === 0 && !existsSync(metricsPath)) process.stderr.write(`capsnet figures: training curves skipped: no ${METRICS_FILE} beside ${checkpointPath} (give --metrics FILE)\n`);
+  if (curveSvgs.length === 0 && !existsSync(metricsPath)) process.stderr.write(`capsnet figures: training curves skipped: no ${METRICS_FILE} beside ${checkpointPath} (capsnet figures --metrics FILE draws them from a log kept elsewhere)\n`);
   const plan = figurePlan(ckpt, checkpointPath, options.data);
 
   const written: string[] = [];

@@ -51,10 +51,10 @@ commands:
                                  box, centred by mass in 28x28; --as-is: used as it is, white ink on
                                  black at the model's input size); prints the class and its capsule length (baseline:
                                  probability); --inputs DIR writes what the model saw as PNG
-  doctor [--backend B] [--all]   show the WebGPU adapter in use, its limits and features, and
+  doctor [--backend B | --all]   show the WebGPU adapter in use, its limits and features, and
                                  check that a kernel computes correct numbers on it
                                  (--all: try every backend: default, vulkan, opengl)
-  help                           this text
+  help                           this text (also: capsnet COMMAND --help)
 
 train flags:
   --experiment NAME              the paper's experiments: mnist (default), fashion-mnist, affnist,
@@ -75,9 +75,10 @@ train flags:
   --epochs N | --steps N         how long, in all (default: one epoch; --init-from: one more)
   --limit N                      use the first N training images
   --batch-size N (128)  --lr X (0.001)  --decay-rate X (0.96)  --decay-steps N (2000)
-  --lr-mult NAME=X[,NAME=X]      learning-rate multipliers by parameter name, e.g.
+  --lr-mult NAME=X[,NAME=X]|off  learning-rate multipliers by parameter name, e.g.
                                  primary.weight=0.03125: the official code's PrimaryCaps dynamics
-                                 (its forward pass divides that conv by 32); kept by --resume
+                                 (its forward pass divides that conv by 32), the default for
+                                 affnist CapsNet runs (off: none); kept by --resume
   --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)
   --shift N (2, random shifts in pixels; at most 4 for 28x28 digits)  --seed N (1)
   --validation N (hold out N images)
@@ -114,10 +115,12 @@ common flags:
 
 Without a GPU, WebGPU runs on Mesa's software drivers: \`npm run setup-gpu\` installs them.`;
 
+const COMMANDS = ['start', 'train', 'eval', 'average', 'figures', 'predict', 'doctor'];
+
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   // `capsnet train --help`: the one help text (every command's flags are in it).
-  if (command !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+  if (command !== undefined && COMMANDS.includes(command) && (rest.includes('--help') || rest.includes('-h'))) {
     console.log(HELP);
     return 0;
   }

@@ -61,8 +61,11 @@ export function parseLrMult(value: string | undefined): Record<string, number> |
 }
 
 /** The canonical flag text of multipliers (how --resume compares a given --lr-mult with the run's). */
-export const formatLrMult = (m: Readonly<Record<string, number>> | null | undefined): string =>
-  m ? Object.entries(m).map(([name, k]) => `${name}=${k}`).join(',') : 'off';
+export const formatLrMult = (m: Readonly<Record<string, number>> | null | undefined): string => {
+  // Sorted by name: the same multipliers given in another order are the same recipe.
+  const entries = Object.entries(m ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return entries.length > 0 ? entries.map(([name, k]) => `${name}=${k}`).join(',') : 'off';
+};
 
 /** Throws a UsageError unless every multiplier names one of the model's parameters. */
 export function checkLrMultNames(m: Readonly<Record<string, number>> | null, parameterNames: readonly string[], where: string): void {

@@ -69,7 +69,7 @@ export async function startCommand(argv: string[]): Promise<number> {
     );
   } else {
     process.stderr.write(done
-      ? `capsnet start: ${out} holds a finished run of ${previous.step} steps (${target} asked); drawing its figures again (the test accuracy below is its last evaluation, from ${METRICS_FILE}).\n`
+      ? `capsnet start: ${out} holds a run already at step ${previous.step} (${target} asked); drawing its figures again (the test accuracy below is its last evaluation, from ${METRICS_FILE}).\n`
       : `capsnet start: continuing the run in ${out} (its own recipe) from step ${previous.step} to ${target}${values.full ? '; stop it any time and run the same command to continue' : ''}.\n`);
   }
   let result = null;

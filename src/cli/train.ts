@@ -320,11 +320,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     throw new UsageError(`capsnet train --init-from: the run would start at step ${initStep + 1} (${given['start-step'] !== undefined ? '--start-step' : `the step of ${initFromPath}`}), past the ${totalSteps} steps asked; give more --steps or --epochs, or --start-step 0`);
   }
 
+  // Whom a refused model config blames: --config when given, else the config the flags and data made.
+  const configBlame = given.config !== undefined ? ' --config: ' : ': the model config: ';
   const spec: ModelSpec = previous
     ? specOf(previous)
     : init ? specOf(init)
     : modelKind === 'baseline'
-      ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: canvas, ...(modelOverrides as Partial<BaselineConfig>) }, '--config')) }
+      ? { kind: 'baseline', config: validated(() => makeBaselineConfig({ inputChannels: trainSet.channels, inputSize: canvas, ...(modelOverrides as Partial<BaselineConfig>) }, given.config !== undefined ? '--config' : 'the baseline config'), configBlame) }
       : {
         kind: 'capsnet',
         // The experiment's preset (src/model/config.ts), sized to the data; the decoder as the
@@ -338,7 +340,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
           ...(given['no-recon'] !== undefined || given['recon-weight'] !== undefined || experiment !== 'cifar10'
             ? { decoder: reconWeight > 0, reconWeight: reconWeight > 0 ? reconWeight : 0.0005 }
             : {}),
-        })),
+        }), configBlame),
       };
   const config = spec.config;
   checkLrMultNames(lrMult, Object.keys(spec.kind === 'baseline' ? baselineParameterShapes(spec.config) : parameterShapes(spec.config)), `capsnet train --lr-mult${given['lr-mult'] === undefined && source?.lrMult ? ` (the run's ${formatLrMult(source.lrMult)})` : ''}`);
@@ -623,7 +625,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     }
     const seconds = (performance.now() - started) / 1000;
     if (trainingStarted) process.stderr.write(`capsnet train: ${stepsDone} of ${totalSteps} steps${reachedTarget ? ` (stopped at --stop-at-accuracy ${stopAtAccuracy})` : ''} in ${formatDuration(seconds)}; checkpoint ${checkpointPath}, metrics ${metricsPath}\n`);
-    if (trainingStarted && stopRequested && stepsDone < totalSteps) process.stderr.write(`capsnet train: stopped; continue with: capsnet train --out ${outDir} --resume\n`);
+    if (trainingStarted && stopRequested && stepsDone < totalSteps && lastSaved !== null) process.stderr.write(`capsnet train: stopped; continue with: capsnet train --out ${outDir} --resume\n`);
     adam.dispose();
     ema?.dispose();
     model.dispose();
@@ -707,14 +709,17 @@ function shortenKernelList(message: string): string {
   return `running kernels [${shown.join(', ')}]: ${message.slice(m[0].length)}`;
 }
 
-/** The model config from the flags; a refusal names the command and, where its message does not, --config. */
-function validated<T>(make: () => T): T {
+/**
+ * The model config from the flags; a refusal names the command and `blame` (--config when it was
+ * given: the fields it sets are the usual culprit) where the message does not name --config itself.
+ */
+function validated<T>(make: () => T, blame: string): T {
   try {
     return make();
   } catch (error) {
     // makeConfig quotes the value it refuses (after the field and what it expects): clipped.
     const message = (error as Error).message;
-    throw new UsageError(`capsnet train${message.startsWith('--config') ? ' ' : ' --config: '}${clip(message, 400)}`);
+    throw new UsageError(`capsnet train${message.startsWith('--config') ? ' ' : blame}${clip(message, 400)}`);
   }
 }
 

@@ -67,9 +67,13 @@ function describeBadStep(step: number, where: Array<{ name: string; count: numbe
   );
 }
 
-/** What to try: bad input data is no learning-rate problem; anything after it may be. */
+/**
+ * What to try: a non-finite input batch is no learning-rate problem (the data files hold bytes, so
+ * the batch was made wrong on its way to the GPU, or a fault was injected); anything after it may be.
+ */
+const inputIsBad = (where: Array<{ name: string; count: number }>) => where[0]?.name === 'images';
 function adviceFor(where: Array<{ name: string; count: number }>): string {
-  if (where[0]?.name === 'images') return 'The input batch itself holds them: check the data files (the batch\'s images are not finite numbers); the last good checkpoint is kept.';
+  if (inputIsBad(where)) return 'The input batch itself holds them: the data pipeline made them, not the model or its learning rate (--inject-fault nan-input does this on purpose); the last good checkpoint is kept.';
   return "Try a lower learning rate (the CLI's --lr); the last good checkpoint is kept.";
 }
 
@@ -96,7 +100,7 @@ export class TooManySkipsError extends NonFiniteError {
       loss,
       `training stopped: ${consecutive} steps in a row (${step + 2 - consecutive}..${step + 1}) were skipped for non-finite values; the last: ` +
         `${describeBadStep(step, where, loss)}. The parameters are those before step ${step + 2 - consecutive} ` +
-        '(a skipped step changes nothing), but every new batch fails: a parameter may hold a NaN, or the learning rate is too high. ' +
+        `(a skipped step changes nothing), but every new batch fails${inputIsBad(where) ? '' : ': a parameter may hold a NaN, or the learning rate is too high'}. ` +
         adviceFor(where),
     );
   }
