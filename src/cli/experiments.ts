@@ -151,7 +151,7 @@ export function checkBatchFits(
  * The learning-rate multipliers a new CapsNet run of `experiment` trains with unless --lr-mult is
  * given (stored in its run options). affnist: PrimaryCaps at 1/32, the official code's dynamics
  * (--lr-mult in the README). Measured: without it, Adam's first step at lr 1e-3 moves each of the
- * 20,736 weights feeding a primary capsule by the full learning rate in one direction, 4,608
+ * 20,736 weights (256 x 9 x 9) feeding each primary capsule value by the full learning rate in one direction, 4,608
  * primary capsules then push every class capsule's length to about 1 (margin loss 0.75 -> 3.57
  * at step 2) and Adam's second moments, which remember that first gradient for about a thousand
  * steps, keep the steps out of the saturated squash tiny: 22 steps later the loss was still 3.5.
