@@ -48,6 +48,14 @@ test('a checkpoint that cannot be continued, and --full with --steps: exit 2, th
   assert.is(both.code, 2, both.stderr);
   assert.match(both.stderr, /give --full \(the whole schedule\) or --steps N, not both/);
   assert.not.ok(existsSync(join(root, 'never')));
+  // The default folder (runs/mnist) is checked as a given one: here runs is a file.
+  const cwd = join(root, 'cwd');
+  mkdirSync(cwd);
+  writeFileSync(join(cwd, 'runs'), 'a file');
+  const blocked = await runCli(['start'], { cwd });
+  assert.is(blocked.code, 2, blocked.stderr);
+  assert.match(blocked.stderr, /--out runs\/mnist: .*runs is a file, not a folder/);
+  assert.equal(readdirSync(cwd), ['runs']);
 });
 
 test('a finished run copied in without its metrics log: drawn again (curves skipped, with a note), its accuracy "not measured"', async () => {

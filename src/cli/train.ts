@@ -576,7 +576,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       });
     } catch (error) {
       // A NaN is found after its step ran (and was counted): the bar ends at the last good step.
-      bar.stop(error instanceof NonFiniteError ? (error.step - startStep) * batchSize : undefined);
+      // (A failure while estimating Adam's moments trained nothing: no training bar to end.)
+      if (trainingStarted) bar.stop(error instanceof NonFiniteError ? (error.step - startStep) * batchSize : undefined);
       const nextMultiple = (every: number) => (Math.floor(startStep / every) + 1) * every;
       const firstCheckpoint = Math.min(totalSteps, nextMultiple(checkpointEvery), keepEvery !== null ? nextMultiple(keepEvery) : Infinity);
       throw await explainFailure(error, { ctx, trainer, metricsPath, checkpointPath, outDir, lastSaved, firstCheckpoint });
