@@ -147,6 +147,11 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
   }
   assert.not.ok(existsSync(out), 'nothing written');
+  // A CAPSNET_BACKEND typo: figures refuses it before writing its curves.
+  const env = await runCli(['figures', '--checkpoint', runCheckpoint, '--out', out], { env: { CAPSNET_BACKEND: 'metal' } });
+  assert.is(env.code, 2, env.stderr);
+  assert.match(env.stderr, /CAPSNET_BACKEND: 'metal' is not a backend/);
+  assert.not.ok(existsSync(out), 'figures wrote nothing');
 });
 
 cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the first that reaches it, and leaves training untouched', async () => {

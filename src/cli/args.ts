@@ -64,15 +64,7 @@ export function choiceFlag<T extends string>(value: string | undefined, flag: st
 
 /** --backend (undefined: CAPSNET_BACKEND or 'auto', as acquireGpu decides), with the value clipped in the error. */
 export function backendFlag(value: string | undefined): NodeBackend | undefined {
-  if (value === undefined) {
-    // CAPSNET_BACKEND is checked now too, before the command writes anything (acquireGpu reads it again).
-    try {
-      resolveBackend(undefined);
-    } catch (error) {
-      throw new UsageError((error as Error).message);
-    }
-    return undefined;
-  }
+  if (value === undefined) return undefined;
   if (!(NODE_BACKENDS as readonly string[]).includes(value)) throw new UsageError(`--backend: ${quoteFlag(value)} is not a backend; expected one of ${NODE_BACKENDS.join(', ')}`);
   return resolveBackend(value);
 }

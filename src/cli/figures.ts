@@ -73,6 +73,10 @@ export async function figures(
   const plan = figurePlan(ckpt, checkpointPath, options.data);
 
   const written: string[] = [];
+  // A CAPSNET_BACKEND typo is refused (exit 2) now, after every other check and before the curves
+  // are written, not at acquireGpu after them. (Not in backendFlag: the fuzzer's sentinel backend
+  // must be reached only once every flag has been checked.)
+  resolveBackend(options.backend);
   mkdirSync(outDir, { recursive: true });
   const write = async (name: string, data: Uint8Array | string) => {
     const path = join(outDir, name);

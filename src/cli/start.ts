@@ -40,11 +40,11 @@ export async function startCommand(argv: string[]): Promise<number> {
     steps: { type: 'string' },
     backend: { type: 'string' },
   });
-  // The default folder is checked as a given one would be (a file named runs/mnist is refused up front).
-  const out = outputDirFlag(values.out ?? join('runs', values.full ? 'mnist-full' : 'mnist'), '--out');
   backendFlag(values.backend); // checked (and clipped in its error) before anything is printed
   if (values.full && values.steps !== undefined) throw new UsageError('capsnet start: give --full (the whole schedule) or --steps N, not both');
   const stepsAsked = values.steps !== undefined ? intFlag(values.steps, '--steps', START_STEPS) : undefined;
+  // After the other flags; the default folder is checked as a given one (a file named runs is refused up front).
+  const out = outputDirFlag(values.out ?? join('runs', values.full ? 'mnist-full' : 'mnist'), '--out');
   const checkpoint = join(out, CHECKPOINT_FILE);
   let previous: { step: number; totalSteps?: number } | null = null;
   if (existsSync(checkpoint)) {

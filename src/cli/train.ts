@@ -117,7 +117,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
 export async function train(argv: string[], defaults: Partial<Record<keyof typeof TRAIN_FLAGS, string>> = {}): Promise<TrainResult> {
   const { values: given } = parseFlags('train', argv, TRAIN_FLAGS);
   const flags: Record<string, string | boolean | undefined> = { ...defaults, ...given };
-  const outDir = outputDirFlag(flags.out as string | undefined, '--out');
+  // (Checked as a folder once every other flag has been, below, before the GPU is acquired.)
+  const outDir = pathFlag(flags.out as string | undefined, '--out');
   if (!outDir) throw new UsageError('capsnet train: --out DIR is required (the folder for checkpoints, metrics and figures)');
   if (flags.epochs !== undefined && flags.steps !== undefined && given.epochs !== undefined && given.steps !== undefined) {
     throw new UsageError('capsnet train: give --epochs or --steps, not both');
@@ -359,6 +360,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // None with --no-eval (which --stop-at-accuracy refuses): nothing to build or check.
   const evalSets = flags['no-eval'] ? [] : experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
 
+  outputDirFlag(outDir, '--out');
   const ctx = await acquireGpu({ backend });
   const started = performance.now();
   let stopRequested = false;
