@@ -6,6 +6,7 @@
 
 import { MODEL_KINDS, type ModelKind } from '../io/checkpoint.ts';
 import { isEmaDecay } from '../optim/ema.ts';
+import { isLrMultiplier } from '../optim/adam.ts';
 import { clip } from '../io/safetensors.ts';
 import { EXPERIMENTS, type ExperimentName } from './experiments.ts';
 import { type ColourAugmentRanges, checkAugmentRanges } from '../data/cifar.ts';
@@ -43,8 +44,6 @@ export interface RunOptions {
   keepEvery?: number | 'epoch';
 }
 
-/** A learning-rate multiplier: what --lr-mult and the stored copy accept. */
-const isLrMultiplier = (n: number): boolean => Number.isFinite(n) && n >= 0;
 const LR_MULT_EXPECTED = 'NAME=X[,NAME=X...] with parameter names and multipliers >= 0 (e.g. primary.weight=0.03125)';
 
 /** --lr-mult NAME=X[,NAME=X...] (absent or 'off': none), each name once. */

@@ -221,7 +221,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // Copies of the checkpoint kept at these steps (checkpoint-stepN.safetensors): material for
   // `capsnet average` and for going back. 'epoch': every epoch's end (resolved once the data is
   // read); 'off' (on a resume): no more copies.
-  const keepFlag = flags['keep-every'] as string | undefined;
+  const keepFlag = given['keep-every'] as string | undefined;
   const keepEveryFlag = keepFlag === undefined ? stored?.keepEvery ?? null : keepFlag === 'off' ? null : keepFlag === 'epoch' ? 'epoch' : keepStepsFlag(keepFlag);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);

@@ -22,6 +22,9 @@ import { ShapeError } from '../gpu/errors.ts';
 import { type Tensor, fromArray, sameShape, untrack, zeros } from '../tensor.ts';
 import { type LrSchedule, constantLr } from './schedule.ts';
 
+/** A learning-rate multiplier Adam accepts (AdamOptions.lrMult; --lr-mult checks the same). */
+export const isLrMultiplier = (k: number): boolean => Number.isFinite(k) && k >= 0;
+
 export interface AdamOptions {
   /** A constant (default 1e-3) or a schedule of the 0-based step (e.g. staircaseDecay()). */
   lr?: number | LrSchedule;
@@ -126,7 +129,7 @@ export class Adam {
     this.eps = eps;
     this.schedule = typeof lr === 'number' ? constantLr(lr) : lr;
     for (const [name, k] of Object.entries(options.lrMult ?? {})) {
-      if (!(Number.isFinite(k) && k >= 0)) throw new Error(`Adam: the learning-rate multiplier of '${name}' must be a finite number >= 0, got ${k}`);
+      if (!isLrMultiplier(k)) throw new Error(`Adam: the learning-rate multiplier of '${name}' must be a finite number >= 0, got ${k}`);
     }
     this.lrMult = new Map(Object.entries(options.lrMult ?? {}));
   }

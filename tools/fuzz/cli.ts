@@ -255,7 +255,6 @@ async function quietly<T>(fn: () => Promise<T>): Promise<T> {
 
 /** The GPU acquisition refused the sentinel backend: every flag before it was accepted. */
 const reachedGpu = (e: unknown) => e instanceof GpuUnavailableError && e.message.includes(SENTINEL_BACKEND);
-const reachedMkdir = (e: unknown) => e instanceof Error && (e as NodeJS.ErrnoException).code === 'ENOTDIR' && e.message.includes(blockedOut);
 /** The --out folder check (outputDirFlag), which train and start make after every other flag. */
 const reachedOutCheck = (e: unknown) => isUsage(e as Error) && (e as Error).message.includes(`--out ${blockedOut}: `) && /is a file, not a folder/.test((e as Error).message);
 
@@ -286,7 +285,7 @@ export const cliCommandsTarget: Target = {
         source: 'capsnet',
         inputBytes: full.reduce((s, a) => s + a.length, 0),
         run: () => quietly(() => train(full)),
-        isAcceptance: (e) => reachedGpu(e) || reachedMkdir(e) || reachedOutCheck(e),
+        isAcceptance: (e) => reachedGpu(e) || reachedOutCheck(e),
         judgeError: judgeUsage('train', full),
         expect: refuse ? { verdict: 'invalid', why: `must refuse ${refuse}` } : { verdict: 'either', check: (r) => (r === ACCEPTED ? null : 'train returned: the sentinel was not reached') },
       };
@@ -299,7 +298,7 @@ export const cliCommandsTarget: Target = {
         source: 'capsnet',
         inputBytes: full.reduce((s, a) => s + a.length, 0),
         run: () => quietly(() => startCommand(full)),
-        isAcceptance: (e) => reachedGpu(e) || reachedMkdir(e) || reachedOutCheck(e),
+        isAcceptance: (e) => reachedGpu(e) || reachedOutCheck(e),
         judgeError: judgeUsage('start', full),
         expect: { verdict: 'either', check: (r) => (r === ACCEPTED ? null : 'start returned: the sentinel was not reached') },
       };
