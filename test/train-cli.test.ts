@@ -3,7 +3,7 @@
 // short real run on MNIST that must learn.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -103,6 +103,8 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
   const out = join(root, 'never');
   const aFile = join(root, 'a-file.png');
   writeFileSync(aFile, 'not a folder');
+  const brokenLink = join(root, 'broken-link');
+  symlinkSync(join(root, 'nowhere'), brokenLink);
   const badMetrics = join(root, 'bad-metrics.jsonl');
   writeFileSync(badMetrics, '{"type":"train","step":1}\ngarbage line\n');
   const runCheckpoint = join(root, 'run', 'checkpoint.safetensors');
@@ -110,6 +112,8 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     [['train', '--out', aFile, '--steps', '1'], /--out .*a-file\.png: is a file; expected a folder/],
     [['train', '--out', join(aFile, 'run'), '--steps', '1'], /--out .*a-file\.png\/run: .*a-file\.png is a file, not a folder/],
     [['figures', '--checkpoint', runCheckpoint, '--out', aFile], /--out .*a-file\.png: is a file; expected a folder/],
+    [['train', '--out', brokenLink, '--steps', '1'], /--out .*broken-link: is a broken symbolic link \(to .*nowhere\); expected a folder/],
+    [['eval', '--checkpoint', runCheckpoint, '--output', join(brokenLink, 'x.json')], /--output .*x\.json: .*broken-link is a broken symbolic link \(to .*nowhere\), not a folder/],
     [['predict', '--checkpoint', runCheckpoint, '--image', aFile, '--inputs', aFile], /--inputs .*a-file\.png: is a file; expected a folder/],
     [['average', '--checkpoint', runCheckpoint, '--checkpoint', runCheckpoint, '--out', join(aFile, 'x.safetensors')], /--out .*x\.safetensors: .*a-file\.png is a file, not a folder/],
     [['eval', '--checkpoint', runCheckpoint, '--experiment', 'affnist', '--limit', '10'], /capsnet eval: --experiment affnist feeds the model 1x40x40 inputs \(the data's 1x28x28 images in a 40x40 canvas\); this model takes 1x28x28/],
@@ -147,6 +151,7 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
     assert.not.match(r.stderr, /\n\s+at /, 'no stack trace');
   }
   assert.not.ok(existsSync(out), 'nothing written');
+  assert.not.ok(existsSync(join(root, 'nowhere')), 'nothing written through the broken link');
   // A CAPSNET_BACKEND typo: figures refuses it before writing its curves.
   const env = await runCli(['figures', '--checkpoint', runCheckpoint, '--out', out], { env: { CAPSNET_BACKEND: 'metal' } });
   assert.is(env.code, 2, env.stderr);

@@ -1,7 +1,7 @@
 // Command-line parsing helpers: every bad flag becomes a UsageError (exit code 2) naming the flag
 // and what was expected.
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, lstatSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { clip } from '../io/safetensors.ts';
 import { NODE_BACKENDS, resolveBackend, type NodeBackend } from '../gpu/node.ts';
@@ -83,17 +83,25 @@ export function pathFlag<T extends string | undefined>(value: T, flag: string): 
  * none does). Node's statSync throws ENOTDIR, even with throwIfNoEntry false, for a path through a
  * file: that is "not there", and the file is found further up.
  */
-function nearestExisting(path: string): { path: string; isFolder: boolean } | null {
+function nearestExisting(path: string): { path: string; isFolder: boolean; brokenLink?: string } | null {
   for (let p = resolve(path); ; p = dirname(p)) {
     let stat;
     try {
-      stat = statSync(p, { throwIfNoEntry: false });
+      stat = statSync(p, { throwIfNoEntry: false }) ?? lstatSync(p, { throwIfNoEntry: false });
     } catch {
       stat = undefined;
     }
+    // A symbolic link to nothing: mkdir and writes through it fail (EEXIST / ENOENT) after the work.
+    if (stat?.isSymbolicLink()) return { path: p, isFolder: false, brokenLink: readlinkSync(p) };
     if (stat) return { path: p, isFolder: stat.isDirectory() };
     if (dirname(p) === p) return null;
   }
+}
+
+/** Why a path that is not a folder cannot be written into, for the messages below. */
+function notAFolder(found: { path: string; brokenLink?: string }, asked: string): string {
+  const what = found.brokenLink === undefined ? 'a file' : `a broken symbolic link (to ${found.brokenLink})`;
+  return found.path === resolve(asked) ? `is ${what}; expected a folder` : `${found.path} is ${what}, not a folder`;
 }
 
 /**
@@ -103,7 +111,7 @@ function nearestExisting(path: string): { path: string; isFolder: boolean } | nu
 export function outputDirFlag<T extends string | undefined>(value: T, flag: string): T {
   if (pathFlag(value, flag) === undefined) return value;
   const found = nearestExisting(value as string);
-  if (found && !found.isFolder) throw new UsageError(`${flag} ${value}: ${found.path === resolve(value as string) ? 'is a file; expected a folder' : `${found.path} is a file, not a folder`}`);
+  if (found && !found.isFolder) throw new UsageError(`${flag} ${value}: ${notAFolder(found, value as string)}`);
   return value;
 }
 
@@ -117,7 +125,7 @@ export function outputFileFlag<T extends string | undefined>(value: T, flag: str
   const folder = dirname(path);
   const found = nearestExisting(folder);
   if (found?.path !== resolve(folder) || !found.isFolder) {
-    throw new UsageError(`${flag} ${path}: ${found && !found.isFolder ? `${found.path} is a file, not a folder` : `the folder ${folder} does not exist`}`);
+    throw new UsageError(`${flag} ${path}: ${found && !found.isFolder ? notAFolder(found, path) : `the folder ${folder} does not exist`}`);
   }
   if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`${flag} ${path}: is a folder; expected a file name`);
   try {
