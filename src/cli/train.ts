@@ -26,7 +26,7 @@ import { formatBytes, type ModelSpec } from '../train/memory.ts';
 import { type Dataset, splitValidation, subset } from '../data/dataset.ts';
 import { type ExperimentName, buildModel, checkBatchFits, experimentLrMult, inputMismatch, specOf, defaultShift, experimentBatches, experimentAugment, experimentCanvas, maxShiftLimit, experimentEvalSets, loadExperimentData, parseExperiment } from './experiments.ts';
 import { MAX_CHECKPOINT_FILE_BYTES, saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
-import { MODEL_KINDS, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
+import { MODEL_KINDS, modelParameterShapes, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
 import { removeStaleTempFiles, removeStaleTempFilesIn, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
@@ -34,8 +34,6 @@ import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, outputDirFlag, pathFlag, quoteFlag } from './args.ts';
 import { clip } from '../io/safetensors.ts';
 import { type RunOptions, checkLrMultNames, checkStoredOptions, formatLrMult, parseLrMult, ruleFlag } from './run-options.ts';
-import { parameterShapes } from '../model/config.ts';
-import { baselineParameterShapes } from '../model/baseline-config.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -344,7 +342,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         }), configBlame),
       };
   const config = spec.config;
-  checkLrMultNames(lrMult, Object.keys(spec.kind === 'baseline' ? baselineParameterShapes(spec.config) : parameterShapes(spec.config)), `capsnet train --lr-mult${given['lr-mult'] === undefined && source?.lrMult ? ` (the run's ${formatLrMult(source.lrMult)})` : ''}`);
+  checkLrMultNames(lrMult, Object.keys(modelParameterShapes(spec.kind, spec.config)), `capsnet train --lr-mult${given['lr-mult'] === undefined && source?.lrMult ? ` (the run's ${formatLrMult(source.lrMult)})` : ''}`);
   if (trainSet.height !== trainSet.width || canvas !== config.inputSize || trainSet.channels !== config.inputChannels) {
     throw new UsageError(inputMismatch('capsnet train', experiment, trainSet, canvas, config));
   }

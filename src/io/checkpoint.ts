@@ -40,6 +40,11 @@ export interface EmaCheckpointState {
 export type ModelKind = 'capsnet' | 'baseline';
 export const MODEL_KINDS: readonly ModelKind[] = ['capsnet', 'baseline'];
 
+/** The parameters of either model by checkpoint name, with their shapes (PyTorch layouts). */
+export function modelParameterShapes(model: ModelKind, config: CapsNetConfig | BaselineConfig): Record<string, number[]> {
+  return model === 'baseline' ? baselineParameterShapes(config as BaselineConfig) : parameterShapes(config as CapsNetConfig);
+}
+
 export interface Checkpoint {
   /** Absent or 'capsnet': a CapsNet. */
   model?: 'capsnet';
@@ -69,7 +74,7 @@ export interface EncodeOptions {
 }
 
 export function encodeCheckpoint(ckpt: AnyCheckpoint, options: EncodeOptions = {}): Uint8Array {
-  const shapes = ckpt.model === 'baseline' ? baselineParameterShapes(ckpt.config) : parameterShapes(ckpt.config);
+  const shapes = modelParameterShapes(ckpt.model ?? 'capsnet', ckpt.config);
   const tensors: Record<string, TensorToEncode> = {};
   for (const [name, shape] of Object.entries(shapes)) {
     const data = ckpt.params[name];
@@ -203,7 +208,7 @@ function decodeChecked(bytes: Uint8Array, source: string): AnyCheckpoint {
   const config = model === 'baseline'
     ? makeBaselineConfig((declared ?? {}) as Partial<BaselineConfig>, configSource)
     : makeConfig((declared ?? {}) as Partial<CapsNetConfig>, configSource);
-  const shapes = model === 'baseline' ? baselineParameterShapes(config as BaselineConfig) : parameterShapes(config as CapsNetConfig);
+  const shapes = modelParameterShapes(model, config);
   const problems: string[] = [];
   const params: Record<string, Float32Array> = {};
   const take = (name: string, shape: number[]): Float32Array | null => {
