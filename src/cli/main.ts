@@ -69,7 +69,8 @@ train flags:
                      with random flips, brightness and contrast changes; 64 primary types, same
                      padding, leaky routing, no decoder; tested on centre crops
       --test-seed N (1): the generated test sets (affnist, multimnist), one example per test image,
-      --eval-limit N caps them. --resume keeps the run's experiment (another one is refused).
+      --eval-limit N caps them (and every other set). --resume keeps the run's experiment
+      (another one is refused).
   --model capsnet|baseline       CapsNet (default) or the paper's baseline CNN (3 convs, 2 FC,
                                  dropout, softmax; 35.4M parameters on 28x28, more on larger inputs)
   --epochs N | --steps N         how long, in all (default: one epoch; --init-from: one more)
