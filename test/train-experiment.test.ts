@@ -109,7 +109,7 @@ exp('affnist: trains in the 40x40 canvas, reports the centred test set and the a
   const json = join(root, 'affnist-eval.json');
   const e = await runCli(['eval', '--checkpoint', ckptPath(out), '--limit', '16', '--batch-size', '8', '--output', json]);
   assert.is(e.code, 0, e.stderr);
-  assert.match(e.stdout, /\(16 affnist test examples, step 2\)/);
+  assert.match(e.stdout, /\(16 MNIST test images centred in 40x40, step 2\)/);
   assert.match(e.stdout, /affnist accuracy [0-9.]+%/);
   const report = JSON.parse(readFileSync(json, 'utf8'));
   assert.is(report.experiment, 'affnist');
