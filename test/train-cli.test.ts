@@ -11,7 +11,7 @@ import { runCli, runCliInterrupted } from './helpers/cli.ts';
 import { readMetrics } from '../src/io/metrics.ts';
 import { loadCheckpoint, saveCheckpoint } from '../src/io/checkpoint-file.ts';
 import { decodePng } from '../src/io/png.ts';
-import { reachesAccuracy } from '../src/cli/train.ts';
+import { RUN_LOCK_FILE, reachesAccuracy } from '../src/cli/train.ts';
 import { curves } from '../src/cli/figures.ts';
 
 const TINY = JSON.stringify({ conv1Channels: 8, primaryTypes: 2, primaryDim: 4, digitDim: 4, decoderHidden: [16, 16] });
@@ -157,6 +157,21 @@ cli('bad flags and files: exit code 2, a clear message, nothing written', async 
   assert.is(env.code, 2, env.stderr);
   assert.match(env.stderr, /CAPSNET_BACKEND: 'metal' is not a backend/);
   assert.not.ok(existsSync(out), 'figures wrote nothing');
+});
+
+cli('a run folder another live training holds is refused before anything is written; a killed one\'s lock is taken over and released', async () => {
+  const out = join(root, 'locked');
+  const lock = join(out, RUN_LOCK_FILE);
+  mkdirSync(out);
+  writeFileSync(lock, `${process.pid}\n`); // this test process: alive
+  const refused = await runCli(['train', '--out', out, '--steps', '2', ...BASE]);
+  assert.is(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, new RegExp(`--out .*locked: in use by process ${process.pid}, another training of this run; wait for it to end or stop it`));
+  assert.equal(readdirSync(out), [RUN_LOCK_FILE], 'nothing written');
+  writeFileSync(lock, `${spawnSync(process.execPath, ['-e', '0']).pid}\n`); // a process that is gone
+  const r = await runCli(['train', '--out', out, '--steps', '2', ...BASE, '--no-eval']);
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(readdirSync(out).sort(), ['checkpoint.safetensors', 'metrics.jsonl'], 'trained; the lock released');
 });
 
 cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the first that reaches it, and leaves training untouched', async () => {

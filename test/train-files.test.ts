@@ -4,10 +4,10 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { removeStaleTempFiles, removeStaleTempFilesIn } from '../src/io/files.ts';
+import { FolderLockedError, acquireFolderLock, removeStaleTempFiles, removeStaleTempFilesIn } from '../src/io/files.ts';
 
 const files = suite('files left by killed runs');
 
@@ -50,6 +50,44 @@ files('kept copies (--keep-every): the stale temporary files of every checkpoint
     const removed = await removeStaleTempFilesIn(dir, /checkpoint-step\d+\.safetensors/);
     assert.equal(removed.sort(), [names.dead16, names.dead8].sort());
     assert.equal(readdirSync(dir).sort(), [names.live, names.main, names.kept, names.other].sort());
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+
+files('acquireFolderLock: one holder at a time; a live holder is named, a dead one\'s lock is taken over, release removes only ours', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'capsnet-lock-'));
+  const path = join(dir, '.lock');
+  try {
+    const lock = acquireFolderLock(dir, '.lock');
+    assert.is(readFileSync(path, 'utf8'), `${process.pid}\n`);
+    lock.release();
+    assert.not.ok(existsSync(path), 'released');
+
+    // Held by a live process (our parent): refused, nothing changed.
+    writeFileSync(path, `${process.ppid}\n`);
+    let refused: unknown;
+    try {
+      acquireFolderLock(dir, '.lock');
+    } catch (error) {
+      refused = error;
+    }
+    assert.instance(refused, FolderLockedError);
+    assert.is((refused as FolderLockedError).owner, process.ppid);
+    assert.is((refused as FolderLockedError).lockPath, path);
+    assert.is(readFileSync(path, 'utf8'), `${process.ppid}\n`, 'the holder\'s lock is untouched');
+    lock.release(); // a release after someone else took the lock leaves theirs alone
+    assert.ok(existsSync(path));
+
+    // Left by a process that is gone, or garbage: taken over.
+    for (const stale of [`${spawnSync(process.execPath, ['-e', '0']).pid}\n`, 'not a pid']) {
+      writeFileSync(path, stale);
+      const taken = acquireFolderLock(dir, '.lock');
+      assert.is(readFileSync(path, 'utf8'), `${process.pid}\n`, JSON.stringify(stale));
+      taken.release();
+      assert.equal(readdirSync(dir), []);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

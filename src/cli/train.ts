@@ -28,7 +28,7 @@ import { type ExperimentName, buildModel, checkBatchFits, experimentLrMult, inpu
 import { MAX_CHECKPOINT_FILE_BYTES, saveCheckpoint, loadAnyCheckpoint } from '../io/checkpoint-file.ts';
 import { MODEL_KINDS, modelParameterShapes, type AnyCheckpoint, type ModelKind } from '../io/checkpoint.ts';
 import { appendMetrics, readMetrics, truncateMetricsAfterStep } from '../io/metrics.ts';
-import { removeStaleTempFiles, removeStaleTempFilesIn, writeFileAtomic } from '../io/files.ts';
+import { FolderLockedError, acquireFolderLock, removeStaleTempFiles, removeStaleTempFilesIn, writeFileAtomic } from '../io/files.ts';
 import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, outputDirFlag, pathFlag, quoteFlag } from './args.ts';
@@ -39,6 +39,8 @@ export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
 /** --ema: the moving average of the parameters as a model of its own (eval, figures, --init-from, export take it). */
 export const EMA_FILE = 'ema.safetensors';
+/** The run folder's lock (acquireFolderLock in src/io/files.ts): one training of a run at a time. */
+export const RUN_LOCK_FILE = '.capsnet-train.lock';
 
 export type { RunOptions } from './run-options.ts';
 
@@ -375,6 +377,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  let runLock: { release(): void } | null = null;
   try {
     // The batch sizes against the adapter's limits, before anything is allocated or dispatched.
     const adapter = ctx.adapter.name;
@@ -403,6 +406,14 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
       throw new UsageError(`capsnet train --experiment ${experiment}: ${(error as Error).message}`);
     }
     mkdirSync(outDir, { recursive: true });
+    // Two trainings of one run (a second terminal, npm start twice) would interleave their logs and
+    // overwrite each other's checkpoints: the second is refused before it writes anything.
+    try {
+      runLock = acquireFolderLock(outDir, RUN_LOCK_FILE);
+    } catch (error) {
+      if (!(error instanceof FolderLockedError)) throw error;
+      throw new UsageError(`capsnet train --out ${outDir}: in use by process ${error.owner}, another training of this run; wait for it to end or stop it (Ctrl-C there, or kill ${error.owner}), then run this again (if process ${error.owner} is not a capsnet train, delete ${error.lockPath})`);
+    }
     // A process killed while writing a checkpoint (or rewriting the log) leaves its temporary file
     // behind: as large as a checkpoint, never read. Remove those of processes that are gone.
     // Kept copies (--keep-every) too, whether or not this run keeps any.
@@ -636,6 +647,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    runLock?.release();
     ctx.destroy();
   }
 }

@@ -4,6 +4,7 @@
 import { open, readFile, readdir, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 
 /** The whole file as bytes; errors name the path. */
 export async function readFileBytes(path: string): Promise<Uint8Array> {
@@ -64,6 +65,51 @@ function processAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'; // exists, owned by someone else
   }
+}
+
+/** Another live process holds the folder's lock (acquireFolderLock). */
+export class FolderLockedError extends Error {
+  constructor(readonly lockPath: string, readonly owner: number) {
+    super(`${lockPath}: held by process ${owner}`);
+  }
+}
+
+/**
+ * One writer per folder: creates `dir/name` holding this process's id, exclusively, or throws
+ * FolderLockedError naming the live process that holds it. A lock left by a process that is gone
+ * (killed, so it never released it) is taken over. release() removes the file if it is still ours.
+ */
+export function acquireFolderLock(dir: string, name: string): { release(): void } {
+  const path = join(dir, name);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: 'wx' });
+      return {
+        release: () => {
+          try {
+            if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+          } catch {
+            // already gone: nothing to release
+          }
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`${path}: cannot create the lock file: ${(e as Error).message}`);
+    }
+    let owner = NaN;
+    try {
+      owner = Number.parseInt(readFileSync(path, 'utf8'), 10);
+    } catch {
+      continue; // released between our attempt and this read: try again
+    }
+    if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && processAlive(owner)) throw new FolderLockedError(path, owner);
+    try {
+      unlinkSync(path); // its process is gone (or the file is unreadable garbage): take it over
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${path}: cannot remove a stale lock file: ${(e as Error).message}`);
+    }
+  }
+  throw new Error(`${path}: cannot take the lock (it keeps reappearing)`);
 }
 
 /**
