@@ -77,7 +77,8 @@ export class FolderLockedError extends Error {
 /**
  * One writer per folder: creates `dir/name` holding this process's id, exclusively, or throws
  * FolderLockedError naming the live process that holds it. A lock left by a process that is gone
- * (killed, so it never released it) is taken over. release() removes the file if it is still ours.
+ * (killed, so it never released it) is taken over, as is one naming this very process: a container
+ * restarted after a kill runs us under the same PID again. release() removes the file if it is still ours.
  */
 export function acquireFolderLock(dir: string, name: string): { release(): void } {
   const path = join(dir, name);
