@@ -237,7 +237,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
         : {}),
     };
     // affnist reports two sets: name the first so that it is not read as the affNIST-style one.
-    const what = experiment === 'mnist' ? 'test images' : experiment === 'affnist' ? 'MNIST test images centred in 40x40' : `${experiment} test examples`;
+    const what = experiment === 'mnist' ? 'test images' : experiment === 'affnist' ? `MNIST test images centred in ${canvas}x${canvas}` : `${experiment} test examples`;
     const percent = (x: number) => `${(100 * x).toFixed(2)}%`;
     if (ensemble) {
       members.forEach((m, i) => {
