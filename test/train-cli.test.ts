@@ -213,8 +213,11 @@ cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the fir
   assert.is(again.code, 2, again.stderr);
   assert.match(again.stderr, new RegExp(`stopped at step 2, where its test accuracy [0-9.]+% reached --stop-at-accuracy ${target.replace('.', '\\.')}; to train on, give a higher --stop-at-accuracy, or --stop-at-accuracy off`));
   assert.ok(readFileSync(join(stopped, 'checkpoint.safetensors')).equals(before), 'nothing written');
-  // A higher target: scored again at step 4 (the same score as the watched run's), kept in the run.
-  const higher = await runCli(['train', '--out', stopped, '--resume', '--stop-at-accuracy', '100', '--checkpoint-every', '2', '--eval-limit', '40']);
+  // A higher target: scored again at step 4 (the same score as the watched run's: the run keeps its
+  // --eval-limit 40, so it watches the same 40 images), kept in the run.
+  const storedOptions = async () => ((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).training as { options: { evalLimit?: number } }).options;
+  assert.is((await storedOptions()).evalLimit, 40);
+  const higher = await runCli(['train', '--out', stopped, '--resume', '--stop-at-accuracy', '100', '--checkpoint-every', '2']);
   assert.is(higher.code, 0, higher.stderr);
   assert.equal((await evalsOf(stopped)).filter((e) => e.during).map((e) => [e.step, e.accuracy]), [[2, evals[0].accuracy], [4, evals[1].accuracy]]);
   assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, 6, 'a tiny model does not reach 100%');
@@ -223,9 +226,10 @@ cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the fir
   const noEval = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval']);
   assert.is(noEval.code, 2);
   assert.match(noEval.stderr, /the run's --stop-at-accuracy 100 \(kept by --resume; --stop-at-accuracy off drops it\)/);
-  const off = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval', '--stop-at-accuracy', 'off']);
+  const off = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval', '--stop-at-accuracy', 'off', '--eval-limit', 'off']);
   assert.is(off.code, 0, off.stderr);
   assert.is(await storedTarget(), undefined);
+  assert.is((await storedOptions()).evalLimit, undefined, '--eval-limit off drops the kept limit');
   // --init-from does not inherit a target (with one, --no-eval would be refused).
   const withTarget = join(root, 'target-source');
   assert.is((await runCli(['train', '--out', withTarget, ...BASE, '--steps', '2', '--stop-at-accuracy', '100'])).code, 0);

