@@ -135,6 +135,8 @@ hardening('train --resume refuses stored run options that break the flags\' rule
     ['dataOptions.augment contrast reversed', { ...GOOD_OPTIONS, dataOptions: { canvas: 28, maxShift: 2, augment: { flip: true, maxBrightnessDelta: 0.2, minContrast: 1.8, maxContrast: 0.2 } } }, /options\.dataOptions\.augment: expected valid distortion ranges \(contrast range \[1\.8, 0\.2\]/],
     ['dataOptions.augment a string', { ...GOOD_OPTIONS, dataOptions: { canvas: 28, maxShift: 2, augment: 'flip' } }, /options\.dataOptions\.augment: expected an object \{ flip, maxBrightnessDelta, minContrast, maxContrast \}, got "flip"$/],
     ['checkpointEvery 0', { ...GOOD_OPTIONS, checkpointEvery: 0 }, /options\.checkpointEvery: expected an integer >= 1 \(as --checkpoint-every\), got 0$/],
+    ['evalLimit 0', { ...GOOD_OPTIONS, evalLimit: 0 }, /options\.evalLimit: expected an integer >= 1 \(as --eval-limit\), got 0$/],
+    ['validationSplit "first"', { ...GOOD_OPTIONS, validationSplit: 'first' }, /options\.validationSplit: expected one of last, random \(as --validation-split\), got "first"$/],
     ['keepEvery "weekly"', { ...GOOD_OPTIONS, keepEvery: 'weekly' }, /options\.keepEvery: expected an integer >= 1 or 'epoch' \(as --keep-every\), got "weekly"$/],
     ['lrMult an array', { ...GOOD_OPTIONS, lrMult: [0.5] }, /options\.lrMult: expected an object of parameter names and learning-rate multipliers >= 0 \(as --lr-mult\), got \[0\.5\]$/],
     ['lrMult negative', { ...GOOD_OPTIONS, lrMult: { 'primary.weight': -1 } }, /options\.lrMult: expected an object of parameter names .*, got \{"primary\.weight":-1\}$/],

@@ -336,6 +336,38 @@ cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet averag
   }
 });
 
+cli('--validation-split random holds out N images drawn under --seed (last, the default: the last N); --resume keeps it', async () => {
+  const run = async (name: string, steps: number, extra: string[]) => {
+    const r = await runCli(['train', '--out', join(root, name), '--steps', String(steps), '--validation', '32', ...extra, ...BASE, '--no-eval']);
+    assert.is(r.code, 0, r.stderr);
+    return loadCheckpoint(join(root, name, 'checkpoint.safetensors'));
+  };
+  const weights = (c: Awaited<ReturnType<typeof loadCheckpoint>>) => Buffer.from(c.params['conv1.weight'].buffer);
+  const split = (c: Awaited<ReturnType<typeof loadCheckpoint>>) => (c.training as { options: { validationSplit?: string } }).options.validationSplit;
+  const plain = await run('split-default', 1, []);
+  const last = await run('split-last', 1, ['--validation-split', 'last']);
+  const random = await run('split-random', 1, ['--validation-split', 'random']);
+  assert.ok(weights(plain).equals(weights(last)), 'last is the default: the same training images');
+  assert.not.ok(weights(random).equals(weights(last)), 'a random split trains on other images');
+  assert.is(split(last), undefined, "'last' is not stored: runs from before the flag read as last");
+  assert.is(split(random), 'random');
+  // --resume keeps the split: resumed to step 2, bitwise the run that went to step 2 at once.
+  const other = await runCli(['train', '--out', join(root, 'split-random'), '--steps', '2', '--resume', '--validation-split', 'last']);
+  assert.is(other.code, 2, other.stderr);
+  assert.match(other.stderr, /--validation-split last differs from the run's random; start a new run to change it/);
+  const resumed = await runCli(['train', '--out', join(root, 'split-random'), '--steps', '2', '--resume', '--no-eval']);
+  assert.is(resumed.code, 0, resumed.stderr);
+  const straight = await run('split-random-straight', 2, ['--validation-split', 'random']);
+  assert.ok(weights(await loadCheckpoint(join(root, 'split-random', 'checkpoint.safetensors'))).equals(weights(straight)), 'resumed on the same split');
+  const nothing = await runCli(['train', '--out', join(root, 'split-nothing'), '--steps', '1', '--validation-split', 'random', ...BASE]);
+  assert.is(nothing.code, 2);
+  assert.match(nothing.stderr, /--validation-split random: holds out nothing without --validation N/);
+  assert.not.ok(existsSync(join(root, 'split-nothing')), 'nothing written');
+  const bad = await runCli(['train', '--out', join(root, 'split-bad'), '--steps', '1', '--validation', '32', '--validation-split', 'first', ...BASE]);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /--validation-split/);
+});
+
 cli('--lr-mult: a multiplier 0 freezes that parameter, the others train; kept by --resume, which refuses another', async () => {
   const out = join(root, 'lr-mult');
   const r = await runCli(['train', '--out', out, '--steps', '2', '--checkpoint-every', '1', '--keep-every', '1', '--lr-mult', 'primary.weight=0,digit.W=0.5', ...BASE, '--no-eval']);

@@ -24,6 +24,9 @@ export interface RunOptions {
   maxShift: number;
   limit: number | null;
   validation: number;
+  /** --validation-split: which images are held out, the last N (absent: 'last', as every run before
+   * the flag) or N at random under --seed. */
+  validationSplit?: ValidationSplit;
   data: string | null;
   totalSteps: number;
   /** Absent in runs written before the experiments existed: mnist. */
@@ -46,6 +49,9 @@ export interface RunOptions {
    * keeps --stop-at-accuracy watching the same images. */
   evalLimit?: number;
 }
+
+export const VALIDATION_SPLITS = ['last', 'random'] as const;
+export type ValidationSplit = (typeof VALIDATION_SPLITS)[number];
 
 const LR_MULT_EXPECTED = 'NAME=X[,NAME=X...] with parameter names and multipliers >= 0 (e.g. primary.weight=0.03125)';
 
@@ -162,6 +168,10 @@ export function checkStoredOptions(raw: unknown, checkpointPath: string, command
   if (checked('experiment') && options.experiment !== undefined) {
     if (!(EXPERIMENTS as readonly unknown[]).includes(options.experiment)) fail('experiment', `one of ${EXPERIMENTS.join(', ')} (as --experiment)`, options.experiment);
     out.experiment = options.experiment as ExperimentName;
+  }
+  if (checked('validationSplit') && options.validationSplit !== undefined) {
+    if (!(VALIDATION_SPLITS as readonly unknown[]).includes(options.validationSplit)) fail('validationSplit', `one of ${VALIDATION_SPLITS.join(', ')} (as --validation-split)`, options.validationSplit);
+    out.validationSplit = options.validationSplit as ValidationSplit;
   }
   if (checked('data') && options.data !== undefined) {
     // At most a path's length, as the flag: file errors quote it whole.

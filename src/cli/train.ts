@@ -33,7 +33,7 @@ import { readRegularFile } from '../io/idx-file.ts';
 import { ProgressBar, formatDuration } from './progress.ts';
 import { UsageError, backendFlag, choiceFlag, intFlag, numberFlag, parseFlags, outputDirFlag, pathFlag, quoteFlag } from './args.ts';
 import { clip } from '../io/safetensors.ts';
-import { type RunOptions, checkLrMultNames, checkStoredOptions, formatLrMult, parseLrMult, ruleFlag } from './run-options.ts';
+import { type RunOptions, checkLrMultNames, checkStoredOptions, formatLrMult, parseLrMult, ruleFlag, VALIDATION_SPLITS } from './run-options.ts';
 
 export const CHECKPOINT_FILE = 'checkpoint.safetensors';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -65,6 +65,7 @@ export const TRAIN_FLAGS = {
   shift: { type: 'string' },
   seed: { type: 'string' },
   validation: { type: 'string' },
+  'validation-split': { type: 'string' },
   'checkpoint-every': { type: 'string' },
   'keep-every': { type: 'string' },
   'log-every': { type: 'string' },
@@ -214,6 +215,11 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     : experimentAugment(experiment)) ?? null;
   const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), source?.limit ?? null);
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), source?.validation);
+  // Which images --validation holds out: the last N (the default, so that runs before the flag
+  // resume on the same split) or N drawn at random under --seed (the last ones need not look like the
+  // test set: on MNIST they score several points above it).
+  const validationSplit = pick('validation-split', (v) => choiceFlag(v, '--validation-split', VALIDATION_SPLITS, 'last'), source ? (source.validationSplit ?? 'last') : undefined);
+  if (validationSplit === 'random' && validation === 0) throw new UsageError('capsnet train --validation-split random: holds out nothing without --validation N');
   // Stored absolute: a run resumed, evaluated or drawn from another folder finds the same data.
   const dataDir = pick('data', (v) => absolutePath(pathFlag(v, '--data')), absolutePath(source?.data ?? undefined));
   // How the run saves (not its recipe): kept by --resume unless given again, like --ema.
@@ -309,7 +315,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   let validationSet: Dataset | null = null;
   if (validation > 0) {
     if (validation >= trainSet.count) throw new UsageError(`--validation: ${validation} leaves no training images out of ${trainSet.count}`);
-    const split = splitValidation(trainSet, validation);
+    const split = splitValidation(trainSet, validation, validationSplit === 'random' ? seed : undefined);
     trainSet = split.train;
     validationSet = split.validation;
   }
@@ -355,6 +361,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   }
   const options: RunOptions = {
     model: spec.kind, seed, batchSize, lr, decayRate, decaySteps, maxShift, limit, validation, data: dataDir, totalSteps,
+    ...(validationSplit === 'random' ? { validationSplit } : {}),
     experiment, dataOptions: { canvas, maxShift, ...(augment ? { augment } : {}) }, testSeed,
     ...(stopAtAccuracy !== null ? { stopAtAccuracy } : {}),
     ...(emaDecay !== null ? { ema: emaDecay } : {}),
