@@ -13,6 +13,8 @@ import { runCli } from './helpers/cli.ts';
 import { skipWithReason } from './helpers/skip.ts';
 import { FASHION_MNIST_DIR, experimentLrMult } from '../src/cli/experiments.ts';
 import { formatLrMult, parseLrMult } from '../src/cli/run-options.ts';
+import { PAPER_CONFIG, makeConfig } from '../src/model/config.ts';
+import { makeBaselineConfig } from '../src/model/baseline-config.ts';
 import { gpu } from './helpers/gpu.ts';
 import { makeRng } from './helpers/random.ts';
 import { writeMnistFolder } from './helpers/idx.ts';
@@ -74,9 +76,12 @@ exp('step statistics: a per-example correct tensor is summed instead of counting
 });
 
 exp('default learning-rate multipliers: affnist and multimnist CapsNet only; --lr-mult off or another value replaces them', () => {
-  for (const experiment of ['affnist', 'multimnist'] as const) assert.equal(experimentLrMult(experiment, 'capsnet'), { 'primary.weight': 1 / 32 }, experiment);
-  for (const experiment of ['mnist', 'fashion-mnist', 'cifar10'] as const) assert.is(experimentLrMult(experiment, 'capsnet'), null, experiment);
-  assert.is(experimentLrMult('affnist', 'baseline'), null);
+  const paper = { kind: 'capsnet', config: PAPER_CONFIG } as const;
+  for (const experiment of ['affnist', 'multimnist'] as const) assert.equal(experimentLrMult(experiment, paper), { 'primary.weight': 1 / 32 }, experiment);
+  // 1 / primaryTypes: the official forward pass divides by the number of capsule types.
+  assert.equal(experimentLrMult('affnist', { kind: 'capsnet', config: makeConfig({ primaryTypes: 64 }) }), { 'primary.weight': 1 / 64 });
+  for (const experiment of ['mnist', 'fashion-mnist', 'cifar10'] as const) assert.is(experimentLrMult(experiment, paper), null, experiment);
+  assert.is(experimentLrMult('affnist', { kind: 'baseline', config: makeBaselineConfig({}) }), null);
   assert.is(parseLrMult('off'), null);
   assert.is(parseLrMult(undefined), null);
   assert.equal(parseLrMult('primary.weight=0.5,digit.W=2'), { 'primary.weight': 0.5, 'digit.W': 2 });
@@ -98,9 +103,9 @@ exp('affnist: trains in the 40x40 canvas, reports the centred test set and the a
   assert.equal(options.dataOptions, { canvas: 40, maxShift: 6 });
   assert.is(options.maxShift, 6);
   assert.is(options.testSeed, 1);
-  // affnist's default PrimaryCaps multiplier (experimentLrMult), said and stored.
-  assert.equal(options.lrMult, { 'primary.weight': 0.03125 });
-  assert.match(r.stderr, /learning-rate multipliers primary\.weight=0\.03125/);
+  // affnist's default PrimaryCaps multiplier (experimentLrMult: 1 / CAPS's 2 capsule types), said and stored.
+  assert.equal(options.lrMult, { 'primary.weight': 0.5 });
+  assert.match(r.stderr, /learning-rate multipliers primary\.weight=0\.5\n/);
   const { train, evals } = await evalRecords(out);
   assert.equal(train.map((m) => m.step), [1, 2]);
   assert.equal(evals.map((m) => [m.split, m.count]), [['test', 16], ['affnist', 16]]);
@@ -156,7 +161,7 @@ exp('multimnist: two-digit training and the two-of-two evaluation; --shift 6 sto
   const options = a.training!.options as Record<string, unknown>;
   assert.is(options.experiment, 'multimnist');
   assert.equal(options.dataOptions, { canvas: 36, maxShift: 6 });
-  assert.equal(options.lrMult, { 'primary.weight': 0.03125 }, 'multimnist\'s default multiplier');
+  assert.equal(options.lrMult, { 'primary.weight': 0.5 }, 'multimnist\'s default multiplier (1 / CAPS\'s 2 capsule types)');
   const { train, evals } = await evalRecords(straight);
   assert.equal(train.map((m) => m.step), [1, 2, 3, 4]);
   for (const m of train) {

@@ -25,7 +25,7 @@ import { CIFAR10_TEST_FILE, cifar10Folder, loadCifar10, readCifarBatch } from '.
 import { CapsNet, evaluateTwoDigits } from '../model/capsnet.ts';
 import { BaselineCNN } from '../model/baseline.ts';
 import type { GpuContext } from '../gpu/context.ts';
-import type { AnyCheckpoint, ModelKind } from '../io/checkpoint.ts';
+import type { AnyCheckpoint } from '../io/checkpoint.ts';
 import { BatchTooLargeError, checkBatchSize, memoryDevice, type MemoryEstimate, type MemoryMode, type ModelSpec } from '../train/memory.ts';
 import { TrainingBatches } from '../train/batches.ts';
 import { evaluate, type BatchSource, type TrainableModel } from '../train/trainer.ts';
@@ -149,7 +149,7 @@ export function checkBatchFits(
 
 /**
  * The learning-rate multipliers a new CapsNet run of `experiment` trains with unless --lr-mult is
- * given (stored in its run options). affnist and multimnist: PrimaryCaps at 1/32, the official
+ * given (stored in its run options). affnist and multimnist: PrimaryCaps at 1/32 (1/primaryTypes), the official
  * code's dynamics (--lr-mult in the README). Measured with the paper's models: Adam's first step
  * at lr 1e-3 moves each of the 20,736 weights (256 x 9 x 9) feeding each primary capsule value by
  * the full learning rate in one direction, and the many primary capsules then push every class
@@ -160,8 +160,10 @@ export function checkBatchFits(
  * MNIST's 1,152 capsules saturate too but recover within ten steps, and one epoch with 1/32 scored
  * lower (98.11% against 98.62%): its recipe stays the paper's.
  */
-export function experimentLrMult(experiment: ExperimentName, model: ModelKind): Record<string, number> | null {
-  return (experiment === 'affnist' || experiment === 'multimnist') && model === 'capsnet' ? { 'primary.weight': 1 / 32 } : null;
+export function experimentLrMult(experiment: ExperimentName, spec: ModelSpec): Record<string, number> | null {
+  // 1 / the number of capsule types: the official forward pass divides by it (the one-iteration
+  // softmax over the types), 32 in the paper models; a --config with other types gets its own.
+  return (experiment === 'affnist' || experiment === 'multimnist') && spec.kind === 'capsnet' ? { 'primary.weight': 1 / spec.config.primaryTypes } : null;
 }
 
 /** The colour distortions a new run of `experiment` trains with (stored in its run options' dataOptions). */

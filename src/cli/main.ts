@@ -79,7 +79,8 @@ train flags:
   --lr-mult NAME=X[,NAME=X]|off  learning-rate multipliers by parameter name, e.g.
                                  primary.weight=0.03125: the official code's PrimaryCaps dynamics
                                  (its forward pass divides that conv by 32), the default for
-                                 affnist and multimnist CapsNet runs (off: none); kept by --resume
+                                 affnist and multimnist CapsNet runs (1/primaryTypes: 1/32 in the
+                                 paper models; off: none); kept by --resume
   --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)
   --shift N (2, random shifts in pixels; at most 4 for 28x28 digits)  --seed N (1)
   --validation N (hold out N images)  --validation-split last|random (last: the last N images;

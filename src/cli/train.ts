@@ -205,7 +205,8 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // Per-parameter learning-rate multipliers (Adam's lrMult), part of the recipe like --lr: compared
   // and kept by --resume in their canonical flag text ('off': none); a new run without the flag
   // gets the experiment's (affnist: experimentLrMult), a resumed one keeps what it stored.
-  const lrMult = parseLrMult(pick('lr-mult', (v) => formatLrMult(v === undefined ? experimentLrMult(experiment, modelKind) : parseLrMult(v)), source ? formatLrMult(source.lrMult) : undefined));
+  // null: the experiment's, once the model (its primaryTypes) is known.
+  const lrMultText = pick('lr-mult', (v) => (v === undefined ? null : formatLrMult(parseLrMult(v))), source ? formatLrMult(source.lrMult) : undefined);
   // An inherited shift is for the inherited experiment only.
   const maxShift = pick('shift', (v) => ruleFlag('maxShift', v, defaultShift(experiment)), stored || (source?.experiment ?? 'mnist') === experiment ? source?.maxShift : undefined);
   // A resumed run keeps the distortions it started with (none if it stored none), so its batches
@@ -355,6 +356,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
         }), configBlame),
       };
   const config = spec.config;
+  const lrMult = lrMultText === null ? experimentLrMult(experiment, spec) : parseLrMult(lrMultText);
   checkLrMultNames(lrMult, Object.keys(modelParameterShapes(spec.kind, spec.config)), `capsnet train --lr-mult${given['lr-mult'] === undefined && source?.lrMult ? ` (the run's ${formatLrMult(source.lrMult)})` : ''}`);
   if (trainSet.height !== trainSet.width || canvas !== config.inputSize || trainSet.channels !== config.inputChannels) {
     throw new UsageError(inputMismatch('capsnet train', experiment, trainSet, canvas, config));
