@@ -232,6 +232,16 @@ hardening('a flag value of 100,000 characters is quoted clipped (80 characters a
   assert.not.ok(existsSync(out), 'nothing written');
 });
 
+hardening('a path with a file or folder name over 255 bytes is refused by the flag, not by ENAMETOOLONG from a stat (fuzz: eval --output 999...9)', async () => {
+  const long = '9'.repeat(266);
+  const output = await usageError(() => evalCommand(['--checkpoint', join(root, 'none.safetensors'), '--output', long]), 'eval --output with a long name');
+  assert.match(output, /^--output: expected file and folder names of at most 255 bytes, got one of 266 in '9{80}\.\.\. \(266 characters\)'$/);
+  const out = join(root, 'a'.repeat(200), 'é'.repeat(128));
+  assert.match(await usageError(() => train(['--out', out]), 'train --out with a long name'), /^--out: expected file and folder names of at most 255 bytes, got one of 256 in /);
+  assert.not.ok(existsSync(join(root, 'a'.repeat(200))), 'nothing written');
+  assert.match(await usageError(() => evalCommand(['--checkpoint', join(root, 'c'.repeat(300))]), 'eval --checkpoint with a long name'), /^--checkpoint: expected file and folder names of at most 255 bytes, got one of 300 in /);
+});
+
 hardening('intFlag checks an optional max; --seed and --test-seed (train and eval) take 0..4294967295', async () => {
   assert.is(intFlag('4', '--n', 1, 0, 4), 4);
   assert.is(intFlag(undefined, '--n', 9, 0, 4), 9, 'the fallback is not checked');

@@ -219,16 +219,23 @@ cli('--stop-at-accuracy scores the test set at each checkpoint, stops at the fir
   assert.is((await storedOptions()).evalLimit, 40);
   const higher = await runCli(['train', '--out', stopped, '--resume', '--stop-at-accuracy', '100', '--checkpoint-every', '2']);
   assert.is(higher.code, 0, higher.stderr);
-  assert.equal((await evalsOf(stopped)).filter((e) => e.during).map((e) => [e.step, e.accuracy]), [[2, evals[0].accuracy], [4, evals[1].accuracy]]);
+  assert.equal((await evalsOf(stopped)).filter((e) => e.during).map((e) => [e.step, e.accuracy, e.count]), [[2, evals[0].accuracy, 40], [4, evals[1].accuracy, 40]]);
   assert.is((await loadCheckpoint(join(stopped, 'checkpoint.safetensors'))).step, 6, 'a tiny model does not reach 100%');
   assert.is(await storedTarget(), 100);
   // A kept target goes with evaluation only: --no-eval names the way out; off drops it.
   const noEval = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval']);
   assert.is(noEval.code, 2);
   assert.match(noEval.stderr, /the run's --stop-at-accuracy 100 \(kept by --resume; --stop-at-accuracy off drops it\)/);
-  const off = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval', '--stop-at-accuracy', 'off', '--eval-limit', 'off']);
+  const off = await runCli(['train', '--out', stopped, '--resume', '--steps', '8', '--no-eval', '--stop-at-accuracy', 'off']);
   assert.is(off.code, 0, off.stderr);
   assert.is(await storedTarget(), undefined);
+  // --eval-limit given again on --resume replaces the kept one; off drops it.
+  const fewer = await runCli(['train', '--out', stopped, '--resume', '--steps', '9', '--eval-limit', '24']);
+  assert.is(fewer.code, 0, fewer.stderr);
+  assert.is((await storedOptions()).evalLimit, 24);
+  assert.equal((await evalsOf(stopped)).filter((e) => e.step === 9).map((e) => e.count), [24]);
+  const all = await runCli(['train', '--out', stopped, '--resume', '--steps', '10', '--no-eval', '--eval-limit', 'off']);
+  assert.is(all.code, 0, all.stderr);
   assert.is((await storedOptions()).evalLimit, undefined, '--eval-limit off drops the kept limit');
   // --init-from does not inherit a target (with one, --no-eval would be refused).
   const withTarget = join(root, 'target-source');
@@ -336,7 +343,7 @@ cli('--keep-every epoch keeps each epoch end\'s checkpoint, which capsnet averag
   }
 });
 
-cli('--validation-split random holds out N images drawn under --seed (last, the default: the last N); --resume keeps it', async () => {
+cli('--validation-split random holds out N images drawn at random, the same for every --seed (last, the default: the last N); --resume keeps it', async () => {
   const run = async (name: string, steps: number, extra: string[]) => {
     const r = await runCli(['train', '--out', join(root, name), '--steps', String(steps), '--validation', '32', ...extra, ...BASE, '--no-eval']);
     assert.is(r.code, 0, r.stderr);
@@ -365,7 +372,15 @@ cli('--validation-split random holds out N images drawn under --seed (last, the 
   assert.not.ok(existsSync(join(root, 'split-nothing')), 'nothing written');
   const bad = await runCli(['train', '--out', join(root, 'split-bad'), '--steps', '1', '--validation', '32', '--validation-split', 'first', ...BASE]);
   assert.is(bad.code, 2);
-  assert.match(bad.stderr, /--validation-split/);
+  assert.match(bad.stderr, /--validation-split: expected 'last' or 'random', got 'first'/);
+  // A run that stored no split (as every run before the flag) is a 'last' run.
+  const fromLast = await runCli(['train', '--out', join(root, 'split-last'), '--steps', '2', '--resume', '--validation-split', 'random']);
+  assert.is(fromLast.code, 2, fromLast.stderr);
+  assert.match(fromLast.stderr, /--validation-split random differs from the run's last; start a new run to change it/);
+  // Inherited by --init-from, a split goes with a held-out set: none held out, none kept.
+  const noneHeld = await runCli(['train', '--out', join(root, 'split-init'), '--init-from', join(root, 'split-random', 'checkpoint.safetensors'), '--steps', '3', '--validation', '0', '--no-eval']);
+  assert.is(noneHeld.code, 0, noneHeld.stderr);
+  assert.is(split(await loadCheckpoint(join(root, 'split-init', 'checkpoint.safetensors'))), undefined);
 });
 
 cli('--lr-mult: a multiplier 0 freezes that parameter, the others train; kept by --resume, which refuses another', async () => {

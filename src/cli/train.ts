@@ -217,10 +217,15 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const limit = pick('limit', (v) => (v === undefined ? null : ruleFlag('limit', v, 0)), source?.limit ?? null);
   const validation = pick('validation', (v) => ruleFlag('validation', v, 0), source?.validation);
   // Which images --validation holds out: the last N (the default, so that runs before the flag
-  // resume on the same split) or N drawn at random under --seed (the last ones need not look like the
-  // test set: on MNIST they score several points above it).
-  const validationSplit = pick('validation-split', (v) => choiceFlag(v, '--validation-split', VALIDATION_SPLITS, 'last'), source ? (source.validationSplit ?? 'last') : undefined);
-  if (validationSplit === 'random' && validation === 0) throw new UsageError('capsnet train --validation-split random: holds out nothing without --validation N');
+  // resume on the same split) or N drawn at random (the last ones need not look like the test set:
+  // on MNIST they score several points above it), the same N for every run whatever its --seed, so
+  // that runs compared on it (CapsNet and the baseline, seeds of an ensemble) share it.
+  const splitAsked = pick('validation-split', (v) => choiceFlag(v, '--validation-split', VALIDATION_SPLITS, 'last'), source ? (source.validationSplit ?? 'last') : undefined);
+  if (splitAsked === 'random' && validation === 0 && given['validation-split'] !== undefined) {
+    throw new UsageError('capsnet train --validation-split random: holds out nothing without --validation N');
+  }
+  // A split inherited by a run that holds out nothing (--init-from with --validation 0) is dropped.
+  const validationSplit = validation > 0 ? splitAsked : 'last';
   // Stored absolute: a run resumed, evaluated or drawn from another folder finds the same data.
   const dataDir = pick('data', (v) => absolutePath(pathFlag(v, '--data')), absolutePath(source?.data ?? undefined));
   // How the run saves (not its recipe): kept by --resume unless given again, like --ema.
@@ -316,7 +321,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   let validationSet: Dataset | null = null;
   if (validation > 0) {
     if (validation >= trainSet.count) throw new UsageError(`--validation: ${validation} leaves no training images out of ${trainSet.count}`);
-    const split = splitValidation(trainSet, validation, validationSplit === 'random' ? seed : undefined);
+    const split = splitValidation(trainSet, validation, validationSplit === 'random' ? VALIDATION_SPLIT_SEED : undefined);
     trainSet = split.train;
     validationSet = split.validation;
   }
@@ -750,6 +755,9 @@ function validated<T>(make: () => T, blame: string): T {
     throw new UsageError(`capsnet train${message.startsWith('--config') ? ' ' : blame}${clip(message, 400)}`);
   }
 }
+
+/** The seed of --validation-split random: part of every such run's recipe (a new value would change the split of runs to be resumed). */
+export const VALIDATION_SPLIT_SEED = 0x5a117;
 
 function parseModelFlag(value: string | undefined): ModelKind {
   return choiceFlag(value, '--model', MODEL_KINDS, 'capsnet');

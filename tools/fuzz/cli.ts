@@ -120,7 +120,7 @@ function randomArgv(rng: Rng, flags: string[], junk: boolean, valueFor: (flag: s
 
 const INT_FLAGS: Record<string, number> = {
   'batch-size': 1, 'decay-steps': 1, shift: 0, seed: 0, validation: 0, 'checkpoint-every': 1, 'log-every': 1,
-  'eval-batch-size': 1, 'eval-limit': 1, routings: 1, limit: 0, steps: 1,
+  'eval-batch-size': 1, routings: 1, limit: 0, steps: 1,
 };
 const BOOLEAN_FLAGS = new Set(['no-recon', 'no-eval', 'resume', 'full']);
 const CONFIGS = [
@@ -138,6 +138,10 @@ function flagValue(rng: Rng, flag: string): string {
     }
     case 'grad-mode':
       return pick(rng, ['all', 'last', 'first', '', 'ALL']);
+    case 'validation-split':
+      return pick(rng, ['last', 'random', 'first', '', 'RANDOM']);
+    case 'eval-limit':
+      return pick(rng, ['off', 'OFF', '0', '1', '40', '-1', '2.5']);
     case 'backend':
       return pick(rng, ['metal', '', 'VULKAN', 'd3d12', ' vulkan']);
     case 'lr':
@@ -184,6 +188,11 @@ function trainMustRefuse(flags: Map<string, string>): string | null {
   if (flags.has('epochs') && flags.has('steps')) return '--epochs and --steps together';
   const mode = flags.get('grad-mode');
   if (mode !== undefined && mode !== 'all' && mode !== 'last') return `--grad-mode ${JSON.stringify(mode)}`;
+  const split = flags.get('validation-split');
+  if (split !== undefined && split !== 'last' && split !== 'random') return `--validation-split ${JSON.stringify(split)}`;
+  // An integer >= 1, or off (none: every image).
+  const evalLimit = flags.get('eval-limit');
+  if (evalLimit !== undefined && evalLimit !== 'off' && !(isIntText(evalLimit) && Number(evalLimit) >= 1)) return `--eval-limit ${JSON.stringify(evalLimit.slice(0, 30))}`;
   const backend = flags.get('backend');
   if (backend !== undefined && !['auto', 'default', 'vulkan', 'opengl'].includes(backend)) return `--backend ${JSON.stringify(backend)}`;
   const config = flags.get('config');
