@@ -149,8 +149,8 @@ export function checkBatchFits(
 
 /**
  * The learning-rate multipliers a new CapsNet run of `experiment` trains with unless --lr-mult is
- * given (stored in its run options). affnist and multimnist: PrimaryCaps at 1/32 (1/primaryTypes), the official
- * code's dynamics (--lr-mult in the README). Measured with the paper's models: Adam's first step
+ * given (stored in its run options). affnist and multimnist: PrimaryCaps at 1/primaryTypes (1/32),
+ * the official code's dynamics (--lr-mult in the README). Measured with the paper's models: Adam's first step
  * at lr 1e-3 moves each of the 20,736 weights (256 x 9 x 9) feeding each primary capsule value by
  * the full learning rate in one direction, and the many primary capsules then push every class
  * capsule's length to about 1; Adam's second moments, which remember that first gradient for

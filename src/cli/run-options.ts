@@ -25,7 +25,7 @@ export interface RunOptions {
   limit: number | null;
   validation: number;
   /** --validation-split: which images are held out, the last N (absent: 'last', as every run before
-   * the flag) or N at random under --seed. */
+   * the flag) or 'random': N drawn under a fixed seed (train.ts VALIDATION_SPLIT_SEED), whatever --seed. */
   validationSplit?: ValidationSplit;
   data: string | null;
   totalSteps: number;
