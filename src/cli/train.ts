@@ -186,6 +186,11 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
     if (!stored && explicit !== undefined) return parse(explicit as string);
     return source && storedValue !== undefined ? storedValue : parse(flags[flag] as string | undefined);
   };
+  // A setting that is not the recipe (how the run scores, stops, averages): a resumed run keeps its
+  // own unless the flag is given again (a new value replaces it, `off` drops it); --init-from does
+  // not inherit it.
+  const keptSetting = (name: 'evalLimit' | 'stopAtAccuracy' | 'ema', value: string | undefined): number | null =>
+    value === 'off' ? null : value !== undefined ? ruleFlag(name, value, 0) : stored?.[name] ?? null;
   let modelKind = pick('model', parseModelFlag, previous ? (previous.model ?? 'capsnet') : undefined);
   if (init) {
     const initKind = init.model ?? 'capsnet';
@@ -239,18 +244,13 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   const evalBatch = intFlag(flags['eval-batch-size'] as string | undefined, '--eval-batch-size', 100);
   // How the run scores (not its recipe): kept by --resume like --stop-at-accuracy, whose set it
   // caps (a resumed run must not stop on other images); a new value replaces it, `off` scores all.
-  const evalLimitFlag = flags['eval-limit'] as string | undefined;
-  const evalLimit = evalLimitFlag === 'off' ? null
-    : evalLimitFlag !== undefined ? ruleFlag('evalLimit', evalLimitFlag, 1)
-    : stored?.evalLimit ?? null;
+  const evalLimit = keptSetting('evalLimit', flags['eval-limit'] as string | undefined);
   // Train to a given accuracy rather than for a budget (the paper compares CapsNet and the baseline
   // CNN on affNIST at equal MNIST accuracy): the first eval set is scored at every checkpoint.
   // Like --steps, a stopping rule rather than the recipe: --resume keeps the run's own unless given
   // again (a new value replaces it, `off` drops it); --init-from does not inherit it.
   const stopFlag = flags['stop-at-accuracy'] as string | undefined;
-  const stopAtAccuracy = stopFlag === 'off' ? null
-    : stopFlag !== undefined ? ruleFlag('stopAtAccuracy', stopFlag, 100)
-    : stored?.stopAtAccuracy ?? null;
+  const stopAtAccuracy = keptSetting('stopAtAccuracy', stopFlag);
   if (stopAtAccuracy !== null && flags['no-eval']) {
     throw new UsageError(`capsnet train: ${stopFlag !== undefined ? '--stop-at-accuracy' : `the run's --stop-at-accuracy ${stopAtAccuracy} (kept by --resume; --stop-at-accuracy off drops it)`} evaluates at every checkpoint; it cannot go with --no-eval`);
   }
@@ -272,8 +272,7 @@ export async function train(argv: string[], defaults: Partial<Record<keyof typeo
   // written as DIR/ema.safetensors at every checkpoint; evaluated after the run beside the weights.
   // Kept by --resume like --stop-at-accuracy (a new decay replaces the run's from then on, `off`
   // drops the average); --init-from does not inherit it.
-  const emaFlag = flags.ema as string | undefined;
-  const emaDecay = emaFlag === 'off' ? null : emaFlag !== undefined ? ruleFlag('ema', emaFlag, 0.999) : stored?.ema ?? null;
+  const emaDecay = keptSetting('ema', flags.ema as string | undefined);
   const onNonFinite: NonFinitePolicy = choiceFlag(flags['on-nonfinite'] as string | undefined, '--on-nonfinite', ['stop', 'skip'], 'stop');
   if (given['max-skips'] !== undefined && onNonFinite !== 'skip') throw new UsageError('capsnet train: --max-skips N applies with --on-nonfinite skip (the default, stop, stops at the first non-finite step)');
   const maxSkips = intFlag(flags['max-skips'] as string | undefined, '--max-skips', 10);
